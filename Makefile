@@ -1,0 +1,97 @@
+# thinfs build.  `make` builds everything with -Werror; `make check` runs the
+# whole test suite (unit tests without root, integration tests with root);
+# `make demo` runs the main job on a pool in a temporary directory.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SBINDIR ?= /sbin
+CC ?= gcc
+PKGS := fuse3 liburing sqlite3
+BUILD ?= build
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE \
+	  -D_FILE_OFFSET_BITS=64 -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS += $(PKG_LIBS) -lpthread
+
+LIB_SRCS := src/util.c src/meta.c src/space.c src/dataio.c src/vmap.c src/layer.c \
+	    src/pool.c src/pool_admin.c src/pool_io.c src/pool_list.c src/check.c
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
+LIB := $(BUILD)/libthinfs.a
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_BINS := $(BUILD)/thinctl $(BUILD)/thinfs
+ifneq ($(wildcard tests/tools/thinfs-fsx.c),)
+TOOL_BINS += $(BUILD)/thinfs-fsx
+endif
+ifneq ($(wildcard tests/bench/bench_engine.c),)
+TOOL_BINS += $(BUILD)/bench_engine
+endif
+
+.PHONY: all check unit integration demo bench install asan tidy format clean deps soak
+all: $(LIB) $(TOOL_BINS) $(UNIT_BINS)
+
+$(BUILD)/%.o: src/%.c $(wildcard include/thinfs/*.h) | $(BUILD)
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD):
+	mkdir -p $(BUILD)/tests
+$(LIB): $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/thinctl: tools/thinctl.c $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+$(BUILD)/thinfs: src/thinfs.c src/fuse_ops.c include/thinfs/fuse_ops.h $(LIB)
+	$(CC) $(CFLAGS) -o $@ src/thinfs.c src/fuse_ops.c $(LIB) $(LDLIBS)
+$(BUILD)/thinfs-fsx: tests/tools/thinfs-fsx.c
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+$(BUILD)/bench_engine: tests/bench/bench_engine.c $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit_helpers.h $(LIB) | $(BUILD)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
+
+# Installs missing build and test packages when run as root on Debian.
+deps:
+	@sh tests/install-deps.sh
+
+check: deps
+	$(MAKE) all
+	sh tests/run-tests.sh $(BUILD)
+unit: all
+	sh tests/run-tests.sh $(BUILD) unit
+integration: all
+	sh tests/run-tests.sh $(BUILD) integration
+demo: deps
+	$(MAKE) all
+	sh tests/demo.sh $(BUILD)
+bench: deps
+	$(MAKE) all
+	sh tests/bench/run-bench.sh $(BUILD)
+
+asan:
+	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -O1" \
+		LDLIBS="$(PKG_LIBS) -lpthread -fsanitize=address,undefined" all
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		sh tests/run-tests.sh build-asan
+
+tidy:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr -Iinclude src tools
+	clang-tidy $(LIB_SRCS) tools/thinctl.c src/fuse_ops.c src/thinfs.c -- $(CFLAGS)
+
+format:
+	clang-format -i src/*.c include/thinfs/*.h tools/*.c tests/unit/*.c tests/tools/*.c tests/bench/*.c
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR)
+	install -m 0755 $(BUILD)/thinctl $(DESTDIR)$(PREFIX)/sbin/thinctl
+	install -m 0755 $(BUILD)/thinfs $(DESTDIR)$(PREFIX)/sbin/thinfs
+	install -m 0755 tools/mount.thinfs $(DESTDIR)$(SBINDIR)/mount.thinfs
+	install -d $(DESTDIR)$(PREFIX)/share/man/man8
+	-install -m 0644 contrib/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+
+clean:
+	rm -rf build build-asan

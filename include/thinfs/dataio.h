@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dataio.h - data file I/O: the only layer that touches the data file.
+ *
+ * Reads and writes go through io_uring (one ring per thread, made on first
+ * use).  Offsets are bytes.  Every call returns 0 or a negative errno; short
+ * transfers are retried until complete.
+ *
+ * Test facility: with track_unflushed on, the layer keeps the pre-image of
+ * every range written since the last flush, and dio_test_lose_unflushed()
+ * puts them back: a power cut of a disk with a volatile write cache.
+ */
+#ifndef THINFS_DATAIO_H
+#define THINFS_DATAIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dio;
+
+/* Create a new sparse data file of `size` bytes (O_EXCL|O_NOFOLLOW). */
+int dio_create(const char *path, uint64_t size, char *msg, size_t msglen);
+int dio_open(const char *path, bool rdonly, struct dio **out, char *msg, size_t msglen);
+void dio_close(struct dio *d);
+
+int dio_read(struct dio *d, void *buf, size_t len, uint64_t offset);
+int dio_write(struct dio *d, const void *buf, size_t len, uint64_t offset);
+/* Copy len bytes from src to dst (copy-on-write of a block). */
+int dio_copy(struct dio *d, uint64_t src, uint64_t dst, size_t len);
+/* Make a range read as zeros and release its space: punch a hole, or write
+ * zeros where punching is not supported. */
+int dio_punch(struct dio *d, uint64_t offset, uint64_t len);
+/* fdatasync. */
+int dio_flush(struct dio *d);
+/* Current size in bytes (file size or block device size). */
+int dio_size(struct dio *d, uint64_t *size);
+/* Grow a regular file (sparse); a block device must already be big enough. */
+int dio_grow(struct dio *d, uint64_t size);
+bool dio_is_blockdev(const struct dio *d);
+/* The next data extent at or after offset (SEEK_DATA/SEEK_HOLE on the file):
+ * -ENXIO when there is none. */
+int dio_next_data(struct dio *d, uint64_t offset, uint64_t *start, uint64_t *end);
+/* (st_dev, st_ino) of the data file. */
+void dio_identity(const struct dio *d, uint64_t *dev, uint64_t *ino);
+
+void dio_test_track_unflushed(struct dio *d, bool on);
+/* Undo writes (and punches) not covered by a flush; returns how many ranges. */
+int dio_test_lose_unflushed(struct dio *d);
+
+#endif

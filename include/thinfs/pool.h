@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool.h - the thin pool: the only interface the daemon and the tools use.
+ *
+ * A pool is a directory with a data file (fixed-size data blocks) and a SQLite
+ * metadata database.  Devices (thin volumes and snapshots) map virtual blocks
+ * to data blocks.  Names: a device is "NAME" (a volume or a writable snapshot,
+ * at the top level) or "SET/NAME" (a read-only member of snapshot set SET).
+ *
+ * Errors: every function returns 0 (or a byte count) on success and a negative
+ * errno on failure.  Functions taking `msg` fill it with a one-line reason
+ * (without a trailing newline) on failure; msg may be NULL.
+ *
+ * Locking: all functions are thread-safe.  A struct volume may be used by many
+ * threads at once.  Administrative calls are durable when they return.
+ */
+#ifndef THINFS_POOL_H
+#define THINFS_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define POOL_NAME_MAX 255
+#define POOL_MSG_MAX 512
+#define POOL_DEFAULT_BLOCK_SIZE (64u * 1024)
+#define POOL_MIN_BLOCK_SIZE (4u * 1024)
+#define POOL_MAX_BLOCK_SIZE (1024u * 1024 * 1024)
+
+struct pool;
+struct volume;
+
+struct pool_format_opts {
+	uint64_t block_size;   /* bytes; 0 = default */
+	uint64_t data_size;    /* bytes; 0 = size of an existing --data, else error */
+	const char *data_path; /* NULL = POOL/data */
+	bool force;            /* overwrite an existing pool */
+};
+
+/* Create a pool in `dir` (created if missing).  Durable on return. */
+int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg, size_t msglen);
+
+enum {
+	POOL_OPEN_RDONLY = 1 << 0, /* no lock, no writes: a consistent read view */
+};
+
+/*
+ * Open a pool.  Read-write opens take the pool's exclusive lock (flock on
+ * POOL/lock) and record `holder` (e.g. "thinfs pid 12 on /mnt") in it, so a
+ * refused opener can name the holder.  A read-write open of a pool that was not
+ * closed cleanly punches data that free blocks may still hold.
+ */
+int pool_open(const char *dir, unsigned flags, const char *holder, struct pool **out, char *msg,
+	      size_t msglen);
+
+/* Commit, punch freed blocks, mark clean, release the lock and free.  Returns
+ * the first error met (the pool is closed anyway). */
+int pool_close(struct pool *pool);
+
+/* ---- administration (all durable on return) ---- */
+int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, size_t msglen);
+/* A snapshot of device `origin`; read_only snapshots are only made as set members. */
+int pool_snapshot(struct pool *pool, const char *origin, const char *name, char *msg,
+		  size_t msglen);
+/* Atomic snapshot of every top-level device into set `set` (read-only members). */
+int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msglen);
+/* Delete a device.  If it is open, it disappears from the namespace now and its
+ * blocks are released when the last handle closes. */
+int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen);
+/* Delete a snapshot set and all its members. */
+int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen);
+/* Rename a top-level device, or a set when both names are set names (is_set). */
+int pool_rename(struct pool *pool, const char *oldname, const char *newname, char *msg,
+		size_t msglen);
+int pool_rename_set(struct pool *pool, const char *oldname, const char *newname, char *msg,
+		    size_t msglen);
+/* Set a device's virtual size in bytes; shrinking unmaps the tail. */
+int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, size_t msglen);
+/* Grow the data capacity to data_size bytes (never shrinks). */
+int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen);
+/* Owner and mode of a device's file (persisted). */
+int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gid, uint32_t mode);
+
+/* ---- queries ---- */
+struct pool_device_info {
+	uint64_t id;
+	char set[POOL_NAME_MAX + 1];  /* "" for top-level devices */
+	char name[POOL_NAME_MAX + 1];
+	uint64_t size;                 /* bytes */
+	uint64_t origin_id;            /* 0 = none */
+	uint64_t creation_time;        /* pool time at creation */
+	uint64_t snap_time;            /* pool time of the last snapshot of it */
+	int64_t ctime_sec;             /* wall clock of creation */
+	int64_t mtime_sec;             /* wall clock of the last change */
+	bool read_only;
+	uint32_t uid, gid, mode;
+	uint64_t mapped_blocks;
+	/* filled by pool_list(with_sharing = true) only: */
+	uint64_t exclusive_blocks, shared_blocks;
+};
+
+struct pool_set_info {
+	char name[POOL_NAME_MAX + 1];
+	int64_t ctime_sec;
+	uint64_t nr_devices;
+};
+
+struct pool_status {
+	uint64_t block_size;
+	uint64_t nr_data_blocks;
+	uint64_t used_blocks;     /* mapped or awaiting release */
+	uint64_t transaction_id;  /* of the last durable commit */
+	uint64_t pool_time;
+	uint64_t nr_devices, nr_sets;
+	bool read_only;           /* opened read-only, or forced read-only by an error */
+	bool needs_check;
+	bool out_of_space;
+	char mode[24];            /* "rw", "out_of_data_space", "ro" */
+	char uuid[40];
+	char data_path[4096];
+	/* counters since open */
+	uint64_t commits, fsyncs, punches, cow_copies;
+	char journal_mode[16];
+	int synchronous;
+};
+
+int pool_status(struct pool *pool, struct pool_status *st);
+/* All devices, sorted by set then name.  Free *devs with free(). */
+int pool_list(struct pool *pool, bool with_sharing, struct pool_device_info **devs, size_t *nr);
+int pool_list_sets(struct pool *pool, struct pool_set_info **sets, size_t *nr);
+int pool_device_info(struct pool *pool, const char *dev, struct pool_device_info *info);
+
+/* ---- the data path ---- */
+/* Open a device for I/O.  Read-only devices (set members) and read-only pools
+ * refuse writes with -EROFS. */
+int pool_volume_open(struct pool *pool, const char *dev, struct volume **out);
+void pool_volume_close(struct volume *vol);
+/* Live size and mapped count of an open device. */
+void pool_volume_info(struct volume *vol, struct pool_device_info *info);
+
+/* Read len bytes at offset: unmapped ranges read zeros; short at end of device. */
+ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset);
+/* Write: provisions blocks (zeroed outside the data written), copies shared
+ * blocks first.  -ENOSPC if a block is needed and none is free, -EFBIG past the
+ * end of the device, -EROFS on a read-only device. */
+ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t offset);
+/* Discard: unmap whole blocks, zero partial ones. */
+int pool_discard(struct volume *vol, uint64_t offset, uint64_t len);
+/* Make a range read as zeros (whole blocks unmapped, partial ones zeroed). */
+int pool_zero_range(struct volume *vol, uint64_t offset, uint64_t len);
+/* lseek(SEEK_DATA / SEEK_HOLE) over the mapping: -ENXIO past the end / no data. */
+int pool_seek(struct volume *vol, uint64_t offset, int whence, uint64_t *result);
+
+/* Make every completed write durable: flush the data file and, if any mapping
+ * changed, commit.  One commit serves all callers waiting at once. */
+int pool_sync(struct pool *pool);
+/* Commit now if anything changed (the daemon's one-second timer). */
+int pool_commit(struct pool *pool);
+
+/* The status as one JSON document (what `thinctl status --json` prints and the
+ * daemon serves as the xattr "user.thinfs.status" of its mount's root).
+ * Returns the length written, or -ENOSPC if len is too small. */
+int pool_status_json(const struct pool_status *st, char *buf, size_t len);
+
+/* ---- checking ---- */
+enum { CHECK_CLEAN = 0, CHECK_DAMAGED = 1, CHECK_FATAL = 2 };
+/* Check (and with repair, fix) an unopened pool; findings go to `report`, one a
+ * line.  Returns CHECK_* or a negative errno when the pool can't be opened. */
+int pool_check(const char *dir, bool repair, FILE *report, char *msg, size_t msglen);
+
+/* ---- helpers shared by the front ends ---- */
+/* 0 if `name` is a valid volume or set name, else -EINVAL with a reason in msg. */
+int pool_name_valid(const char *name, char *msg, size_t msglen);
+/* Parse a size: an integer with an optional K, M, G or T suffix (powers of 1024). */
+int pool_parse_size(const char *s, uint64_t *bytes);
+
+#endif

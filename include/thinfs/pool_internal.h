@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool_internal.h - the pool's in-memory state, shared by pool.c (open,
+ * commit, administration), pool_io.c (the data path), layer.c (the layer
+ * tree), pool_list.c and check.c.  Not for the front ends.
+ *
+ * Locking (always in this order):
+ *   io_lock (rwlock)  readers: every data I/O, from lookup until the data
+ *                     transfer ends; writer: commit and administration, so a
+ *                     commit never includes a mapping whose data is still in
+ *                     flight, and a freed block is never reused under a read.
+ *   lock (mutex)      every in-memory structure and the meta connection.
+ *   commit_lock       serialises commits (group commit: waiters find their
+ *                     changes already durable).
+ */
+#ifndef THINFS_POOL_INTERNAL_H
+#define THINFS_POOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "thinfs/dataio.h"
+#include "thinfs/meta.h"
+#include "thinfs/pool.h"
+#include "thinfs/space.h"
+#include "thinfs/vmap.h"
+
+#define DELETED_SET ".deleted" /* devices deleted while open, until last close */
+
+struct device;
+
+/* A node of the layer tree: a set of map rows.  Leaves belong to exactly one
+ * device; interior layers are frozen and always have two or more children. */
+struct layer {
+	uint64_t id;
+	struct layer *parent;
+	struct layer **children;
+	size_t nr_children, cap_children;
+	struct device *dev; /* the device whose leaf this is, or NULL */
+	uint64_t nr_rows;
+	bool dirty;         /* parent or nr_rows changed since the last commit */
+	struct layer *next; /* all layers */
+};
+
+/* A hidden ancestor mapping: the device stopped seeing (vblock -> dblock) of an
+ * ancestor layer; at commit, free it if no other device sees it. */
+struct hidden {
+	uint64_t vblock, dblock;
+};
+
+struct device {
+	struct meta_device_row row;
+	struct layer *layer;
+	struct vmap vm;
+	bool vm_loaded;
+	unsigned open_count;
+	bool deleted;   /* gone from the namespace; released on last close */
+	bool row_dirty; /* the device row changed */
+	uint64_t *dirty; /* vblocks whose entry has VM_DIRTY */
+	size_t nr_dirty, cap_dirty;
+	struct hidden *hidden;
+	size_t nr_hidden, cap_hidden;
+	struct device *next;
+};
+
+struct set {
+	struct meta_set_row row;
+	struct set *next;
+};
+
+/* test hooks: called at named crash points; a non-zero return "crashes" */
+typedef int (*pool_crash_hook)(void *arg, const char *point);
+
+struct pool {
+	char *dir;
+	char *meta_path;
+	int lock_fd;
+	bool rdonly;      /* opened read-only */
+	bool forced_ro;   /* an error made it read-only */
+	struct meta *meta;
+	struct dio *dio;
+	struct space space;
+	struct meta_pool_row prow;
+	struct layer *layers;
+	struct device *devices;
+	struct set *sets;
+	uint64_t block_size;
+	unsigned block_shift;
+
+	pthread_rwlock_t io_lock;
+	pthread_mutex_t lock;
+	pthread_mutex_t commit_lock;
+	pthread_cond_t prov_cv; /* a provisioning finished */
+
+	bool dirty;           /* something to commit */
+	bool out_of_space;
+	uint64_t change_seq;  /* bumped by every completed change */
+	uint64_t synced_seq;  /* changes up to here are durable */
+	int sticky_err;       /* a failed flush: no later sync may succeed */
+
+	/* counters */
+	uint64_t nr_commits, nr_fsyncs, nr_punches, nr_cow;
+
+	bool devices_pending_delete; /* deleted-while-open devices found at open */
+	char ro_reason[256];
+
+	pool_crash_hook crash_hook;
+	void *crash_arg;
+	bool crashed;
+};
+
+/* pool.c */
+struct device *pool_find_device(struct pool *pool, const char *name);
+int pool_commit_locked(struct pool *pool);
+void pool_go_readonly(struct pool *pool, const char *why);
+int pool_device_load_vmap(struct pool *pool, struct device *dev);
+void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblock);
+void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t dblock);
+int pool_crash_point(struct pool *pool, const char *point);
+void pool_finish_deletes(struct pool *pool);
+/* Unmap one whole block of dev (lock held): frees an own block (released after
+ * the commit), hides an ancestor's. */
+void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vblock);
+typedef int (*txn_op)(struct pool *pool, void *arg);
+/* Run op inside one commit (pool.c); io lock (write) and pool lock held. */
+int pool_txn(struct pool *pool, txn_op op, void *arg);
+int pool_reload_vmaps(struct pool *pool);
+void pool_free_device(struct device *dev);
+void pool_maybe_unload_vmap(struct device *dev);
+void admin_lock(struct pool *pool);
+void admin_unlock(struct pool *pool);
+
+/* layer.c */
+struct layer *layer_new(struct pool *pool, uint64_t id, struct layer *parent);
+struct layer *layer_find(struct pool *pool, uint64_t id);
+int layer_add_child(struct layer *parent, struct layer *child);
+void layer_remove_child(struct layer *parent, struct layer *child);
+void layer_forget(struct pool *pool, struct layer *l);
+/* Create a layer in the db and in memory. */
+int layer_create(struct pool *pool, struct layer *parent, struct layer **out);
+/* Is (layer->parent chain) mapping at vblock seen by any leaf under `l`? */
+int layer_seen_below(struct pool *pool, struct layer *l, uint64_t vblock, bool *seen);
+/* The ancestor of leaf `l` (excluded) holding a row for vblock, or NULL. */
+int layer_ancestor_row(struct pool *pool, struct layer *l, uint64_t vblock, struct layer **found,
+		       uint64_t *dblock);
+/* Remove leaf `l` (whose rows are already gone): merge its parent if it is left
+ * with one child, then free the rows no device sees any more. */
+int layer_remove_leaf(struct pool *pool, struct layer *l);
+/* Free every row of the tree under `root` that no leaf sees. */
+int layer_sweep(struct pool *pool, struct layer *root, uint64_t *nr_freed);
+/* Resolve the view of a leaf into vm (root first, leaf last). */
+int layer_resolve(struct pool *pool, struct layer *leaf, struct vmap *vm);
+
+#endif

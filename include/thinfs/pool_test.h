@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool_test.h - test facilities of the pool (used by the unit tests only).
+ *
+ * Crash points are named "commit/before_flush", "commit/after_flush",
+ * "commit/before_commit", "commit/after_commit", "commit/after_punch".  A hook
+ * may simulate a power cut by calling dio_test_lose_unflushed() on the data
+ * file and then _exit() in a forked child.
+ */
+#ifndef THINFS_POOL_TEST_H
+#define THINFS_POOL_TEST_H
+
+#include "thinfs/dataio.h"
+#include "thinfs/pool.h"
+
+typedef int (*pool_crash_hook)(void *arg, const char *point);
+void pool_test_set_crash_hook(struct pool *pool, pool_crash_hook hook, void *arg);
+struct dio *pool_test_dio(struct pool *pool);
+/* Number of layers and map rows the pool holds (for O(1) snapshot tests). */
+int pool_test_counts(struct pool *pool, uint64_t *nr_layers, uint64_t *nr_rows);
+
+#endif

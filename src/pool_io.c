@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool_io.c - the data path: open and close devices, read, write (provision
+ * and copy-on-write), discard, zero-range, SEEK_DATA/SEEK_HOLE.
+ *
+ * The hot path does no SQL: it looks up the device's resolved view (vmap)
+ * under the pool lock and moves data without it.  Every I/O holds the io lock
+ * for reading from lookup to completion (see pool_internal.h), so a commit
+ * never sees a mapping whose data is still in flight.
+ *
+ * Provisioning a block marks its entry PROV until the data is in place; any
+ * other access to that vblock waits on prov_cv.  A partial write into a block
+ * that must be copied reads the old block once and writes the merged block
+ * once.  A write into a fresh block writes only its bytes: free blocks are
+ * holes (punched when freed, scrubbed after an unclean stop), so the rest
+ * reads zeros; on a block device the rest is written with zeros.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "thinfs/pool_internal.h"
+#include "thinfs/util.h"
+
+struct volume {
+	struct pool *pool;
+	struct device *dev;
+};
+
+int pool_volume_open(struct pool *pool, const char *name, struct volume **out)
+{
+	struct volume *v = calloc(1, sizeof(*v));
+	struct device *d;
+	int rc = 0;
+
+	if (!v)
+		return -ENOMEM;
+	pthread_mutex_lock(&pool->lock);
+	d = pool_find_device(pool, name);
+	if (!d)
+		rc = -ENOENT;
+	if (!rc)
+		rc = pool_device_load_vmap(pool, d);
+	if (!rc)
+		d->open_count++;
+	pthread_mutex_unlock(&pool->lock);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	v->pool = pool;
+	v->dev = d;
+	*out = v;
+	return 0;
+}
+
+static int op_release(struct pool *pool, void *arg)
+{
+	(void)pool;
+	(void)arg;
+	return 0;
+}
+
+void pool_volume_close(struct volume *vol)
+{
+	struct pool *pool = vol->pool;
+	struct device *d = vol->dev;
+
+	admin_lock(pool);
+	if (--d->open_count == 0) {
+		if (d->deleted && !pool->rdonly && !pool->forced_ro) {
+			pool->devices_pending_delete = true;
+		} else if (d->nr_dirty || d->nr_hidden) {
+			/* keep the view until its changes are committed */
+			if (!pool->rdonly && !pool->forced_ro)
+				pool_txn(pool, op_release, NULL);
+		}
+		pool_maybe_unload_vmap(d);
+	}
+	admin_unlock(pool);
+	free(vol);
+	if (pool->devices_pending_delete)
+		pool_finish_deletes(pool);
+}
+
+void pool_volume_info(struct volume *vol, struct pool_device_info *info)
+{
+	struct device *d = vol->dev;
+
+	memset(info, 0, sizeof(*info));
+	pthread_mutex_lock(&vol->pool->lock);
+	info->id = d->row.id;
+	snprintf(info->set, sizeof(info->set), "%s", d->row.set);
+	snprintf(info->name, sizeof(info->name), "%s", d->row.name);
+	info->size = d->row.size;
+	info->origin_id = d->row.origin;
+	info->creation_time = d->row.creation_time;
+	info->snap_time = d->row.snap_time;
+	info->ctime_sec = d->row.ctime;
+	info->mtime_sec = d->row.mtime;
+	info->read_only = d->row.read_only;
+	info->uid = d->row.uid;
+	info->gid = d->row.gid;
+	info->mode = d->row.mode;
+	info->mapped_blocks = d->row.mapped;
+	pthread_mutex_unlock(&vol->pool->lock);
+}
+
+/* The entry of vblock once no provisioning of it is in flight (lock held). */
+static uint64_t settled_entry(struct pool *pool, struct device *d, uint64_t vb)
+{
+	uint64_t e;
+
+	while ((e = vmap_get(&d->vm, vb)) & VM_PROV)
+		pthread_cond_wait(&pool->prov_cv, &pool->lock);
+	return e;
+}
+
+ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset)
+{
+	struct pool *pool = vol->pool;
+	struct device *d = vol->dev;
+	uint64_t bs = pool->block_size, size;
+	size_t done = 0;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&pool->io_lock);
+	pthread_mutex_lock(&pool->lock);
+	size = d->row.size;
+	pthread_mutex_unlock(&pool->lock);
+	if (offset >= size)
+		goto out;
+	if (len > size - offset)
+		len = (size_t)(size - offset);
+	while (done < len && !rc) {
+		uint64_t pos = offset + done, vb = pos >> pool->block_shift;
+		uint64_t boff = pos & (bs - 1);
+		size_t n = (size_t)(bs - boff) < len - done ? (size_t)(bs - boff) : len - done;
+		uint64_t e;
+
+		pthread_mutex_lock(&pool->lock);
+		e = settled_entry(pool, d, vb);
+		pthread_mutex_unlock(&pool->lock);
+		if (vm_mapped(e))
+			rc = dio_read(pool->dio, (char *)buf + done, n, vm_dblock(e) * bs + boff);
+		else
+			memset((char *)buf + done, 0, n);
+		done += n;
+	}
+out:
+	pthread_rwlock_unlock(&pool->io_lock);
+	return rc ? rc : (ssize_t)len;
+}
+
+/* Provisioning needs a commit first to release blocks freed since the last one. */
+#define NEED_COMMIT 1
+
+/*
+ * Write n bytes at boff of vblock vb (data NULL = zeros, and then an unmapped
+ * block stays unmapped).  Called with the io lock held for reading.
+ */
+static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_t boff, size_t n,
+		       const void *data)
+{
+	uint64_t bs = pool->block_size, e, nb, old;
+	bool whole = boff == 0 && n == bs;
+	void *bounce = NULL;
+	int rc;
+
+	pthread_mutex_lock(&pool->lock);
+	e = settled_entry(pool, d, vb);
+	if ((e & VM_OWN) && vm_mapped(e)) {
+		pthread_mutex_unlock(&pool->lock);
+		if (data)
+			return dio_write(pool->dio, data, n, vm_dblock(e) * bs + boff);
+		bounce = calloc(1, n);
+		if (!bounce)
+			return -ENOMEM;
+		rc = dio_write(pool->dio, bounce, n, vm_dblock(e) * bs + boff);
+		free(bounce);
+		return rc;
+	}
+	if (!data && !vm_mapped(e)) {
+		pthread_mutex_unlock(&pool->lock);
+		return 0;
+	}
+	if (pool->forced_ro) {
+		pthread_mutex_unlock(&pool->lock);
+		return -EROFS;
+	}
+	rc = space_alloc(&pool->space, &nb);
+	if (rc) {
+		bool freed_pending = pool->space.nr_freed > 0;
+		if (!freed_pending)
+			pool->out_of_space = true;
+		pthread_mutex_unlock(&pool->lock);
+		return freed_pending ? NEED_COMMIT : -ENOSPC;
+	}
+	old = e;
+	vmap_set(&d->vm, vb, vm_make(nb) | VM_OWN | VM_PROV | VM_DIRTY | (e & (VM_ROW | VM_DIRTY)));
+	if (!(old & VM_DIRTY))
+		pool_device_mark_dirty(pool, d, vb);
+	if (!vm_mapped(old)) {
+		d->row.mapped++;
+		d->row_dirty = true;
+	}
+	pool->dirty = true;
+	pthread_mutex_unlock(&pool->lock);
+
+	/* fill the new block: old content (copy-on-write) or zeros, then the data */
+	if (vm_mapped(old) && !whole) {
+		bounce = malloc(bs);
+		rc = bounce ? dio_read(pool->dio, bounce, bs, vm_dblock(old) * bs) : -ENOMEM;
+		if (!rc) {
+			if (data)
+				memcpy((char *)bounce + boff, data, n);
+			else
+				memset((char *)bounce + boff, 0, n);
+			rc = dio_write(pool->dio, bounce, bs, nb * bs);
+		}
+		__atomic_add_fetch(&pool->nr_cow, 1, __ATOMIC_RELAXED);
+	} else if (!data || (!whole && dio_is_blockdev(pool->dio))) {
+		bounce = calloc(1, bs);
+		rc = bounce ? 0 : -ENOMEM;
+		if (!rc && data)
+			memcpy((char *)bounce + boff, data, n);
+		if (!rc)
+			rc = dio_write(pool->dio, bounce, bs, nb * bs);
+	} else {
+		rc = dio_write(pool->dio, data, n, nb * bs + boff);
+	}
+	free(bounce);
+
+	pthread_mutex_lock(&pool->lock);
+	if (rc) {
+		/* the old mapping stands; the new block goes back after the commit */
+		vmap_set(&d->vm, vb, (old & ~VM_PROV) | VM_DIRTY);
+		if (!vm_mapped(old))
+			d->row.mapped--;
+		space_free(&pool->space, nb);
+	} else {
+		if (vm_mapped(old))
+			pool_device_hide(pool, d, vb, vm_dblock(old));
+		vmap_set(&d->vm, vb, vmap_get(&d->vm, vb) & ~VM_PROV);
+	}
+	pthread_cond_broadcast(&pool->prov_cv);
+	pthread_mutex_unlock(&pool->lock);
+	return rc;
+}
+
+/* Write or zero [offset, offset+len) within the device, block by block. */
+static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint64_t offset)
+{
+	struct pool *pool = vol->pool;
+	struct device *d = vol->dev;
+	uint64_t bs = pool->block_size;
+	size_t done = 0;
+	bool retried = false;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&pool->io_lock);
+	while (done < len) {
+		uint64_t pos = offset + done, vb = pos >> pool->block_shift;
+		uint64_t boff = pos & (bs - 1);
+		size_t n = (size_t)(bs - boff) < len - done ? (size_t)(bs - boff) : len - done;
+
+		rc = write_block(pool, d, vb, boff, n, buf ? (const char *)buf + done : NULL);
+		if (rc == NEED_COMMIT && !retried) {
+			/* blocks freed since the last commit come back after it */
+			pthread_rwlock_unlock(&pool->io_lock);
+			rc = pool_commit(pool);
+			pthread_rwlock_rdlock(&pool->io_lock);
+			retried = true;
+			if (!rc)
+				continue;
+		}
+		if (rc == NEED_COMMIT)
+			rc = -ENOSPC;
+		if (rc)
+			break;
+		retried = false;
+		done += n;
+	}
+	pthread_rwlock_unlock(&pool->io_lock);
+	__atomic_add_fetch(&pool->change_seq, 1, __ATOMIC_RELEASE);
+	if (done)
+		return (ssize_t)done;
+	return rc;
+}
+
+static int check_write(struct volume *vol)
+{
+	if (vol->pool->rdonly || vol->dev->row.read_only)
+		return -EROFS;
+	if (vol->pool->forced_ro)
+		return -EROFS;
+	return 0;
+}
+
+ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t offset)
+{
+	uint64_t size;
+	int rc = check_write(vol);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&vol->pool->lock);
+	size = vol->dev->row.size;
+	pthread_mutex_unlock(&vol->pool->lock);
+	if (!len)
+		return 0;
+	if (offset >= size)
+		return -EFBIG;
+	if (len > size - offset)
+		len = (size_t)(size - offset);
+	return write_range(vol, buf, len, offset);
+}
+
+/* Unmap the whole blocks of a range and zero the partial ones. */
+static int unmap_range(struct volume *vol, uint64_t offset, uint64_t len)
+{
+	struct pool *pool = vol->pool;
+	struct device *d = vol->dev;
+	uint64_t bs = pool->block_size, size, end, first, last;
+	ssize_t w;
+	int rc = check_write(vol);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&pool->lock);
+	size = d->row.size;
+	pthread_mutex_unlock(&pool->lock);
+	if (offset >= size || !len)
+		return 0;
+	end = len > size - offset ? size : offset + len;
+	first = div_round_up(offset, bs);
+	last = end / bs;
+	if (first >= last) {
+		/* within one block */
+		w = write_range(vol, NULL, (size_t)(end - offset), offset);
+		return w < 0 ? (int)w : 0;
+	}
+	if (offset < first * bs) {
+		w = write_range(vol, NULL, (size_t)(first * bs - offset), offset);
+		if (w < 0)
+			return (int)w;
+	}
+	if (end > last * bs && end < size) {
+		w = write_range(vol, NULL, (size_t)(end - last * bs), last * bs);
+		if (w < 0)
+			return (int)w;
+	} else if (end > last * bs) {
+		last++; /* the device's last, partial block: all of it goes */
+	}
+	pthread_rwlock_rdlock(&pool->io_lock);
+	pthread_mutex_lock(&pool->lock);
+	for (uint64_t vb = first; vb < last; vb++) {
+		vb = vmap_find(&d->vm, vb, last, true);
+		if (vb >= last)
+			break;
+		settled_entry(pool, d, vb);
+		pool_unmap_block_locked(pool, d, vb);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	pthread_rwlock_unlock(&pool->io_lock);
+	__atomic_add_fetch(&pool->change_seq, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int pool_discard(struct volume *vol, uint64_t offset, uint64_t len)
+{
+	return unmap_range(vol, offset, len);
+}
+
+int pool_zero_range(struct volume *vol, uint64_t offset, uint64_t len)
+{
+	/* unmapped blocks read zeros: zeroing a range is unmapping it */
+	return unmap_range(vol, offset, len);
+}
+
+int pool_seek(struct volume *vol, uint64_t offset, int whence, uint64_t *result)
+{
+	struct pool *pool = vol->pool;
+	struct device *d = vol->dev;
+	uint64_t bs = pool->block_size, size, nr, vb;
+
+	pthread_mutex_lock(&pool->lock);
+	size = d->row.size;
+	nr = div_round_up(size, bs);
+	if (offset >= size) {
+		pthread_mutex_unlock(&pool->lock);
+		return -ENXIO;
+	}
+	vb = vmap_find(&d->vm, offset / bs, nr, whence == SEEK_DATA);
+	pthread_mutex_unlock(&pool->lock);
+	if (whence == SEEK_DATA) {
+		if (vb >= nr)
+			return -ENXIO;
+		*result = vb * bs > offset ? vb * bs : offset;
+	} else {
+		uint64_t h = vb * bs > offset ? vb * bs : offset;
+		*result = h < size ? h : size;
+	}
+	return 0;
+}
