@@ -24,6 +24,10 @@ LIB := $(BUILD)/libthinfs.a
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Negative controls: a test linked against a deliberately broken library must
+# FAIL (the runner counts a passing control as a failure).  Test builds only.
+CONTROL_BINS := $(BUILD)/tests/control_crash_noflush
+BUG_NOFLUSH_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-noflush/%.o)
 TOOL_BINS := $(BUILD)/thinctl $(BUILD)/thinfs
 ifneq ($(wildcard tests/tools/thinfs-fsx.c),)
 TOOL_BINS += $(BUILD)/thinfs-fsx
@@ -33,7 +37,7 @@ TOOL_BINS += $(BUILD)/bench_engine
 endif
 
 .PHONY: all check unit integration demo bench install asan tidy format clean deps soak
-all: $(LIB) $(TOOL_BINS) $(UNIT_BINS)
+all: $(LIB) $(TOOL_BINS) $(UNIT_BINS) $(CONTROL_BINS)
 
 $(BUILD)/%.o: src/%.c $(wildcard include/thinfs/*.h) | $(BUILD)
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -50,6 +54,11 @@ $(BUILD)/thinfs-fsx: tests/tools/thinfs-fsx.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 $(BUILD)/bench_engine: tests/bench/bench_engine.c $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+$(BUILD)/bug-noflush/%.o: src/%.c $(wildcard include/thinfs/*.h)
+	@mkdir -p $(BUILD)/bug-noflush
+	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_SKIP_DATA_FLUSH -c -o $@ $<
+$(BUILD)/tests/control_crash_noflush: tests/unit/test_crash.c $(BUG_NOFLUSH_OBJS) | $(BUILD)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_NOFLUSH_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit_helpers.h $(LIB) | $(BUILD)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
 

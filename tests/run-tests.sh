@@ -30,6 +30,11 @@ if [ "$TIER" = all ] || [ "$TIER" = unit ]; then
 		[ -x "$t" ] || continue
 		run_one "unit/$(basename "$t")" "$t"
 	done
+	# negative controls: the test must fail against the broken build
+	for t in "$BUILD"/tests/control_*; do
+		[ -x "$t" ] || continue
+		run_one "control/$(basename "$t")" sh -c '"$1" > /dev/null 2>&1 && { echo "control passed: the test cannot fail"; exit 1; }; echo "failed as it must"; exit 0' sh "$t"
+	done
 fi
 if [ "$TIER" = all ] || [ "$TIER" = integration ]; then
 	for t in "$TOP"/tests/integration/[0-9]*.sh; do
