@@ -896,31 +896,39 @@ static int save_state(struct pool *pool)
 	return rc;
 }
 
-/* After a durable commit: punch the freed blocks, then let them be reused. */
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* After a durable commit: punch the freed blocks (contiguous runs in one
+ * call), then let them be reused.  A run whose punch fails stays out of use
+ * until a restart scrubs it: it may still hold old data. */
 static void release_freed(struct pool *pool)
 {
 	uint64_t *list;
 	size_t n = space_take_freed(&pool->space, &list), kept = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		uint64_t b = list[i];
-		int rc = dio_punch(pool->dio, b * pool->block_size, pool->block_size);
-		if (rc) {
-			/* it may hold old data: keep it out of use until a restart scrubs it */
-			continue;
+	qsort(list, n, sizeof(*list), cmp_u64);
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && list[j] == list[j - 1] + 1)
+			j++;
+		int rc = dio_punch(pool->dio, list[i] * pool->block_size,
+				   (list[j - 1] - list[i] + 1) * pool->block_size);
+		if (!rc) {
+			pool->nr_punches += j - i;
+			while (i < j)
+				list[kept++] = list[i++];
 		}
-		pool->nr_punches++;
-		list[kept++] = b;
+		i = j;
 	}
 	space_release(&pool->space, list, kept);
 	free(list);
 }
 
-/*
- * One metadata transaction (see the top of this file).  Called with the io
- * lock held for writing and the pool lock held.  A failure makes the pool
- * read-only: the in-memory state may be ahead of the database.
- */
 int pool_txn(struct pool *pool, txn_op op, void *arg)
 {
 	int rc;

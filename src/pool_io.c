@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "thinfs/pool_internal.h"
+#include "thinfs/pool_test.h"
 #include "thinfs/util.h"
 
 struct volume {
@@ -403,4 +404,30 @@ int pool_seek(struct volume *vol, uint64_t offset, int whence, uint64_t *result)
 		*result = h < size ? h : size;
 	}
 	return 0;
+}
+
+int pool_test_provision(struct volume *vol, uint64_t first, uint64_t n)
+{
+	struct pool *pool = vol->pool;
+	struct device *d = vol->dev;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&pool->io_lock);
+	pthread_mutex_lock(&pool->lock);
+	for (uint64_t vb = first; vb < first + n && !rc; vb++) {
+		uint64_t e = vmap_get(&d->vm, vb), nb;
+		if (vm_mapped(e))
+			continue;
+		rc = space_alloc(&pool->space, &nb);
+		if (rc)
+			break;
+		rc = vmap_set(&d->vm, vb, vm_make(nb) | VM_OWN | VM_DIRTY | (e & VM_ROW));
+		if (!(e & VM_DIRTY))
+			pool_device_mark_dirty(pool, d, vb);
+		d->row.mapped++;
+		d->row_dirty = true;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	pthread_rwlock_unlock(&pool->io_lock);
+	return rc;
 }
