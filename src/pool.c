@@ -65,7 +65,7 @@ static int check_dir_private(const char *dir, char *msg, size_t msglen)
 static void mount_fstype(const char *path, char *fstype, size_t len)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096], best[4096] = "", mnt[4096], type[256];
+	char line[4096], best[256] = "", mnt[4096], type[256];
 	size_t bestlen = 0;
 
 	snprintf(fstype, len, "%s", "");
@@ -911,6 +911,8 @@ static void release_freed(struct pool *pool)
 	uint64_t *list;
 	size_t n = space_take_freed(&pool->space, &list), kept = 0;
 
+	if (!n)
+		return;
 	qsort(list, n, sizeof(*list), cmp_u64);
 	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
