@@ -5,6 +5,8 @@
  * deletes, resize, and space accounting after every step (invariant 4:
  * pool_check must find nothing).
  */
+#include <sys/wait.h>
+
 #include "unit_helpers.h"
 #include "thinfs/pool_test.h"
 
@@ -614,6 +616,80 @@ static void test_check_finds_and_repairs_leak(void **state)
 	fx_free(f);
 }
 
+/* Every byte of every fresh block of "b" must be ours or zero. */
+static void expect_no_secret(struct fixture *f, uint64_t nr_blocks)
+{
+	struct volume *v;
+	unsigned char buf[BS], mine[512];
+
+	memset(mine, 0x42, sizeof(mine));
+	assert_int_equal(pool_volume_open(f->p, "b", &v), 0);
+	for (uint64_t b = 0; b < nr_blocks; b++)
+		assert_int_equal(pool_write(v, mine, sizeof(mine), b * BS + 1024), 512);
+	for (uint64_t b = 0; b < nr_blocks; b++) {
+		assert_int_equal(pool_read(v, buf, BS, b * BS), BS);
+		for (unsigned i = 0; i < BS; i++) {
+			unsigned char want = i >= 1024 && i < 1536 ? 0x42 : 0;
+			if (buf[i] != want)
+				fail_msg("block %llu byte %u: %#x (stale data)", (unsigned long long)b,
+					 i, buf[i]);
+		}
+	}
+	pool_volume_close(v);
+}
+
+static void test_no_stale_data_after_delete(void **state)
+{
+	/* TESTING J6 */
+	struct fixture *f = fx_new(BS, 16);
+
+	fx_create(f, "a", 16 * BS);
+	fx_fill(f, "a", 0, 16 * BS, 'S');
+	assert_int_equal(pool_sync(f->p), 0);
+	fx_delete(f, "a");
+	fx_create(f, "b", 16 * BS);
+	expect_no_secret(f, 16);
+	fx_free(f);
+}
+
+static void test_no_stale_data_after_unclean_stop(void **state)
+{
+	/* a block written in a transaction that never committed, and blocks
+	 * whose free committed but whose punch may not have: the next open
+	 * scrubs them */
+	struct fixture *f = fx_new(BS, 16);
+	pid_t pid;
+	int status;
+
+	fx_create(f, "a", 16 * BS);
+	fx_fill(f, "a", 0, 8 * BS, 'S');
+	pool_close(f->p);
+	f->p = NULL;
+	pid = fork();
+	if (pid == 0) {
+		struct pool *p;
+		struct volume *v;
+		char buf[BS];
+		memset(buf, 'S', sizeof(buf));
+		if (pool_open(f->pool, 0, "child", &p, NULL, 0) || pool_volume_open(p, "a", &v))
+			_exit(1);
+		for (int b = 8; b < 16; b++)
+			if (pool_write(v, buf, BS, (uint64_t)b * BS) != BS)
+				_exit(2);
+		_exit(0); /* no commit, no close: the 8 new blocks are free on disk */
+	}
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
+		fail_msg("%s", f->msg);
+	assert_int_equal(fx_used(f), 8);
+	fx_delete(f, "a");
+	fx_create(f, "b", 16 * BS);
+	expect_no_secret(f, 16);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -645,6 +721,8 @@ int main(void)
 		cmocka_unit_test(test_commit_only_when_changed),
 		cmocka_unit_test(test_grow_pool),
 		cmocka_unit_test(test_check_finds_and_repairs_leak),
+		cmocka_unit_test(test_no_stale_data_after_delete),
+		cmocka_unit_test(test_no_stale_data_after_unclean_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
