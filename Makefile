@@ -28,7 +28,13 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # FAIL (the runner counts a passing control as a failure).  Test builds only.
 CONTROL_BINS := $(BUILD)/tests/control_crash_noflush
 BUG_NOFLUSH_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-noflush/%.o)
-TOOL_BINS := $(BUILD)/thinctl $(BUILD)/thinfs
+TOOL_BINS :=
+ifneq ($(wildcard tools/thinctl.c),)
+TOOL_BINS += $(BUILD)/thinctl
+endif
+ifneq ($(wildcard src/thinfs.c),)
+TOOL_BINS += $(BUILD)/thinfs
+endif
 ifneq ($(wildcard tests/tools/thinfs-fsx.c),)
 TOOL_BINS += $(BUILD)/thinfs-fsx
 endif
@@ -48,7 +54,7 @@ $(LIB): $(LIB_OBJS)
 
 $(BUILD)/thinctl: tools/thinctl.c $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
-$(BUILD)/thinfs: src/thinfs.c src/fuse_ops.c include/thinfs/fuse_ops.h $(LIB)
+$(BUILD)/thinfs: src/thinfs.c src/fuse_ops.c $(wildcard include/thinfs/fuse_ops.h) $(LIB)
 	$(CC) $(CFLAGS) -o $@ src/thinfs.c src/fuse_ops.c $(LIB) $(LDLIBS)
 $(BUILD)/thinfs-fsx: tests/tools/thinfs-fsx.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
