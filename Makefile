@@ -95,10 +95,10 @@ asan:
 tidy:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--inline-suppr -Iinclude src tools
-	clang-tidy $(LIB_SRCS) tools/thinctl.c src/fuse_ops.c src/thinfs.c -- $(CFLAGS)
+	clang-tidy --quiet $(LIB_SRCS) $(wildcard tools/thinctl.c src/fuse_ops.c src/thinfs.c) -- $(CFLAGS)
 
 format:
-	clang-format -i src/*.c include/thinfs/*.h tools/*.c tests/unit/*.c tests/tools/*.c tests/bench/*.c
+	clang-format -i $(wildcard src/*.c include/thinfs/*.h tools/*.c tests/unit/*.c tests/unit/*.h tests/tools/*.c tests/bench/*.c)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR)

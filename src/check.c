@@ -41,16 +41,16 @@ static void report(struct checker *c, int level, const char *fmt, ...)
 
 static void report(struct checker *c, int level, const char *fmt, ...)
 {
-	va_list ap;
 	static const char *const tag[] = { "warning", "damaged", "fatal" };
+	char line[1024];
+	va_list ap;
 
-	if (c->out) {
-		fprintf(c->out, "%s: ", tag[level]);
-		va_start(ap, fmt);
-		vfprintf(c->out, fmt, ap);
-		va_end(ap);
-		fputc('\n', c->out);
-	}
+	va_start(ap, fmt);
+	/* clang 14's valist checker misreads this (a false positive) */
+	vsnprintf(line, sizeof(line), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
+	va_end(ap);
+	if (c->out)
+		fprintf(c->out, "%s: %s\n", tag[level], line);
 	if (level > c->worst)
 		c->worst = level;
 	c->problems++;

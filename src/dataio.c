@@ -331,7 +331,7 @@ int dio_size(struct dio *d, uint64_t *size)
 
 int dio_grow(struct dio *d, uint64_t size)
 {
-	uint64_t cur;
+	uint64_t cur = 0;
 	int rc = dio_size(d, &cur);
 
 	if (rc)

@@ -461,7 +461,7 @@ int pool_rename(struct pool *pool, const char *oldname, const char *newname, cha
 	rc = check_writable(pool, msg, msglen);
 	if (!rc && !(a.dev = pool_find_device(pool, oldname)))
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", oldname);
-	if (!rc && a.dev->row.set[0])
+	else if (!rc && a.dev->row.set[0])
 		rc = set_msg(msg, msglen, -EROFS, "'%s' is a member of a snapshot set", oldname);
 	if (!rc && pool_find_device(pool, newname) && strcmp(oldname, newname))
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", newname);
@@ -561,12 +561,17 @@ int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, si
 	rc = check_writable(pool, msg, msglen);
 	if (!rc)
 		rc = check_size(pool, size, msg, msglen);
-	if (!rc && !(d = pool_find_device(pool, dev)))
-		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", dev);
-	if (!rc && d->row.read_only)
-		rc = set_msg(msg, msglen, -EROFS, "'%s' is a read-only snapshot", dev);
 	if (rc)
 		goto out;
+	d = pool_find_device(pool, dev);
+	if (!d) {
+		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", dev);
+		goto out;
+	}
+	if (d->row.read_only) {
+		rc = set_msg(msg, msglen, -EROFS, "'%s' is a read-only snapshot", dev);
+		goto out;
+	}
 	a.dev = d;
 	if (size < d->row.size) {
 		uint64_t first = div_round_up(size, pool->block_size);
@@ -605,7 +610,8 @@ int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 		rc = set_msg(msg, msglen, -EINVAL,
 			     "data size %llu is smaller than the pool's %llu; pools only grow",
 			     (unsigned long long)data_size,
-			     (unsigned long long)(pool->prow.nr_data_blocks * pool->block_size));
+			     (unsigned long long)pool->prow.nr_data_blocks *
+				     (unsigned long long)pool->block_size);
 	if (!rc && nr > VM_DMASK - 1)
 		rc = set_msg(msg, msglen, -EINVAL, "data size %llu is too large",
 			     (unsigned long long)data_size);

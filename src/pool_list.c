@@ -21,7 +21,7 @@ int pool_status(struct pool *pool, struct pool_status *st)
 	st->block_size = pool->block_size;
 	st->nr_data_blocks = pool->prow.nr_data_blocks;
 	st->used_blocks = pool->space.nr_busy;
-	st->transaction_id = pool->prow.transaction_id - (pool->dirty ? 0 : 0);
+	st->transaction_id = pool->prow.transaction_id;
 	st->pool_time = pool->prow.pool_time;
 	for (struct device *d = pool->devices; d; d = d->next)
 		if (!d->deleted)

@@ -16,18 +16,6 @@
 #include "thinfs/pool.h"
 #include "thinfs/util.h"
 
-int set_msg(char *msg, size_t msglen, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (msg && msglen) {
-		va_start(ap, fmt);
-		vsnprintf(msg, msglen, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
-
 int64_t util_now(void)
 {
 	return (int64_t)time(NULL);

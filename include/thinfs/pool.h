@@ -25,9 +25,9 @@
 
 #define POOL_NAME_MAX 255
 #define POOL_MSG_MAX 512
-#define POOL_DEFAULT_BLOCK_SIZE (64u * 1024)
-#define POOL_MIN_BLOCK_SIZE (4u * 1024)
-#define POOL_MAX_BLOCK_SIZE (1024u * 1024 * 1024)
+#define POOL_DEFAULT_BLOCK_SIZE (64ull * 1024)
+#define POOL_MIN_BLOCK_SIZE (4ull * 1024)
+#define POOL_MAX_BLOCK_SIZE (1024ull * 1024 * 1024)
 
 struct pool;
 struct volume;

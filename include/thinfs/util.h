@@ -6,13 +6,27 @@
 #ifndef THINFS_UTIL_H
 #define THINFS_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Format a one-line reason into msg (if non-NULL) and return err (a negative
- * errno), so callers can write `return set_msg(msg, len, -EINVAL, "...")`. */
-int set_msg(char *msg, size_t msglen, int err, const char *fmt, ...)
+ * errno), so callers can write `return set_msg(msg, len, -EINVAL, "...")`.
+ * Inline, so static analysis sees that it returns err. */
+static inline int set_msg(char *msg, size_t msglen, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+static inline int set_msg(char *msg, size_t msglen, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (msg && msglen) {
+		va_start(ap, fmt);
+		vsnprintf(msg, msglen, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
 
 /* Wall clock seconds. */
 int64_t util_now(void);
