@@ -203,19 +203,16 @@ static void run(uint64_t seed, int steps)
 			snprintf(name, sizeof(name), "set%d", nsets++);
 			if (pool_snapshot_set(f->p, name, f->msg, sizeof(f->msg)))
 				fail_msg("set: %s", f->msg);
-			int limit = MAXDEV;
-			for (i = 0; i < limit; i++) {
+			/* members made in this loop have a '/' and are skipped */
+			for (i = 0; i < MAXDEV; i++) {
+				char member[sizeof(model[i].name)];
 				if (!model[i].live || strchr(model[i].name, '/') || model[i].ro)
 					continue;
-				if (strncmp(model[i].name, "set", 3) == 0)
-					continue;
+				snprintf(member, sizeof(member), "%.20s/%.40s", name, model[i].name);
 				j = free_slot();
 				model[j] = model[i];
 				model[j].ro = true;
-				snprintf(model[j].name, sizeof(model[j].name), "%s/%s", name,
-					 model[i].name);
-				if (j < i)
-					continue;
+				memcpy(model[j].name, member, sizeof(member));
 			}
 		} else if (r < 80) {
 			/* delete anything (set members through their whole set) */
