@@ -584,7 +584,13 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 		return -ENOMEM;
 	pool->lock_fd = -1;
 	pool->rdonly = rdonly;
-	pthread_rwlock_init(&pool->io_lock, NULL);
+	/* writers first: under a steady stream of I/O a commit (and so an fsync)
+	 * must not wait forever; no path takes the read side twice */
+	pthread_rwlockattr_t rwa;
+	pthread_rwlockattr_init(&rwa);
+	pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&pool->io_lock, &rwa);
+	pthread_rwlockattr_destroy(&rwa);
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_mutex_init(&pool->commit_lock, NULL);
 	pthread_cond_init(&pool->prov_cv, NULL);
@@ -1013,6 +1019,12 @@ int pool_commit(struct pool *pool)
 	uint64_t target;
 
 	if (pool->rdonly)
+		return 0;
+	/* the timer's common case: nothing to do, and no reason to drain I/O */
+	pthread_mutex_lock(&pool->lock);
+	bool dirty = pool->dirty;
+	pthread_mutex_unlock(&pool->lock);
+	if (!dirty)
 		return 0;
 	pthread_mutex_lock(&pool->commit_lock);
 	admin_lock(pool);
