@@ -39,6 +39,18 @@ static int check_size(struct pool *pool, uint64_t size, char *msg, size_t msglen
 	return 0;
 }
 
+/* Run an administrative change as one transaction; explain a failure as
+ * "cannot WHAT 'NAME': reason". */
+static int run_change(struct pool *pool, txn_op op, void *arg, const char *what, const char *name,
+		      char *msg, size_t msglen)
+{
+	int rc = pool_txn(pool, op, arg);
+
+	if (rc)
+		set_msg(msg, msglen, rc, "cannot %s '%s': %s", what, name, strerror(-rc));
+	return rc;
+}
+
 static struct device *new_device(struct pool *pool)
 {
 	struct device *d = calloc(1, sizeof(*d));
@@ -106,11 +118,9 @@ int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, s
 		rc = check_size(pool, size, msg, msglen);
 	if (!rc && pool_find_device(pool, name))
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
-	if (!rc) {
-		rc = pool_txn(pool, op_create, &a);
-		if (rc)
-			set_msg(msg, msglen, rc, "cannot create '%s': %s", name, strerror(-rc));
-	}
+	if (!rc)
+		rc = run_change(pool, op_create, &a, "create", name, msg,
+				msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -203,12 +213,9 @@ int pool_snapshot(struct pool *pool, const char *origin, const char *name, char 
 		rc = set_msg(msg, msglen, -ENOENT, "origin '%s' does not exist", origin);
 	if (!rc && pool_find_device(pool, name))
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
-	if (!rc) {
-		rc = pool_txn(pool, op_snapshot, &a);
-		if (rc)
-			set_msg(msg, msglen, rc, "cannot snapshot '%s': %s", origin,
-				strerror(-rc));
-	}
+	if (!rc)
+		rc = run_change(pool, op_snapshot, &a, "snapshot", origin, msg,
+				msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -275,12 +282,9 @@ int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msgl
 	rc = check_writable(pool, msg, msglen);
 	if (!rc && find_set(pool, set))
 		rc = set_msg(msg, msglen, -EEXIST, "snapshot set '%s' already exists", set);
-	if (!rc) {
-		rc = pool_txn(pool, op_snapshot_set, &a);
-		if (rc)
-			set_msg(msg, msglen, rc, "cannot take snapshot set '%s': %s", set,
-				strerror(-rc));
-	}
+	if (!rc)
+		rc = run_change(pool, op_snapshot_set, &a, "take snapshot set", set, msg,
+				msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -347,11 +351,9 @@ int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen)
 	rc = check_writable(pool, msg, msglen);
 	if (!rc && !(d = pool_find_device(pool, dev)))
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", dev);
-	if (!rc) {
-		rc = pool_txn(pool, op_delete, d);
-		if (rc)
-			set_msg(msg, msglen, rc, "cannot delete '%s': %s", dev, strerror(-rc));
-	}
+	if (!rc)
+		rc = run_change(pool, op_delete, d, "delete", dev, msg,
+				msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -395,12 +397,9 @@ int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen
 	rc = check_writable(pool, msg, msglen);
 	if (!rc && !(s = find_set(pool, set)))
 		rc = set_msg(msg, msglen, -ENOENT, "snapshot set '%s' does not exist", set);
-	if (!rc) {
-		rc = pool_txn(pool, op_delete_set, s);
-		if (rc)
-			set_msg(msg, msglen, rc, "cannot delete set '%s': %s", set,
-				strerror(-rc));
-	}
+	if (!rc)
+		rc = run_change(pool, op_delete_set, s, "delete set", set, msg,
+				msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -465,12 +464,8 @@ int pool_rename(struct pool *pool, const char *oldname, const char *newname, cha
 		rc = set_msg(msg, msglen, -EROFS, "'%s' is a member of a snapshot set", oldname);
 	if (!rc && pool_find_device(pool, newname) && strcmp(oldname, newname))
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", newname);
-	if (!rc && strcmp(oldname, newname)) {
-		rc = pool_txn(pool, op_rename, &a);
-		if (rc)
-			set_msg(msg, msglen, rc, "cannot rename '%s': %s", oldname,
-				strerror(-rc));
-	}
+	if (!rc && strcmp(oldname, newname))
+		rc = run_change(pool, op_rename, &a, "rename", oldname, msg, msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -505,12 +500,8 @@ int pool_rename_set(struct pool *pool, const char *oldname, const char *newname,
 		rc = set_msg(msg, msglen, -ENOENT, "snapshot set '%s' does not exist", oldname);
 	if (!rc && find_set(pool, newname) && strcmp(oldname, newname))
 		rc = set_msg(msg, msglen, -EEXIST, "snapshot set '%s' already exists", newname);
-	if (!rc && strcmp(oldname, newname)) {
-		rc = pool_txn(pool, op_rename_set, &a);
-		if (rc)
-			set_msg(msg, msglen, rc, "cannot rename set '%s': %s", oldname,
-				strerror(-rc));
-	}
+	if (!rc && strcmp(oldname, newname))
+		rc = run_change(pool, op_rename_set, &a, "rename set", oldname, msg, msglen);
 	admin_unlock(pool);
 	return rc;
 }

@@ -87,24 +87,8 @@ void pool_volume_close(struct volume *vol)
 
 void pool_volume_info(struct volume *vol, struct pool_device_info *info)
 {
-	struct device *d = vol->dev;
-
-	memset(info, 0, sizeof(*info));
 	pthread_mutex_lock(&vol->pool->lock);
-	info->id = d->row.id;
-	snprintf(info->set, sizeof(info->set), "%s", d->row.set);
-	snprintf(info->name, sizeof(info->name), "%s", d->row.name);
-	info->size = d->row.size;
-	info->origin_id = d->row.origin;
-	info->creation_time = d->row.creation_time;
-	info->snap_time = d->row.snap_time;
-	info->ctime_sec = d->row.ctime;
-	info->mtime_sec = d->row.mtime;
-	info->read_only = d->row.read_only;
-	info->uid = d->row.uid;
-	info->gid = d->row.gid;
-	info->mode = d->row.mode;
-	info->mapped_blocks = d->row.mapped;
+	pool_device_fill_info(vol->dev, info);
 	pthread_mutex_unlock(&vol->pool->lock);
 }
 

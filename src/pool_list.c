@@ -111,7 +111,7 @@ int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 	return n;
 }
 
-static void fill_info(const struct device *d, struct pool_device_info *info)
+void pool_device_fill_info(const struct device *d, struct pool_device_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	info->id = d->row.id;
@@ -137,7 +137,7 @@ int pool_device_info(struct pool *pool, const char *dev, struct pool_device_info
 	pthread_mutex_lock(&pool->lock);
 	d = pool_find_device(pool, dev);
 	if (d)
-		fill_info(d, info);
+		pool_device_fill_info(d, info);
 	pthread_mutex_unlock(&pool->lock);
 	return d ? 0 : -ENOENT;
 }
@@ -211,7 +211,7 @@ int pool_list(struct pool *pool, bool with_sharing, struct pool_device_info **de
 	i = 0;
 	for (struct device *d = pool->devices; d; d = d->next)
 		if (!d->deleted)
-			fill_info(d, &list[i++]);
+			pool_device_fill_info(d, &list[i++]);
 	if (with_sharing) {
 		c.nr_blocks = pool->prow.nr_data_blocks;
 		c.refs = calloc(c.nr_blocks ? c.nr_blocks : 1, sizeof(uint32_t));
