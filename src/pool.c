@@ -982,7 +982,10 @@ int pool_txn(struct pool *pool, txn_op op, void *arg)
 		meta_rollback(pool->meta);
 		pool_go_readonly(pool, rc == -ENOSPC ? "the metadata file system is full"
 						     : "a metadata commit failed");
-		return rc == -ENOSPC ? -ENOSPC : -EIO;
+		/* the changes in memory can never be made durable: no later sync
+		 * may report success */
+		pool->sticky_err = rc == -ENOSPC ? -ENOSPC : -EIO;
+		return pool->sticky_err;
 	}
 	pool->nr_commits++;
 	pool->dirty = false;
