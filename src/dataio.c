@@ -3,9 +3,22 @@
  * dataio.c - the data file over io_uring.
  *
  * Each thread gets its own ring (created lazily, torn down at thread exit), so
- * FUSE worker threads never contend on a ring.  Buffered I/O: the data file's
- * durability point is dio_flush() (fdatasync), which the pool calls before
- * every metadata commit.  Short reads and writes are continued.
+ * FUSE worker threads never contend on a ring.  Short transfers are continued.
+ *
+ * Data moves with O_DIRECT where the file system supports it: io_uring then
+ * runs reads and writes natively, whereas buffered writes to ext4 are punted
+ * to io-wq worker threads (measured: 0.07x the throughput of pwrite in
+ * process), and the data is not cached twice (the FUSE mount caches the
+ * volume's pages already).  Where O_DIRECT is refused (tmpfs, some FUSE file
+ * systems) the same calls run buffered.  The durability point is dio_flush()
+ * (fdatasync) either way, which the pool calls before every metadata commit.
+ *
+ * O_DIRECT needs DIO_ALIGN-aligned offsets, lengths and buffers.  Misaligned
+ * reads go through a bounce buffer.  A misaligned write is a read-modify-write
+ * of its edge sectors, which must not race with any other write touching those
+ * sectors (it would put back old bytes the other one wrote): every direct
+ * write takes the rwlock stripes of the 64 KiB chunks it touches, shared when
+ * aligned and exclusive for a read-modify-write, always in ascending order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +38,9 @@
 
 #define RING_ENTRIES 64
 #define COPY_CHUNK (1u << 20)
+#define DIO_ALIGN 4096u
+#define NR_STRIPES 1024u
+#define STRIPE_SHIFT 16
 
 struct preimage {
 	uint64_t offset;
@@ -33,10 +49,13 @@ struct preimage {
 };
 
 struct dio {
-	int fd;
+	int fd;   /* buffered: fallocate, fdatasync, lseek, test pre-images */
+	int dfd;  /* O_DIRECT, or fd when direct I/O is unavailable */
+	bool direct;
 	bool blockdev;
 	bool rdonly;
 	struct stat sb;
+	pthread_rwlock_t stripes[NR_STRIPES];
 	/* test facility */
 	bool track;
 	pthread_mutex_t track_lock;
@@ -115,13 +134,13 @@ fallback:
 	return res < 0 ? -errno : res;
 }
 
-static int full_rw(struct dio *d, bool write, void *buf, size_t len, uint64_t offset)
+static int full_rw(int fd, bool write, void *buf, size_t len, uint64_t offset)
 {
 	char *p = buf;
 
 	while (len) {
 		size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-		ssize_t n = ring_rw(d->fd, write, p, chunk, offset);
+		ssize_t n = ring_rw(fd, write, p, chunk, offset);
 		if (n == -EINTR || n == -EAGAIN)
 			continue;
 		if (n < 0)
@@ -156,6 +175,32 @@ int dio_create(const char *path, uint64_t size, char *msg, size_t msglen)
 	return rc;
 }
 
+/* Open the O_DIRECT twin of fd, and keep it only if a direct read works. */
+static void open_direct(struct dio *d, const char *path, bool rdonly)
+{
+	void *probe = NULL;
+	int lbs = 512;
+
+	d->dfd = d->fd;
+	d->direct = false;
+	if (getenv("THINFS_DATA_BUFFERED"))
+		return;
+	if (d->blockdev && (ioctl(d->fd, BLKSSZGET, &lbs) < 0 || lbs > (int)DIO_ALIGN))
+		return;
+	int fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	probe = dio_buffer(DIO_ALIGN);
+	if (!probe || pread(fd, probe, DIO_ALIGN, 0) < 0) {
+		close(fd);
+		free(probe);
+		return;
+	}
+	free(probe);
+	d->dfd = fd;
+	d->direct = true;
+}
+
 int dio_open(const char *path, bool rdonly, struct dio **out, char *msg, size_t msglen)
 {
 	struct dio *d = calloc(1, sizeof(*d));
@@ -180,8 +225,25 @@ int dio_open(const char *path, bool rdonly, struct dio **out, char *msg, size_t 
 	}
 	d->blockdev = S_ISBLK(d->sb.st_mode);
 	pthread_mutex_init(&d->track_lock, NULL);
+	for (unsigned i = 0; i < NR_STRIPES; i++)
+		pthread_rwlock_init(&d->stripes[i], NULL);
+	open_direct(d, path, rdonly);
 	*out = d;
 	return 0;
+}
+
+void *dio_buffer(size_t len)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, DIO_ALIGN, len ? len : DIO_ALIGN))
+		return NULL;
+	return p;
+}
+
+bool dio_is_direct(const struct dio *d)
+{
+	return d->direct;
 }
 
 static void drop_preimages(struct dio *d)
@@ -195,7 +257,11 @@ void dio_close(struct dio *d)
 {
 	if (!d)
 		return;
+	if (d->dfd != d->fd)
+		close(d->dfd);
 	close(d->fd);
+	for (unsigned i = 0; i < NR_STRIPES; i++)
+		pthread_rwlock_destroy(&d->stripes[i]);
 	drop_preimages(d);
 	free(d->pre);
 	pthread_mutex_destroy(&d->track_lock);
@@ -227,22 +293,112 @@ static void save_preimage(struct dio *d, uint64_t offset, size_t len)
 	pthread_mutex_unlock(&d->track_lock);
 }
 
+static bool aligned(uint64_t x)
+{
+	return !(x & (DIO_ALIGN - 1));
+}
+
+static uint64_t align_down(uint64_t x)
+{
+	return x & ~(uint64_t)(DIO_ALIGN - 1);
+}
+
+static uint64_t align_up(uint64_t x)
+{
+	return align_down(x + DIO_ALIGN - 1);
+}
+
 int dio_read(struct dio *d, void *buf, size_t len, uint64_t offset)
 {
-	return full_rw(d, false, buf, len, offset);
+	uint64_t a, e;
+	char *bounce;
+	int rc;
+
+	if (!d->direct)
+		return full_rw(d->fd, false, buf, len, offset);
+	if (aligned(offset) && aligned(len) && aligned((uintptr_t)buf))
+		return full_rw(d->dfd, false, buf, len, offset);
+	a = align_down(offset);
+	e = align_up(offset + len);
+	bounce = dio_buffer(e - a);
+	if (!bounce)
+		return -ENOMEM;
+	rc = full_rw(d->dfd, false, bounce, e - a, a);
+	if (!rc)
+		memcpy(buf, bounce + (offset - a), len);
+	free(bounce);
+	return rc;
+}
+
+/* Take (or drop) the stripes of the chunks in [a, e), ascending, once each. */
+static void stripes(struct dio *d, uint64_t a, uint64_t e, bool exclusive, bool lock)
+{
+	uint64_t first = a >> STRIPE_SHIFT, last = (e - 1) >> STRIPE_SHIFT;
+	bool all = last - first + 1 >= NR_STRIPES;
+	unsigned lo = all ? 0 : (unsigned)(first % NR_STRIPES);
+	unsigned n = all ? NR_STRIPES : (unsigned)(last - first + 1);
+
+	/* the chunks map to stripes lo, lo+1, ... (mod NR_STRIPES): walk them in
+	 * ascending stripe order, which may wrap */
+	for (unsigned k = 0; k < NR_STRIPES; k++) {
+		unsigned s = k;
+		bool in = all || (lo + n <= NR_STRIPES ? (s >= lo && s < lo + n)
+						       : (s >= lo || s < (lo + n) % NR_STRIPES));
+		if (!in)
+			continue;
+		if (!lock)
+			pthread_rwlock_unlock(&d->stripes[s]);
+		else if (exclusive)
+			pthread_rwlock_wrlock(&d->stripes[s]);
+		else
+			pthread_rwlock_rdlock(&d->stripes[s]);
+	}
+}
+
+static int direct_write(struct dio *d, const void *buf, size_t len, uint64_t offset)
+{
+	uint64_t a = align_down(offset), e = align_up(offset + len);
+	bool rmw = !aligned(offset) || !aligned(len);
+	char *bounce = NULL;
+	int rc = 0;
+
+	if (!rmw && aligned((uintptr_t)buf)) {
+		stripes(d, a, e, false, true);
+		rc = full_rw(d->dfd, true, (void *)buf, len, offset);
+		stripes(d, a, e, false, false);
+		return rc;
+	}
+	bounce = dio_buffer(e - a);
+	if (!bounce)
+		return -ENOMEM;
+	stripes(d, a, e, rmw, true);
+	if (rmw && a != offset)
+		rc = full_rw(d->dfd, false, bounce, DIO_ALIGN, a);
+	if (!rc && rmw && e != offset + len && (e - DIO_ALIGN != a || a == offset))
+		rc = full_rw(d->dfd, false, bounce + (e - a - DIO_ALIGN), DIO_ALIGN,
+			     e - DIO_ALIGN);
+	if (!rc) {
+		memcpy(bounce + (offset - a), buf, len);
+		rc = full_rw(d->dfd, true, bounce, e - a, a);
+	}
+	stripes(d, a, e, rmw, false);
+	free(bounce);
+	return rc;
 }
 
 int dio_write(struct dio *d, const void *buf, size_t len, uint64_t offset)
 {
 	if (d->track)
 		save_preimage(d, offset, len);
-	return full_rw(d, true, (void *)buf, len, offset);
+	if (!d->direct)
+		return full_rw(d->fd, true, (void *)buf, len, offset);
+	return direct_write(d, buf, len, offset);
 }
 
 int dio_copy(struct dio *d, uint64_t src, uint64_t dst, size_t len)
 {
 	size_t chunk = len < COPY_CHUNK ? len : COPY_CHUNK;
-	void *buf = malloc(chunk);
+	void *buf = dio_buffer(chunk);
 	int rc = 0;
 
 	if (!buf)
@@ -263,11 +419,12 @@ int dio_copy(struct dio *d, uint64_t src, uint64_t dst, size_t len)
 static int write_zeros(struct dio *d, uint64_t offset, uint64_t len)
 {
 	size_t chunk = len < COPY_CHUNK ? (size_t)len : COPY_CHUNK;
-	void *z = calloc(1, chunk);
+	void *z = dio_buffer(chunk);
 	int rc = 0;
 
 	if (!z)
 		return -ENOMEM;
+	memset(z, 0, chunk);
 	while (len && !rc) {
 		size_t n = len < chunk ? (size_t)len : chunk;
 		rc = dio_write(d, z, n, offset);

@@ -102,6 +102,35 @@ static uint64_t settled_entry(struct pool *pool, struct device *d, uint64_t vb)
 	return e;
 }
 
+/*
+ * The run starting at byte pos (< end): how many bytes, and where they live.
+ * A run is a stretch of consecutive vblocks that are all unmapped, or all
+ * mapped to consecutive data blocks (all own, if own_only), so it moves with
+ * one I/O.  Waits out provisioning.  Pool lock held.
+ */
+static size_t run_at(struct pool *pool, struct device *d, uint64_t pos, uint64_t end,
+		     bool own_only, uint64_t *entry)
+{
+	uint64_t bs = pool->block_size, vb = pos >> pool->block_shift;
+	uint64_t e = settled_entry(pool, d, vb), next;
+	uint64_t run_end = (vb + 1) * bs;
+
+	*entry = e;
+	while (run_end < end) {
+		next = vmap_get(&d->vm, ++vb);
+		if (next & VM_PROV)
+			break;
+		if (vm_mapped(e) != vm_mapped(next))
+			break;
+		if (vm_mapped(e) && vm_dblock(next) != vm_dblock(e) + (vb - (pos >> pool->block_shift)))
+			break;
+		if (own_only && (!(e & VM_OWN) || !(next & VM_OWN)))
+			break;
+		run_end += bs;
+	}
+	return (size_t)((run_end < end ? run_end : end) - pos);
+}
+
 ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset)
 {
 	struct pool *pool = vol->pool;
@@ -119,16 +148,15 @@ ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset)
 	if (len > size - offset)
 		len = (size_t)(size - offset);
 	while (done < len && !rc) {
-		uint64_t pos = offset + done, vb = pos >> pool->block_shift;
-		uint64_t boff = pos & (bs - 1);
-		size_t n = (size_t)(bs - boff) < len - done ? (size_t)(bs - boff) : len - done;
-		uint64_t e;
+		uint64_t pos = offset + done, e;
+		size_t n;
 
 		pthread_mutex_lock(&pool->lock);
-		e = settled_entry(pool, d, vb);
+		n = run_at(pool, d, pos, offset + len, false, &e);
 		pthread_mutex_unlock(&pool->lock);
 		if (vm_mapped(e))
-			rc = dio_read(pool->dio, (char *)buf + done, n, vm_dblock(e) * bs + boff);
+			rc = dio_read(pool->dio, (char *)buf + done, n,
+				      vm_dblock(e) * bs + (pos & (bs - 1)));
 		else
 			memset((char *)buf + done, 0, n);
 		done += n;
@@ -159,9 +187,10 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 		pthread_mutex_unlock(&pool->lock);
 		if (data)
 			return dio_write(pool->dio, data, n, vm_dblock(e) * bs + boff);
-		bounce = calloc(1, n);
+		bounce = dio_buffer(n);
 		if (!bounce)
 			return -ENOMEM;
+		memset(bounce, 0, n);
 		rc = dio_write(pool->dio, bounce, n, vm_dblock(e) * bs + boff);
 		free(bounce);
 		return rc;
@@ -195,7 +224,7 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 
 	/* fill the new block: old content (copy-on-write) or zeros, then the data */
 	if (vm_mapped(old) && !whole) {
-		bounce = malloc(bs);
+		bounce = dio_buffer(bs);
 		rc = bounce ? dio_read(pool->dio, bounce, bs, vm_dblock(old) * bs) : -ENOMEM;
 		if (!rc) {
 			if (data)
@@ -206,8 +235,10 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 		}
 		__atomic_add_fetch(&pool->nr_cow, 1, __ATOMIC_RELAXED);
 	} else if (!data || (!whole && dio_is_blockdev(pool->dio))) {
-		bounce = calloc(1, bs);
+		bounce = dio_buffer(bs);
 		rc = bounce ? 0 : -ENOMEM;
+		if (bounce)
+			memset(bounce, 0, bs);
 		if (!rc && data)
 			memcpy((char *)bounce + boff, data, n);
 		if (!rc)
@@ -247,9 +278,23 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 	pthread_rwlock_rdlock(&pool->io_lock);
 	while (done < len) {
 		uint64_t pos = offset + done, vb = pos >> pool->block_shift;
-		uint64_t boff = pos & (bs - 1);
+		uint64_t boff = pos & (bs - 1), e;
 		size_t n = (size_t)(bs - boff) < len - done ? (size_t)(bs - boff) : len - done;
 
+		if (buf) {
+			/* blocks of our own in a row: one write, in place */
+			pthread_mutex_lock(&pool->lock);
+			size_t run = run_at(pool, d, pos, offset + len, true, &e);
+			pthread_mutex_unlock(&pool->lock);
+			if ((e & VM_OWN) && vm_mapped(e)) {
+				rc = dio_write(pool->dio, (const char *)buf + done, run,
+					       vm_dblock(e) * bs + boff);
+				if (rc)
+					break;
+				done += run;
+				continue;
+			}
+		}
 		rc = write_block(pool, d, vb, boff, n, buf ? (const char *)buf + done : NULL);
 		if (rc == NEED_COMMIT && !retried) {
 			/* blocks freed since the last commit come back after it */

@@ -38,6 +38,10 @@ int dio_size(struct dio *d, uint64_t *size);
 /* Grow a regular file (sparse); a block device must already be big enough. */
 int dio_grow(struct dio *d, uint64_t size);
 bool dio_is_blockdev(const struct dio *d);
+/* Data moves with O_DIRECT (else buffered: the file system refused it). */
+bool dio_is_direct(const struct dio *d);
+/* A buffer aligned for direct I/O (free with free()); NULL on ENOMEM. */
+void *dio_buffer(size_t len);
 /* The next data extent at or after offset (SEEK_DATA/SEEK_HOLE on the file):
  * -ENXIO when there is none. */
 int dio_next_data(struct dio *d, uint64_t offset, uint64_t *start, uint64_t *end);

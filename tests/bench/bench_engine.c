@@ -12,6 +12,8 @@
  *
  * Usage: bench_engine [DIR] [N...]   (DIR defaults to /var/tmp)
  */
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +180,100 @@ static void bench(const char *base, uint64_t n, int reps)
 	fflush(stdout);
 }
 
+/* ---- the data path, in-process (no FUSE): engine overhead over raw I/O ---- */
+
+static double run_io(struct volume *v, int fd, bool write, size_t bs, uint64_t span, double secs,
+		     bool random)
+{
+	char *buf = aligned_alloc(4096, bs);
+	uint64_t ops = 0, pos = 0, s = 88172645463325252ull;
+	double t0 = now_ms(), t;
+
+	memset(buf, 0x5a, bs);
+	do {
+		for (int i = 0; i < 64; i++) {
+			if (random) {
+				s ^= s << 13;
+				s ^= s >> 7;
+				s ^= s << 17;
+				pos = s % (span / bs) * bs;
+			} else {
+				pos = (pos + bs) % span;
+			}
+			ssize_t n = v ? (write ? pool_write(v, buf, bs, pos) : pool_read(v, buf, bs, pos))
+				      : (write ? pwrite(fd, buf, bs, (off_t)pos)
+					       : pread(fd, buf, bs, (off_t)pos));
+			if (n != (ssize_t)bs)
+				die("io", "short");
+			ops++;
+		}
+		t = now_ms();
+	} while (t - t0 < secs * 1000);
+	free(buf);
+	return (double)ops * bs / ((t - t0) / 1000) / (1 << 20);
+}
+
+static void bench_io(const char *base)
+{
+	char dir[400], raw[420], msg[POOL_MSG_MAX], cmd[900];
+	const uint64_t span = 256ull << 20;
+	struct pool_format_opts o = { .data_size = 512ull << 20 };
+	struct pool *p;
+	struct volume *v;
+	int fd;
+	static const struct {
+		const char *name;
+		bool write, random;
+		size_t bs;
+	} jobs[] = {
+		{ "1 MiB seq write", true, false, 1 << 20 },
+		{ "1 MiB seq read", false, false, 1 << 20 },
+		{ "4 KiB rand write", true, true, 4096 },
+		{ "4 KiB rand read", false, true, 4096 },
+	};
+
+	snprintf(dir, sizeof(dir), "%s/thinfs-bench-io.%d", base, getpid());
+	snprintf(raw, sizeof(raw), "%s.raw", dir);
+	if (pool_format(dir, &o, msg, sizeof(msg)) || pool_open(dir, 0, "bench", &p, msg, sizeof(msg)))
+		die("format/open", msg);
+	if (pool_create(p, "v", span, msg, sizeof(msg)) || pool_volume_open(p, "v", &v))
+		die("create", msg);
+	/* the baseline: a raw file on the same file system, with the same kind of
+	 * I/O the engine does to its data file (direct unless refused) */
+	fd = open(raw, O_RDWR | O_CREAT | O_TRUNC | (getenv("THINFS_DATA_BUFFERED") ? 0 : O_DIRECT),
+		  0600);
+	if (fd < 0 || ftruncate(fd, (off_t)span))
+		die("raw", raw);
+	/* fill both, so the jobs below run on mapped blocks (steady state) */
+	run_io(v, -1, true, 1 << 20, span, 0.001, false);
+	for (uint64_t off = 0; off < span; off += 1 << 20) {
+		static char z[1 << 20] __attribute__((aligned(4096)));
+		if (pool_write(v, z, sizeof(z), off) != (ssize_t)sizeof(z) ||
+		    pwrite(fd, z, sizeof(z), (off_t)off) != (ssize_t)sizeof(z))
+			die("fill", "short");
+	}
+	pool_sync(p);
+	fsync(fd);
+	printf("\n| in-process job, qd1, %s | raw file MiB/s | thinfs engine MiB/s | ratio |\n|---|---:|---:|---:|\n",
+	       getenv("THINFS_DATA_BUFFERED") ? "buffered" : "O_DIRECT");
+	for (size_t j = 0; j < sizeof(jobs) / sizeof(jobs[0]); j++) {
+		double r[3], e[3];
+		for (int k = 0; k < 3; k++) {
+			r[k] = run_io(NULL, fd, jobs[j].write, jobs[j].bs, span, 1.0, jobs[j].random);
+			e[k] = run_io(v, -1, jobs[j].write, jobs[j].bs, span, 1.0, jobs[j].random);
+		}
+		double rm = median(r, 3), em = median(e, 3);
+		printf("| %s | %.0f | %.0f | %.2f |\n", jobs[j].name, rm, em, em / rm);
+		fflush(stdout);
+	}
+	pool_volume_close(v);
+	pool_close(p);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, raw);
+	if (system(cmd))
+		die("rm", dir);
+}
+
 int main(int argc, char **argv)
 {
 	const char *base = argc > 1 ? argv[1] : "/var/tmp";
@@ -193,5 +289,7 @@ int main(int argc, char **argv)
 	printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (int i = 0; i < nr; i++)
 		bench(base, sizes[i], 5);
+	if (!getenv("BENCH_NO_IO"))
+		bench_io(base);
 	return 0;
 }
