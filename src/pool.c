@@ -161,6 +161,48 @@ int pool_test_counts(struct pool *pool, uint64_t *nr_layers, uint64_t *nr_rows)
 
 /* ---- format ---- */
 
+/*
+ * An existing file or device given as --data.  Never a database (any pool's
+ * meta.db, or its WAL); and what holds data - a block device, a file with any
+ * data extent, another pool's data file - is taken over only with --force,
+ * because formatting empties it.
+ */
+static int check_reused_data(const char *path, bool force, char *msg, size_t msglen)
+{
+	static const char sqlite_magic[16] = "SQLite format 3";
+	unsigned char head[16] = { 0 };
+	char uuid[64];
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool has_data = false;
+
+	if (fd < 0)
+		return set_msg(msg, msglen, -errno, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &sb) < 0 || pread(fd, head, sizeof(head), 0) < 0) {
+		int err = errno;
+		close(fd);
+		return set_msg(msg, msglen, -err, "cannot read %s: %s", path, strerror(err));
+	}
+	uint32_t wal = (uint32_t)head[0] << 24 | head[1] << 16 | head[2] << 8 | head[3];
+	if (!memcmp(head, sqlite_magic, sizeof(sqlite_magic)) || wal == 0x377f0682 ||
+	    wal == 0x377f0683) {
+		close(fd);
+		return set_msg(msg, msglen, -EINVAL,
+			       "data path %s is an SQLite database (a pool's metadata?); refusing", path);
+	}
+	if (S_ISBLK(sb.st_mode))
+		has_data = true;
+	else if (lseek(fd, 0, SEEK_DATA) >= 0)
+		has_data = true;
+	bool foreign = fgetxattr(fd, UUID_XATTR, uuid, sizeof(uuid)) > 0;
+	close(fd);
+	if ((has_data || foreign) && !force)
+		return set_msg(msg, msglen, -EEXIST,
+			       "data path %s already holds %s; formatting empties it (use --force)",
+			       path, foreign ? "another pool's data" : "data");
+	return 0;
+}
+
 int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg, size_t msglen)
 {
 	struct meta_pool_row row = { 0 };
@@ -253,6 +295,12 @@ int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg,
 			goto out;
 		}
 		data_exists = true;
+	}
+	/* every check before anything is removed: a refused format changes nothing */
+	if (data_exists && !(opts->force && default_data)) {
+		rc = check_reused_data(data_path, opts->force, msg, msglen);
+		if (rc)
+			goto out;
 	}
 	if (opts->force) {
 		/* overwrite: the old metadata goes; a default data file is remade */

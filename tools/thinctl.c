@@ -81,8 +81,12 @@ static int parse(const struct cmd *cmd, int argc, char **argv, const struct opti
 			print_help(cmd);
 			return 0;
 		}
-		if (c == '?' || c == ':' || !on_opt)
-			return usage_error(cmd, c == ':' ? "option needs a value" : "bad option");
+		if (c == '?' || c == ':' || !on_opt) {
+			char why[300];
+			snprintf(why, sizeof(why), "%s '%s'",
+				 c == ':' ? "option needs a value:" : "bad option", argv[optind - 1]);
+			return usage_error(cmd, why);
+		}
 		int rc = on_opt(c, optarg, ctx);
 		if (rc >= 0)
 			return rc;

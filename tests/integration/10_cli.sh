@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# thinctl from the outside: every command's --help, every kind of bad input of
+# DESIGN.md (names, sizes, block sizes, same file, missing origin, taken names,
+# pool in use), clean one-line errors, refused commands that leave the pool's
+# files unchanged, JSON that parses, and check's exit codes on damage.
+# No root needed.
+set -u
+B=${THINFS_BUILD:-$(cd "$(dirname "$0")/../../build" && pwd)}
+C=$B/thinctl
+T=$(mktemp -d /tmp/thinfs-test.XXXXXX)
+trap 'kill $LOCKPID 2>/dev/null; rm -rf "$T"' EXIT
+LOCKPID=
+P=$T/pool
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+
+# check reports findings on stdout: judge it by its exit code
+expect_rc() {
+	local want=$1; shift
+	"$@" > "$T/out" 2> "$T/err"
+	local rc=$?
+	[ "$rc" = "$want" ] || { bad "$* -> exit $rc, wanted $want: $(cat "$T/out" "$T/err" | head -c 300)"; return 1; }
+}
+# run CMD..., expect exit code $1, one stderr line mentioning thinctl (if != 0)
+expect() {
+	local want=$1; shift
+	"$@" > "$T/out" 2> "$T/err"
+	local rc=$?
+	if [ "$rc" != "$want" ]; then
+		bad "$* -> exit $rc, wanted $want: $(head -c 300 "$T/err")"
+		return 1
+	fi
+	if [ "$want" = 0 ] && [ -s "$T/err" ]; then
+		bad "$* -> success with stderr: $(head -c 300 "$T/err")"
+		return 1
+	fi
+	if [ "$want" = 1 ] && { [ "$(wc -l < "$T/err")" != 1 ] || ! grep -q "^thinctl: " "$T/err"; }; then
+		bad "$* -> error is not one 'thinctl: ...' line: $(cat "$T/err")"
+		return 1
+	fi
+	return 0
+}
+state() { sha256sum "$P/meta.db" "$P/data" 2>/dev/null | cut -c1-64 | tr '\n' ' '; }
+# a refused changing command must leave the pool's files as they were
+refused() {
+	local before after
+	before=$(state)
+	expect 1 "$@" && { after=$(state); [ "$before" = "$after" ] && ok "refused, unchanged: ${*:2}" || bad "pool changed by refused: $*"; }
+}
+json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+
+# --help everywhere, usage errors exit 2
+for cmd in format create snapshot delete rename resize grow list status check; do
+	expect 0 "$C" "$cmd" --help && grep -q "usage: thinctl $cmd" "$T/out" && ok "$cmd --help" || bad "$cmd --help"
+	expect 2 "$C" "$cmd" --no-such-option "$P" && ok "$cmd bad option -> 2"
+done
+expect 0 "$C" --help && ok "thinctl --help"
+expect 2 "$C" && ok "no command -> 2"
+expect 2 "$C" frobnicate "$P" && ok "unknown command -> 2"
+expect 2 "$C" create "$P" vol && ok "missing argument -> 2"
+expect 2 "$C" list "$P" extra && ok "extra argument -> 2"
+
+# format: block sizes (TESTING A4)
+for bs in 0 1 3000 4095 66048 2G abc -1; do
+	expect 1 "$C" format "$T/bs" --block-size "$bs" && grep -q "4K to 1G\|not a size\|power of two" "$T/err" \
+		&& [ ! -e "$T/bs/meta.db" ] && ok "block size $bs refused, nothing made" || bad "block size $bs"
+	rm -rf "$T/bs"
+done
+for bs in 4K 1G 64K 65536; do
+	expect 0 "$C" format "$T/bs$bs" --block-size "$bs" --data-size 1G && ok "block size $bs" || true
+	rm -rf "$T/bs$bs"
+done
+expect 0 "$C" format "$P" --data-size 256M && ok "format"
+[ "$(json "d['block_size']" < <("$C" status "$P" --json))" = 65536 ] && ok "default block size 64K" || bad "default block size"
+refused "$C" format "$P" --data-size 256M
+grep -q -- "--force" "$T/err" && ok "format names --force" || bad "format without --force message"
+
+# sizes (TESTING A6)
+for s in 18446744073709551616 1X "" 12.5G; do
+	refused "$C" create "$P" v "$s"
+done
+before=$(state); expect 2 "$C" create "$P" v -1 && [ "$before" = "$(state)" ] && ok "size -1 refused (a bad option)"
+expect 0 "$C" create "$P" zero 0 && ok "size 0 is valid"
+expect 0 "$C" create "$P" huge 1T && ok "a size beyond the pool is valid (thin)"
+
+# names (TESTING H5)
+long255=$(printf 'a%.0s' $(seq 255)); long256=${long255}a
+for n in "" . .. .x a/b "$long256"; do
+	refused "$C" create "$P" "$n" 1M
+done
+expect 0 "$C" create "$P" "$long255" 1M && ok "255-byte name"
+odd=("with space" $'new\nline' "ünïcødé" "a'b; DROP TABLE map;--" '"quoted"\back')
+for n in "${odd[@]}"; do
+	expect 0 "$C" create "$P" "$n" 1M || continue
+	"$C" list "$P" --json | python3 -c 'import json,sys; names=[d["name"] for d in json.load(sys.stdin)["devices"]]; sys.exit(0 if sys.argv[1] in names else 1)' "$n" \
+		&& ok "odd name round-trips: $(printf %q "$n")" || bad "odd name lost: $(printf %q "$n")"
+done
+expect 0 "$C" check "$P" && ok "check clean after odd names"
+
+# devices: missing and taken (TESTING B13, H6)
+expect 0 "$C" create "$P" v1 64M && ok "create v1"
+refused "$C" create "$P" v1 64M
+refused "$C" snapshot "$P" nosuch s1
+refused "$C" snapshot "$P" v1 v1
+refused "$C" delete "$P" nosuch
+refused "$C" rename "$P" nosuch x
+refused "$C" rename "$P" v1 zero
+refused "$C" rename "$P" v1 .hidden
+refused "$C" resize "$P" nosuch 1M
+refused "$C" grow "$P" --data-size 1M
+tid0=$("$C" status "$P" --json | json "d['transaction_id']")
+expect 0 "$C" snapshot "$P" v1 s1 && ok "snapshot"
+expect 0 "$C" snapshot "$P" --set monday && ok "snapshot set"
+refused "$C" snapshot "$P" --set monday
+expect 0 "$C" snapshot "$P" monday/v1 restored && ok "writable snapshot of a set member"
+refused "$C" resize "$P" monday/v1 1M
+expect 0 "$C" rename "$P" s1 s2 && ok "rename"
+expect 0 "$C" resize "$P" s2 128M && ok "resize"
+expect 0 "$C" grow "$P" --data-size 512M && ok "grow"
+tid1=$("$C" status "$P" --json | json "d['transaction_id']")
+[ "$tid1" -ge $((tid0 + 6)) ] && ok "transaction id rises per change ($tid0 -> $tid1)" || bad "transaction id $tid0 -> $tid1"
+[ "$("$C" status "$P" --json | json "d['used_blocks']")" = 0 ] && ok "no data written, no block used" || bad "used blocks"
+[ "$("$C" status "$P" --json | json "d['nr_data_blocks']")" = 8192 ] && ok "grown to 512M" || bad "grow"
+expect 0 "$C" delete "$P" --set monday && ok "delete set"
+expect 0 "$C" delete "$P" s2 && ok "delete"
+"$C" list "$P" --json | python3 -m json.tool > /dev/null && ok "list --json parses" || bad "list --json"
+"$C" status "$P" --json | python3 -m json.tool > /dev/null && ok "status --json parses" || bad "status --json"
+[ "$("$C" list "$P" | head -1 2>&1)" != "" ] && ok "list | head quiet"
+
+# same file (TESTING H1): data on the metadata, also via symlink and hard link
+refused "$C" format "$P" --force --data "$P/meta.db"
+ln -s "$P/meta.db" "$T/link"; ln "$P/meta.db" "$T/hard"
+refused "$C" format "$P" --force --data "$T/link"
+refused "$C" format "$P" --force --data "$T/hard"
+refused "$C" format "$T/other" --data "$P/meta.db"
+grep -q "SQLite database" "$T/err" && ok "another pool's meta.db is never data" || bad "meta.db as data: $(cat "$T/err")"
+refused "$C" format "$T/other" --data "$P/data"
+grep -q "another pool's data" "$T/err" && ok "another pool's data needs --force" || bad "data reuse: $(cat "$T/err")"
+head -c 1M /dev/urandom > "$T/precious"
+refused "$C" format "$T/other" --data "$T/precious"
+cmp -s <(head -c 1M "$T/precious") "$T/precious" && ok "a file holding data needs --force" || bad "precious"
+truncate -s 64M "$T/empty.img"
+expect 0 "$C" format "$T/other" --data "$T/empty.img" && ok "an empty sparse file is taken as data" || true
+
+# pool in use (TESTING A9): a changing command names the holder
+echo "thinfs pid 4242 on /mnt/demo" > "$P/lock"
+flock -o "$P/lock" sleep 30 & LOCKPID=$!
+sleep 0.3
+refused "$C" create "$P" v9 1M
+grep -q "in use by thinfs pid 4242 on /mnt/demo" "$T/err" && ok "names the holder" || bad "holder not named: $(cat "$T/err")"
+expect 0 "$C" list "$P" && ok "list works while in use"
+expect 0 "$C" check "$P" && ok "check works while in use"
+kill $LOCKPID; wait $LOCKPID 2>/dev/null; LOCKPID=
+expect 0 "$C" create "$P" v9 1M && ok "lock released"
+
+# not a pool (TESTING H3)
+mkdir "$T/empty" "$T/junk"; head -c 8192 /dev/urandom > "$T/junk/meta.db"; chmod 600 "$T/junk/meta.db"
+expect 1 "$C" status "$T/empty" && grep -q "not a thinfs pool" "$T/err" && ok "empty dir: not a pool" || bad "empty dir"
+expect 1 "$C" status "$T/junk" && grep -q "not a thinfs pool\|not a database" "$T/err" && ok "garbage meta.db: not a pool" || bad "garbage meta.db: $(cat "$T/err")"
+expect 1 "$C" list "$T/nosuch" && ok "missing pool"
+cp -r "$P" "$T/newer"; sqlite3 "$T/newer/meta.db" "PRAGMA user_version=99"
+expect 1 "$C" status "$T/newer" && grep -q "format 99 newer" "$T/err" && ok "newer format refused" || bad "newer format: $(cat "$T/err")"
+
+# check (TESTING K1): a leak is a warning; mapped-but-free is damage
+cp -r "$P" "$T/leak"
+sqlite3 "$T/leak/meta.db" "INSERT OR REPLACE INTO space(chunk, bits) VALUES(0, x'0f' || zeroblob(4095))"
+expect_rc 0 "$C" check "$T/leak" && grep -q "leak" "$T/out" && ok "leak is a warning (exit 0)" || bad "leak: $(cat "$T/out")"
+expect_rc 0 "$C" check --repair "$T/leak" && expect_rc 0 "$C" check "$T/leak" && ! grep -q leak "$T/out" && ok "repair fixes the leak" || bad "repair leak"
+cp -r "$P" "$T/dmg"
+sqlite3 "$T/dmg/meta.db" "INSERT INTO map(layer, vblock, dblock, time) SELECT layer, 0, 5, 0 FROM devices WHERE name = 'v1'; UPDATE space SET bits = zeroblob(4096)"
+expect_rc 1 "$C" check "$T/dmg" && grep -q "marked free" "$T/out" && ok "mapped-but-free is damage (exit 1)" || bad "damage: $(cat "$T/out")"
+sqlite3 "$T/dmg/meta.db" "INSERT INTO map(layer, vblock, dblock, time) SELECT layer, 1, 999999, 0 FROM devices WHERE name = 'v1'"
+expect_rc 2 "$C" check "$T/dmg" && grep -q "past the end" "$T/out" && ok "mapping past the end is fatal (exit 2)" || bad "past end: $(cat "$T/out")"
+sqlite3 "$T/dmg/meta.db" "DELETE FROM map WHERE dblock = 999999; INSERT INTO map(layer, vblock, dblock, time) SELECT layer, 2, 5, 0 FROM devices WHERE name = 'zero'"
+expect_rc 2 "$C" check "$T/dmg" && grep -q "mapped twice" "$T/out" && ok "block mapped twice is fatal" || bad "twice: $(cat "$T/out")"
+expect 0 "$C" check "$P" && ok "the original pool is still clean"
+
+echo "$fails failed"
+[ "$fails" = 0 ]
