@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SBINDIR ?= /sbin
 CC ?= gcc
-PKGS := fuse3 liburing sqlite3
+PKGS := fuse3 liburing sqlite3 expat
 BUILD ?= build
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -18,7 +18,9 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE \
 LDLIBS += $(PKG_LIBS) -lpthread
 
 LIB_SRCS := src/util.c src/meta.c src/space.c src/dataio.c src/vmap.c src/layer.c \
-	    src/pool.c src/pool_admin.c src/pool_io.c src/pool_list.c src/check.c
+	    src/pool.c src/pool_admin.c src/pool_io.c src/pool_list.c src/check.c \
+	    src/interop_util.c src/meta_interop.c src/thin_dump.c src/thin_restore.c \
+	    src/thin_delta.c src/send_receive.c
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libthinfs.a
 
@@ -37,6 +39,9 @@ TOOL_BINS += $(BUILD)/thinfs
 endif
 ifneq ($(wildcard tests/tools/thinfs-fsx.c),)
 TOOL_BINS += $(BUILD)/thinfs-fsx
+endif
+ifneq ($(wildcard tests/tools/interop_helper.c),)
+TOOL_BINS += $(BUILD)/interop_helper
 endif
 ifneq ($(wildcard tests/bench/bench_engine.c),)
 TOOL_BINS += $(BUILD)/bench_engine
@@ -58,6 +63,8 @@ $(BUILD)/thinfs: src/thinfs.c src/fuse_ops.c $(wildcard include/thinfs/fuse_ops.
 	$(CC) $(CFLAGS) -o $@ src/thinfs.c src/fuse_ops.c $(LIB) $(LDLIBS)
 $(BUILD)/thinfs-fsx: tests/tools/thinfs-fsx.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+$(BUILD)/interop_helper: tests/tools/interop_helper.c $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 $(BUILD)/bench_engine: tests/bench/bench_engine.c $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 $(BUILD)/bug-noflush/%.o: src/%.c $(wildcard include/thinfs/*.h)

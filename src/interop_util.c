@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * interop_util.c - what dump, restore, delta and send/receive share: a
+ * device's view with mapping times, the consistent read lock, the escaping of
+ * names inside XML comments, and CRC32C.
+ *
+ * A view is resolved like layer_resolve() does it, but keeps each row's time:
+ * the rows of the device's leaf and of every ancestor are gathered with their
+ * distance from the leaf, sorted by (vblock, distance), and the nearest row of
+ * each vblock wins; a winning tombstone means "unmapped".
+ *
+ * Locking: interop_view() and interop_find_device() need the pool lock, which
+ * interop_lock() takes after committing a read-write pool, so the database
+ * (what the views read) holds every change completed before the call.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thinfs/interop_internal.h"
+
+struct lrow {
+	uint64_t vblock, dblock, time;
+	uint32_t level;
+};
+
+struct gather {
+	struct lrow *r;
+	size_t n, cap;
+	uint32_t level;
+};
+
+static int gather_row(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
+{
+	struct gather *g = arg;
+
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 1024;
+		struct lrow *n = realloc(g->r, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		g->r = n;
+		g->cap = cap;
+	}
+	g->r[g->n++] = (struct lrow){vblock, dblock, time, g->level};
+	return 0;
+}
+
+static int cmp_lrow(const void *a, const void *b)
+{
+	const struct lrow *x = a, *y = b;
+
+	if (x->vblock != y->vblock)
+		return x->vblock < y->vblock ? -1 : 1;
+	return x->level < y->level ? -1 : x->level > y->level;
+}
+
+int interop_view(struct pool *pool, struct device *d, struct tview *v)
+{
+	struct gather g = {0};
+	size_t out = 0;
+	int rc = 0;
+
+	memset(v, 0, sizeof(*v));
+	for (struct layer *l = d->layer; l && !rc; l = l->parent, g.level++)
+		rc = meta_map_foreach(pool->meta, l->id, 0, gather_row, &g);
+	if (rc) {
+		free(g.r);
+		return rc;
+	}
+	if (g.level > 1 && g.n > 1)
+		qsort(g.r, g.n, sizeof(*g.r), cmp_lrow);
+	v->m = malloc((g.n ? g.n : 1) * sizeof(*v->m));
+	if (!v->m) {
+		free(g.r);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < g.n; i++) {
+		if (i && g.r[i].vblock == g.r[i - 1].vblock)
+			continue; /* hidden by a nearer row */
+		if (g.r[i].dblock == META_TOMBSTONE)
+			continue;
+		v->m[out++] = (struct tmap){g.r[i].vblock, g.r[i].dblock, g.r[i].time};
+	}
+	v->n = out;
+	free(g.r);
+	return 0;
+}
+
+void tview_free(struct tview *v)
+{
+	free(v->m);
+	memset(v, 0, sizeof(*v));
+}
+
+const struct tmap *tview_find(const struct tview *v, uint64_t vblock)
+{
+	size_t lo = 0, hi = v->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v->m[mid].vblock < vblock)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < v->n && v->m[lo].vblock == vblock ? &v->m[lo] : NULL;
+}
+
+void interop_lock(struct pool *pool)
+{
+	/* a failed commit leaves the last durable state, which is what we read */
+	if (!pool->rdonly)
+		pool_commit(pool);
+	pthread_mutex_lock(&pool->lock);
+}
+
+void interop_unlock(struct pool *pool)
+{
+	pthread_mutex_unlock(&pool->lock);
+}
+
+struct device *interop_find_device(struct pool *pool, const char *name)
+{
+	struct device *d = pool_find_device(pool, name);
+
+	return d && !d->deleted ? d : NULL;
+}
+
+/* Length of the valid UTF-8 sequence at s (a character XML allows), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+	uint32_t c;
+	size_t n;
+
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0) {
+		n = 2;
+		c = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		n = 3;
+		c = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		n = 4;
+		c = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 2 && c < 0x80) || (n == 3 && c < 0x800) || (n == 4 && c < 0x10000) ||
+	    c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff) || c == 0xfffe || c == 0xffff)
+		return 0;
+	return n;
+}
+
+/*
+ * Inside a comment nothing is an entity, and "--" may not appear: so names
+ * get an escaping of our own, undone by thin_restore.c: & < > " as the usual
+ * entities, a '-' after a '-' as &#45;, and every byte that is not part of a
+ * character XML allows (controls, invalid UTF-8) as &#xHH; (one byte each).
+ */
+void interop_put_escaped(FILE *out, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	while (*s) {
+		size_t n = utf8_len(s);
+
+		if (*s == '&')
+			fputs("&amp;", out);
+		else if (*s == '<')
+			fputs("&lt;", out);
+		else if (*s == '>')
+			fputs("&gt;", out);
+		else if (*s == '"')
+			fputs("&quot;", out);
+		else if (*s == '-' && s > (const unsigned char *)str && s[-1] == '-')
+			fputs("&#45;", out);
+		else if (!n || (*s < 0x20) || *s == 0x7f)
+			fprintf(out, "&#x%02X;", *s);
+		else {
+			fwrite(s, 1, n, out);
+			s += n;
+			continue;
+		}
+		s++;
+	}
+}
+
+/* ---- CRC32C (Castagnoli, reflected 0x82F63B78), slicing by 8 ---- */
+
+static uint32_t crc_table[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			crc_table[t][i] =
+			    (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+}
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	pthread_once(&crc_once, crc_init);
+	crc = ~crc;
+	while (len && ((uintptr_t)p & 7)) {
+		crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
+		len--;
+	}
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		w ^= crc;
+		crc = crc_table[7][w & 0xff] ^ crc_table[6][(w >> 8) & 0xff] ^
+		      crc_table[5][(w >> 16) & 0xff] ^ crc_table[4][(w >> 24) & 0xff] ^
+		      crc_table[3][(w >> 32) & 0xff] ^ crc_table[2][(w >> 40) & 0xff] ^
+		      crc_table[1][(w >> 48) & 0xff] ^ crc_table[0][w >> 56];
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
+	return ~crc;
+}
