@@ -125,7 +125,7 @@ static const char schema_sql[] =
 	"  nr_rows INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX layers_parent ON layers(parent);"
 	"CREATE TABLE sets(name TEXT PRIMARY KEY, ctime INTEGER NOT NULL);"
-	"CREATE TABLE devices(id INTEGER PRIMARY KEY, set_name TEXT NOT NULL DEFAULT '', "
+	"CREATE TABLE devices(id INTEGER PRIMARY KEY AUTOINCREMENT, set_name TEXT NOT NULL DEFAULT '', "
 	"  name TEXT NOT NULL, size INTEGER NOT NULL, "
 	"  layer INTEGER NOT NULL UNIQUE REFERENCES layers(id), origin INTEGER NOT NULL DEFAULT 0, "
 	"  creation_time INTEGER NOT NULL, snap_time INTEGER NOT NULL, ctime INTEGER NOT NULL, "
@@ -142,7 +142,7 @@ struct meta {
 	bool rdonly;
 };
 
-static int sqlite_to_errno(int rc)
+int meta_errno(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_OK:
@@ -189,7 +189,7 @@ static int run(sqlite3_stmt *s)
 
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sqlite_to_errno(rc);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : meta_errno(rc);
 }
 
 static void bind_u64(sqlite3_stmt *s, int i, uint64_t v)
@@ -211,7 +211,7 @@ static void col_text(sqlite3_stmt *s, int i, char *out, size_t len)
 
 static int exec(sqlite3 *db, const char *sql)
 {
-	return sqlite_to_errno(sqlite3_exec(db, sql, NULL, NULL, NULL));
+	return meta_errno(sqlite3_exec(db, sql, NULL, NULL, NULL));
 }
 
 /* journal_mode=WAL and synchronous=FULL, explicitly, on every connection. */
@@ -245,7 +245,7 @@ int meta_create(const char *path, const struct meta_pool_row *pool, char *msg, s
 	close(fd);
 	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK) {
-		rc = sqlite_to_errno(rc);
+		rc = meta_errno(rc);
 		set_msg(msg, msglen, rc, "cannot open %s: %s", path, sqlite3_errmsg(db));
 		goto out_close;
 	}
@@ -263,7 +263,7 @@ int meta_create(const char *path, const struct meta_pool_row *pool, char *msg, s
 			sqlite3_errmsg(db));
 		goto out_close;
 	}
-	rc = sqlite_to_errno(sqlite3_prepare_v2(
+	rc = meta_errno(sqlite3_prepare_v2(
 		db,
 		"INSERT INTO pool(id, uuid, block_size, nr_data_blocks, transaction_id, pool_time, "
 		"needs_check, clean, created, data_path) VALUES(1, ?1, ?2, ?3, ?4, ?5, 0, 1, ?6, ?7)",
@@ -306,7 +306,7 @@ int meta_open(const char *path, bool rdonly, struct meta **out, char *msg, size_
 	flags = (rdonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOFOLLOW;
 	rc = sqlite3_open_v2(path, &m->db, flags, NULL);
 	if (rc != SQLITE_OK) {
-		rc = set_msg(msg, msglen, sqlite_to_errno(rc), "cannot open %s: %s", path,
+		rc = set_msg(msg, msglen, meta_errno(rc), "cannot open %s: %s", path,
 			     sqlite3_errmsg(m->db));
 		goto out_free;
 	}
@@ -318,17 +318,17 @@ int meta_open(const char *path, bool rdonly, struct meta **out, char *msg, size_
 			set_msg(msg, msglen, rc, "cannot use %s: %s", path, sqlite3_errmsg(m->db));
 		goto out_free;
 	}
-	rc = sqlite_to_errno(sqlite3_prepare_v2(m->db, "PRAGMA application_id", -1, &s, NULL));
+	rc = meta_errno(sqlite3_prepare_v2(m->db, "PRAGMA application_id", -1, &s, NULL));
 	if (!rc && sqlite3_step(s) == SQLITE_ROW)
 		appid = sqlite3_column_int(s, 0);
 	sqlite3_finalize(s);
 	s = NULL;
 	if (!rc)
-		rc = sqlite_to_errno(sqlite3_prepare_v2(m->db, "PRAGMA user_version", -1, &s, NULL));
+		rc = meta_errno(sqlite3_prepare_v2(m->db, "PRAGMA user_version", -1, &s, NULL));
 	if (!rc && sqlite3_step(s) == SQLITE_ROW)
 		version = sqlite3_column_int(s, 0);
 	else if (!rc)
-		rc = sqlite_to_errno(sqlite3_errcode(m->db));
+		rc = meta_errno(sqlite3_errcode(m->db));
 	sqlite3_finalize(s);
 	if (rc) {
 		set_msg(msg, msglen, rc == -EUCLEAN ? -EINVAL : rc,
@@ -373,7 +373,7 @@ static int run_id(struct meta *m, enum stmt_id id)
 {
 	sqlite3_stmt *s = st(m, id);
 
-	return s ? run(s) : sqlite_to_errno(sqlite3_errcode(m->db));
+	return s ? run(s) : meta_errno(sqlite3_errcode(m->db));
 }
 
 int meta_begin(struct meta *m)
@@ -409,14 +409,14 @@ const char *meta_errmsg(struct meta *m)
 int meta_settings(struct meta *m, char *journal_mode, size_t len, int *synchronous)
 {
 	sqlite3_stmt *s;
-	int rc = sqlite_to_errno(sqlite3_prepare_v2(m->db, "PRAGMA journal_mode", -1, &s, NULL));
+	int rc = meta_errno(sqlite3_prepare_v2(m->db, "PRAGMA journal_mode", -1, &s, NULL));
 
 	if (rc)
 		return rc;
 	if (sqlite3_step(s) == SQLITE_ROW)
 		col_text(s, 0, journal_mode, len);
 	sqlite3_finalize(s);
-	rc = sqlite_to_errno(sqlite3_prepare_v2(m->db, "PRAGMA synchronous", -1, &s, NULL));
+	rc = meta_errno(sqlite3_prepare_v2(m->db, "PRAGMA synchronous", -1, &s, NULL));
 	if (rc)
 		return rc;
 	if (sqlite3_step(s) == SQLITE_ROW)
@@ -428,7 +428,7 @@ int meta_settings(struct meta *m, char *journal_mode, size_t len, int *synchrono
 #define PREP(m, id)                                                                        \
 	sqlite3_stmt *s = st(m, id);                                                       \
 	if (!s)                                                                            \
-		return sqlite_to_errno(sqlite3_errcode((m)->db));
+		return meta_errno(sqlite3_errcode((m)->db));
 
 int meta_pool_get(struct meta *m, struct meta_pool_row *row)
 {
@@ -449,7 +449,7 @@ int meta_pool_get(struct meta *m, struct meta_pool_row *row)
 		col_text(s, 9, row->data_path, sizeof(row->data_path));
 		rc = 0;
 	} else {
-		rc = rc == SQLITE_DONE ? -EUCLEAN : sqlite_to_errno(rc);
+		rc = rc == SQLITE_DONE ? -EUCLEAN : meta_errno(rc);
 	}
 	sqlite3_reset(s);
 	return rc;
@@ -499,7 +499,7 @@ int meta_device_foreach(struct meta *m, meta_device_cb cb, void *arg)
 			break;
 	}
 	if (!rc && step != SQLITE_DONE)
-		rc = sqlite_to_errno(step);
+		rc = meta_errno(step);
 	sqlite3_reset(s);
 	return rc;
 }
@@ -563,7 +563,7 @@ int meta_set_foreach(struct meta *m, meta_set_cb cb, void *arg)
 			break;
 	}
 	if (!rc && step != SQLITE_DONE)
-		rc = sqlite_to_errno(step);
+		rc = meta_errno(step);
 	sqlite3_reset(s);
 	return rc;
 }
@@ -606,7 +606,7 @@ int meta_layer_foreach(struct meta *m, meta_layer_cb cb, void *arg)
 			break;
 	}
 	if (!rc && step != SQLITE_DONE)
-		rc = sqlite_to_errno(step);
+		rc = meta_errno(step);
 	sqlite3_reset(s);
 	return rc;
 }
@@ -657,7 +657,7 @@ int meta_map_get(struct meta *m, uint64_t layer, uint64_t vblock, uint64_t *dblo
 		*dblock = sqlite3_column_type(s, 0) == SQLITE_NULL ? META_TOMBSTONE : col_u64(s, 0);
 		rc = 0;
 	} else {
-		rc = rc == SQLITE_DONE ? -ENOENT : sqlite_to_errno(rc);
+		rc = rc == SQLITE_DONE ? -ENOENT : meta_errno(rc);
 	}
 	sqlite3_reset(s);
 	return rc;
@@ -693,7 +693,7 @@ int meta_map_foreach(struct meta *m, uint64_t layer, uint64_t from, meta_map_cb 
 	 * private statement when the shared one is busy */
 	if (sqlite3_stmt_busy(s)) {
 		if (sqlite3_prepare_v2(m->db, stmt_sql[S_MAP_RANGE], -1, &s, NULL) != SQLITE_OK)
-			return sqlite_to_errno(sqlite3_errcode(m->db));
+			return meta_errno(sqlite3_errcode(m->db));
 	}
 	bind_u64(s, 1, layer);
 	bind_u64(s, 2, from);
@@ -705,7 +705,7 @@ int meta_map_foreach(struct meta *m, uint64_t layer, uint64_t from, meta_map_cb 
 			break;
 	}
 	if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
-		rc = sqlite_to_errno(step);
+		rc = meta_errno(step);
 	if (s != m->stmt[S_MAP_RANGE])
 		sqlite3_finalize(s);
 	else
@@ -755,7 +755,7 @@ int meta_map_count(struct meta *m, uint64_t layer, uint64_t *nr)
 		*nr = col_u64(s, 0);
 		rc = 0;
 	} else {
-		rc = sqlite_to_errno(rc);
+		rc = meta_errno(rc);
 	}
 	sqlite3_reset(s);
 	return rc;
@@ -772,7 +772,7 @@ int meta_map_foreach_orphan(struct meta *m, void (*cb)(void *arg, uint64_t layer
 		cb(arg, col_u64(s, 0), col_u64(s, 1),
 		   sqlite3_column_type(s, 2) == SQLITE_NULL ? META_TOMBSTONE : col_u64(s, 2));
 	sqlite3_reset(s);
-	return step == SQLITE_DONE ? 0 : sqlite_to_errno(step);
+	return step == SQLITE_DONE ? 0 : meta_errno(step);
 }
 
 int meta_map_delete_orphans(struct meta *m)
@@ -792,7 +792,7 @@ int meta_space_foreach(struct meta *m, meta_space_cb cb, void *arg)
 			break;
 	}
 	if (!rc && step != SQLITE_DONE)
-		rc = sqlite_to_errno(step);
+		rc = meta_errno(step);
 	sqlite3_reset(s);
 	return rc;
 }
@@ -820,7 +820,7 @@ static int integrity_pragma(struct meta *m, const char *sql, bool ok_line,
 	char line[512];
 
 	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
-		return sqlite_to_errno(sqlite3_errcode(m->db));
+		return meta_errno(sqlite3_errcode(m->db));
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
 		if (ok_line) {
 			col_text(s, 0, line, sizeof(line));

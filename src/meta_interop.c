@@ -27,43 +27,16 @@
 #include <string.h>
 
 #include "thinfs/interop_internal.h"
+#include "thinfs/meta.h"
 
 struct meta_ix {
 	sqlite3 *db;
 	bool rdonly;
 };
 
-static int ix_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
-	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB:
-		return -EUCLEAN;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
-	default:
-		return -EIO;
-	}
-}
-
 static int ix_exec(struct meta_ix *x, const char *sql)
 {
-	return ix_errno(sqlite3_exec(x->db, sql, NULL, NULL, NULL));
+	return meta_errno(sqlite3_exec(x->db, sql, NULL, NULL, NULL));
 }
 
 int meta_ix_open(const char *path, bool rdonly, struct meta_ix **out)
@@ -75,7 +48,7 @@ int meta_ix_open(const char *path, bool rdonly, struct meta_ix **out)
 	if (!x)
 		return -ENOMEM;
 	x->rdonly = rdonly;
-	rc = ix_errno(sqlite3_open_v2(path, &x->db, flags, NULL));
+	rc = meta_errno(sqlite3_open_v2(path, &x->db, flags, NULL));
 	if (!rc) {
 		sqlite3_busy_timeout(x->db, 5000);
 		sqlite3_extended_result_codes(x->db, 1);
@@ -101,14 +74,14 @@ void meta_ix_close(struct meta_ix *x)
 static int ix_run(struct meta_ix *x, const char *sql, int n, const int64_t *vals)
 {
 	sqlite3_stmt *s;
-	int rc = ix_errno(sqlite3_prepare_v2(x->db, sql, -1, &s, NULL));
+	int rc = meta_errno(sqlite3_prepare_v2(x->db, sql, -1, &s, NULL));
 
 	if (rc)
 		return rc;
 	for (int i = 0; i < n; i++)
 		sqlite3_bind_int64(s, i + 1, vals[i]);
 	rc = sqlite3_step(s);
-	rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : ix_errno(rc);
+	rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : meta_errno(rc);
 	sqlite3_finalize(s);
 	return rc;
 }
@@ -146,7 +119,7 @@ int meta_ix_recv_put(struct meta_ix *x, const struct meta_ix_recv *r)
 	int rc = ix_exec(x, recv_schema);
 
 	if (!rc)
-		rc = ix_errno(sqlite3_prepare_v2(
+		rc = meta_errno(sqlite3_prepare_v2(
 		    x->db,
 		    "INSERT OR REPLACE INTO interop_received(dev_id, dev_creation_time, "
 		    "dev_ctime, src_uuid, src_dev_id, src_creation_time, src_ctime, received) "
@@ -163,7 +136,7 @@ int meta_ix_recv_put(struct meta_ix *x, const struct meta_ix_recv *r)
 	sqlite3_bind_int64(s, 7, r->src.ctime);
 	sqlite3_bind_int64(s, 8, r->received);
 	rc = sqlite3_step(s);
-	rc = rc == SQLITE_DONE ? 0 : ix_errno(rc);
+	rc = rc == SQLITE_DONE ? 0 : meta_errno(rc);
 	sqlite3_finalize(s);
 	return rc;
 }
@@ -190,7 +163,7 @@ int meta_ix_recv_get(struct meta_ix *x, uint64_t dev_id, struct meta_ix_recv *r)
 
 	if (!recv_table_exists(x))
 		return -ENOENT;
-	rc = ix_errno(sqlite3_prepare_v2(
+	rc = meta_errno(sqlite3_prepare_v2(
 	    x->db,
 	    "SELECT dev_creation_time, dev_ctime, src_uuid, src_dev_id, src_creation_time, "
 	    "src_ctime, received FROM interop_received WHERE dev_id = ?1",
@@ -212,7 +185,7 @@ int meta_ix_recv_get(struct meta_ix *x, uint64_t dev_id, struct meta_ix_recv *r)
 		r->received = sqlite3_column_int64(s, 6);
 		rc = 0;
 	} else {
-		rc = rc == SQLITE_DONE ? -ENOENT : ix_errno(rc);
+		rc = rc == SQLITE_DONE ? -ENOENT : meta_errno(rc);
 	}
 	sqlite3_finalize(s);
 	return rc;

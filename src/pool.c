@@ -34,7 +34,6 @@
 #include "thinfs/pool_test.h"
 #include "thinfs/util.h"
 
-#define UUID_XATTR "user.thinfs.pool_uuid"
 
 /* ---- paths and checks ---- */
 
@@ -194,7 +193,7 @@ static int check_reused_data(const char *path, bool force, char *msg, size_t msg
 		has_data = true;
 	else if (lseek(fd, 0, SEEK_DATA) >= 0)
 		has_data = true;
-	bool foreign = fgetxattr(fd, UUID_XATTR, uuid, sizeof(uuid)) > 0;
+	bool foreign = fgetxattr(fd, META_UUID_XATTR, uuid, sizeof(uuid)) > 0;
 	close(fd);
 	if ((has_data || foreign) && !force)
 		return set_msg(msg, msglen, -EEXIST,
@@ -363,7 +362,7 @@ int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg,
 	}
 	util_uuid(row.uuid);
 	if (stat(data_path, &sb) == 0 && S_ISREG(sb.st_mode))
-		setxattr(data_path, UUID_XATTR, row.uuid, strlen(row.uuid), 0);
+		setxattr(data_path, META_UUID_XATTR, row.uuid, strlen(row.uuid), 0);
 	row.block_size = bs;
 	row.nr_data_blocks = data_size / bs;
 	row.created = util_now();
@@ -607,7 +606,7 @@ static int check_data(struct pool *pool, char *msg, size_t msglen)
 					      : path_join(pool->dir, pool->prow.data_path);
 	if (!path)
 		return -ENOMEM;
-	ssize_t n = getxattr(path, UUID_XATTR, uuid, sizeof(uuid) - 1);
+	ssize_t n = getxattr(path, META_UUID_XATTR, uuid, sizeof(uuid) - 1);
 	free(path);
 	if (n > 0) {
 		uuid[n] = 0;

@@ -50,7 +50,6 @@
 #include "thinfs/interop_internal.h"
 #include "thinfs/util.h"
 
-#define UUID_XATTR "user.thinfs.pool_uuid" /* as pool.c sets it */
 #define MAX_VBLOCK (1ull << 52)
 #define MAX_DEVICE_SIZE ((uint64_t)INT64_MAX)
 #define NO_NODE (-1)
@@ -1691,7 +1690,7 @@ static void remove_made(struct made *mk)
 	if (mk->data_created)
 		unlink(mk->data_path);
 	if (mk->adopted)
-		removexattr(mk->adopted, UUID_XATTR);
+		removexattr(mk->adopted, META_UUID_XATTR);
 	if (mk->dir_created)
 		rmdir(mk->dir_path);
 }
@@ -1925,7 +1924,7 @@ static int finish_pool(struct restore *r, struct made *mk)
 	int rc;
 
 	/* as pool_format: where user xattrs are not supported, no label */
-	setxattr(data, UUID_XATTR, r->uuid, strlen(r->uuid), 0);
+	setxattr(data, META_UUID_XATTR, r->uuid, strlen(r->uuid), 0);
 	f = open_memstream(&report, &len);
 	if (!f)
 		return fail(r, -ENOMEM, "out of memory");

@@ -21,6 +21,7 @@
 #define META_APPLICATION_ID 0x7468696e /* "thin" */
 #define META_TOMBSTONE UINT64_MAX      /* a map row that hides its parent layers' */
 #define META_SPACE_CHUNK_BITS 32768u   /* data blocks per space row */
+#define META_UUID_XATTR "user.thinfs.pool_uuid" /* the pool's uuid on its data file */
 
 struct meta;
 
@@ -61,6 +62,9 @@ struct meta_layer_row {
 	uint64_t parent; /* 0 = none */
 	uint64_t nr_rows;
 };
+
+/* An SQLite result code as a negative errno (0 for OK, ROW and DONE). */
+int meta_errno(int rc);
 
 /* Create a new database at path (refusing an existing one) with the schema and
  * the pool row. */

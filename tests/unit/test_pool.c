@@ -507,6 +507,23 @@ static void test_rename_and_errors(void **state)
 	fx_free(f);
 }
 
+static void test_device_ids_are_never_reused(void **state)
+{
+	/* dm-thin dev_ids name devices over time (dumps, send/receive bases) */
+	struct fixture *f = fx_new(BS, 16);
+	struct pool_device_info b, c;
+
+	fx_create(f, "a", BS);
+	fx_create(f, "b", BS);
+	assert_int_equal(pool_device_info(f->p, "b", &b), 0);
+	fx_delete(f, "b");
+	fx_reopen(f);
+	fx_create(f, "c", BS);
+	assert_int_equal(pool_device_info(f->p, "c", &c), 0);
+	assert_true(c.id > b.id);
+	fx_free(f);
+}
+
 static void test_seek_data_hole(void **state)
 {
 	struct fixture *f = fx_new(BS, 64);
@@ -717,6 +734,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_set_is_read_only_and_atomic),
 		cmocka_unit_test(test_delete_while_open_is_deferred),
 		cmocka_unit_test(test_rename_and_errors),
+		cmocka_unit_test(test_device_ids_are_never_reused),
 		cmocka_unit_test(test_seek_data_hole),
 		cmocka_unit_test(test_commit_only_when_changed),
 		cmocka_unit_test(test_grow_pool),
