@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "thinfs/interop.h"
 #include "thinfs/pool.h"
 
 #define STATUS_XATTR "user.thinfs.status"
@@ -68,11 +69,19 @@ static int parse(const struct cmd *cmd, int argc, char **argv, const struct opti
 		 int (*on_opt)(int c, const char *arg, void *ctx), void *ctx, int nr_args)
 {
 	struct option opts[16] = { { "help", no_argument, 0, 'h' } };
-	const char *shortopts = ":h"; /* GNU order: options may follow POOL */
+	char shortopts[48] = ":h"; /* -X for each --long option whose code is X */
+	size_t sl = 2;
 	int n = 1, c;
 
-	for (const struct option *o = extra; o && o->name && n < 15; o++)
+	for (const struct option *o = extra; o && o->name && n < 15; o++) {
 		opts[n++] = *o;
+		if (sl + 3 < sizeof(shortopts)) {
+			shortopts[sl++] = (char)o->val;
+			if (o->has_arg == required_argument)
+				shortopts[sl++] = ':';
+			shortopts[sl] = 0;
+		}
+	}
 	opts[n] = (struct option){ 0 };
 	optind = 1;
 	opterr = 0;
@@ -581,6 +590,142 @@ static int cmd_check(const struct cmd *cmd, int argc, char **argv)
 	return rc;
 }
 
+/* ---- dm-thin interchange and incremental replication ---- */
+
+struct io_ctx {
+	const char *in, *out, *data, *from;
+	bool ranges;
+};
+
+static int io_opt(int c, const char *arg, void *vctx)
+{
+	struct io_ctx *ctx = vctx;
+
+	switch (c) {
+	case 'o': ctx->out = arg; break;
+	case 'i': ctx->in = arg; break;
+	case 'd': ctx->data = arg; break;
+	case 'f': ctx->from = arg; break;
+	case 'r': ctx->ranges = true; break;
+	}
+	return -1;
+}
+
+static const struct option io_opts[] = {
+	{ "output", required_argument, 0, 'o' }, { "input", required_argument, 0, 'i' },
+	{ "data", required_argument, 0, 'd' },   { "from", required_argument, 0, 'f' },
+	{ "ranges", no_argument, 0, 'r' },       { 0 },
+};
+
+static int cmd_dump(const struct cmd *cmd, int argc, char **argv)
+{
+	struct io_ctx ctx = { 0 };
+	char msg[POOL_MSG_MAX] = "";
+	struct pool *pool;
+	FILE *out = stdout;
+	int rc = parse(cmd, argc, argv, io_opts, io_opt, &ctx, 1);
+
+	if (rc >= 0)
+		return rc;
+	if (ctx.out && !(out = fopen(ctx.out, "we")))
+		return fail(cmd, "cannot write %s: %s", ctx.out, strerror(errno));
+	if (open_pool(cmd, argv[optind], true, &pool)) {
+		if (ctx.out) {
+			fclose(out);
+			unlink(ctx.out);
+		}
+		return 1;
+	}
+	rc = pool_dump(pool, out, msg, sizeof(msg));
+	pool_close(pool);
+	if (ctx.out && fclose(out) && !rc)
+		rc = -errno;
+	if (rc && rc != -EPIPE)
+		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+	return 0;
+}
+
+static int cmd_restore(const struct cmd *cmd, int argc, char **argv)
+{
+	struct io_ctx ctx = { 0 };
+	char msg[POOL_MSG_MAX] = "";
+	FILE *in;
+	int rc = parse(cmd, argc, argv, io_opts, io_opt, &ctx, 1);
+
+	if (rc >= 0)
+		return rc;
+	if (!ctx.in)
+		return usage_error(cmd, "-i FILE is required");
+	in = strcmp(ctx.in, "-") ? fopen(ctx.in, "re") : stdin;
+	if (!in)
+		return fail(cmd, "cannot read %s: %s", ctx.in, strerror(errno));
+	rc = pool_restore(argv[optind], in, ctx.data, msg, sizeof(msg));
+	if (in != stdin)
+		fclose(in);
+	if (rc)
+		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+	return 0;
+}
+
+static int cmd_delta(const struct cmd *cmd, int argc, char **argv)
+{
+	struct io_ctx ctx = { 0 };
+	char msg[POOL_MSG_MAX] = "";
+	struct pool *pool;
+	int rc = parse(cmd, argc, argv, io_opts, io_opt, &ctx, 3);
+
+	if (rc >= 0)
+		return rc;
+	if (open_pool(cmd, argv[optind], true, &pool))
+		return 1;
+	rc = pool_delta(pool, argv[optind + 1], argv[optind + 2],
+			ctx.ranges ? POOL_DELTA_RANGES : POOL_DELTA_XML, stdout, msg, sizeof(msg));
+	pool_close(pool);
+	if (rc && rc != -EPIPE)
+		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+	return 0;
+}
+
+static int cmd_send(const struct cmd *cmd, int argc, char **argv)
+{
+	struct io_ctx ctx = { 0 };
+	char msg[POOL_MSG_MAX] = "";
+	struct pool *pool;
+	int rc = parse(cmd, argc, argv, io_opts, io_opt, &ctx, 2);
+
+	if (rc >= 0)
+		return rc;
+	if (isatty(STDOUT_FILENO))
+		return fail(cmd, "refusing to write a binary stream to a terminal (redirect it)");
+	if (open_pool(cmd, argv[optind], true, &pool))
+		return 1;
+	rc = pool_send(pool, argv[optind + 1], ctx.from, stdout, msg, sizeof(msg));
+	pool_close(pool);
+	if (rc)
+		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+	return 0;
+}
+
+static int cmd_receive(const struct cmd *cmd, int argc, char **argv)
+{
+	char msg[POOL_MSG_MAX] = "";
+	struct pool *pool;
+	int rc = parse(cmd, argc, argv, NULL, NULL, NULL, 2);
+
+	if (rc >= 0)
+		return rc;
+	if (pool_name_valid(argv[optind + 1], msg, sizeof(msg)))
+		return fail(cmd, "%s", msg);
+	if (open_pool(cmd, argv[optind], false, &pool))
+		return 1;
+	rc = pool_receive(pool, argv[optind + 1], stdin, msg, sizeof(msg));
+	if (rc) {
+		pool_close(pool);
+		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+	}
+	return close_pool(cmd, pool);
+}
+
 static const struct cmd cmds[] = {
 	{ "format", "POOL [--block-size SIZE] [--data-size SIZE] [--data PATH] [--force]",
 	  "Make a pool in directory POOL (created if missing).\n"
@@ -611,6 +756,26 @@ static const struct cmd cmds[] = {
 	  "Check the metadata (like thin_check). Exit 0 clean (leaks are warnings), 1 damaged,\n"
 	  "2 fatal. --repair fixes leaks and repairable damage.",
 	  cmd_check },
+	{ "dump", "POOL [-o FILE]",
+	  "Write the metadata as thin_dump XML (thin_restore reads it; thinfs names, sizes\n"
+	  "and layers travel in XML comments).",
+	  cmd_dump },
+	{ "restore", "POOL -i FILE [--data PATH]",
+	  "Make a new pool from thin_dump XML (thinfs's or dm-thin's). --data adopts an\n"
+	  "existing data image, e.g. a dm-thin data device copied to a file.",
+	  cmd_restore },
+	{ "delta", "POOL A B [--ranges]",
+	  "The blocks where devices A and B differ, from the metadata alone: thin_delta's XML,\n"
+	  "or with --ranges one 'OFFSET LENGTH' (bytes) line per differing range.",
+	  cmd_delta },
+	{ "send", "POOL SNAP [--from BASE] > STREAM",
+	  "Write SNAP as a stream of blocks with checksums; with --from only the blocks that\n"
+	  "differ from BASE (an incremental stream).",
+	  cmd_send },
+	{ "receive", "POOL NAME < STREAM",
+	  "Make device NAME from a stream; an incremental stream needs its base here (as\n"
+	  "received before) and is refused otherwise. All or nothing.",
+	  cmd_receive },
 };
 
 static void usage(FILE *f)

@@ -51,7 +51,7 @@ refused() {
 json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 
 # --help everywhere, usage errors exit 2
-for cmd in format create snapshot delete rename resize grow list status check; do
+for cmd in format create snapshot delete rename resize grow list status check dump restore delta send receive; do
 	expect 0 "$C" "$cmd" --help && grep -q "usage: thinctl $cmd" "$T/out" && ok "$cmd --help" || bad "$cmd --help"
 	expect 2 "$C" "$cmd" --no-such-option "$P" && ok "$cmd bad option -> 2"
 done
@@ -175,6 +175,25 @@ expect_rc 2 "$C" check "$T/dmg" && grep -q "past the end" "$T/out" && ok "mappin
 sqlite3 "$T/dmg/meta.db" "DELETE FROM map WHERE dblock = 999999; INSERT INTO map(layer, vblock, dblock, time) SELECT layer, 2, 5, 0 FROM devices WHERE name = 'zero'"
 expect_rc 2 "$C" check "$T/dmg" && grep -q "mapped twice" "$T/out" && ok "block mapped twice is fatal" || bad "twice: $(cat "$T/out")"
 expect 0 "$C" check "$P" && ok "the original pool is still clean"
+
+# dump / restore / delta / send / receive (issue 6) from the command line
+expect 0 "$C" dump "$P" -o "$T/dump.xml" && ok "dump -o"
+expect 0 "$C" restore "$T/restored" -i "$T/dump.xml" && ok "restore"
+"$C" dump "$T/restored" | cmp -s - "$T/dump.xml" && ok "dump, restore, dump: byte-identical" || bad "round trip differs"
+refused "$C" restore "$P" -i "$T/dump.xml"
+expect 1 "$C" restore "$T/r2" -i /nonexistent && [ ! -e "$T/r2/meta.db" ] && ok "restore from a missing file: nothing made"
+printf '<superblock uuid="x" time="0" transaction="1" flags="0" version="2" data_block_size="128" nr_data_blocks="10"><device dev_id="1" mapped_blocks="1" transaction="0" creation_time="0" snap_time="0"><single_mapping origin_block="0" data_block="99" time="0"/></device></superblock>\n' > "$T/bad.xml"
+expect 1 "$C" restore "$T/r3" -i "$T/bad.xml" && [ ! -e "$T/r3/meta.db" ] && ok "restore: a block past the end is refused, nothing made" || bad "bad xml: $(cat "$T/err")"
+expect 1 "$C" dump "$P" -o /nonexistent/dir/x && ok "dump to an unwritable path"
+"$C" dump "$P" | head -1 > /dev/null 2> "$T/err"; [ ! -s "$T/err" ] && ok "dump | head -1 is quiet" || bad "dump | head: $(cat "$T/err")"
+expect 0 "$C" delta "$P" v1 restored --ranges && ok "delta --ranges"
+expect 1 "$C" delta "$P" v1 nosuch && ok "delta of a missing device"
+"$C" send "$P" v1 > "$T/stream" 2> "$T/err" && ok "send" || bad "send: $(cat "$T/err")"
+expect 0 "$C" receive "$T/restored" copy < "$T/stream" && ok "receive"
+head -c 100 "$T/stream" > "$T/short"
+before=$(sha256sum "$T/restored/meta.db")
+expect 1 "$C" receive "$T/restored" copy2 < "$T/short" && ok "a truncated stream is refused"
+"$C" list "$T/restored" --json | grep -q copy2 && bad "a refused receive left a device" || ok "refused receive left nothing"
 
 echo "$fails failed"
 [ "$fails" = 0 ]
