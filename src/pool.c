@@ -981,6 +981,8 @@ static void release_freed(struct pool *pool)
 		i = j;
 	}
 	space_release(&pool->space, list, kept);
+	if (kept)
+		pool->out_of_space = false; /* blocks came back */
 	free(list);
 }
 

@@ -211,6 +211,7 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 		pthread_mutex_unlock(&pool->lock);
 		return freed_pending ? NEED_COMMIT : -ENOSPC;
 	}
+	pool->out_of_space = false;
 	old = e;
 	vmap_set(&d->vm, vb, vm_make(nb) | VM_OWN | VM_PROV | VM_DIRTY | (e & (VM_ROW | VM_DIRTY)));
 	if (!(old & VM_DIRTY))

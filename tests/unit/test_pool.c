@@ -409,6 +409,12 @@ static void test_enospc_and_overwrites_when_full(void **state)
 	fx_expect(f, "v", 0, BS, 9);
 	fx_expect(f, "s", 0, BS, 9);
 	fx_check_clean(f);
+	/* space comes back (TESTING C9): the mode is rw again */
+	fx_delete(f, "s");
+	fx_delete(f, "v");
+	pool_status(f->p, &st);
+	assert_string_equal(st.mode, "rw");
+	assert_int_equal(st.used_blocks, 0);
 	fx_free(f);
 }
 
