@@ -13,12 +13,14 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -590,6 +592,66 @@ static int cmd_check(const struct cmd *cmd, int argc, char **argv)
 	return rc;
 }
 
+/* ---- progress on a terminal ---- */
+
+/* While a long dump, restore or send runs, show how far the stream got on
+ * stderr, if stderr is a terminal (quiet when piped or redirected). */
+struct progress {
+	pthread_t thread;
+	FILE *stream;
+	const char *what;
+	uint64_t total; /* bytes, 0 = unknown */
+	int stop;       /* atomic */
+	bool running;
+};
+
+static void *progress_loop(void *arg)
+{
+	struct progress *p = arg;
+	struct timespec ts = { 0, 250 * 1000 * 1000 };
+	bool shown = false;
+
+	for (int tick = 0; !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); tick++) {
+		nanosleep(&ts, NULL);
+		if (tick < 4)
+			continue; /* short runs print nothing */
+		long pos = ftell(p->stream);
+		if (pos < 0)
+			continue;
+		if (p->total)
+			fprintf(stderr, "\r%s: %.1f of %.1f MiB (%.0f%%)  ", p->what, pos / 1048576.0,
+				p->total / 1048576.0, 100.0 * (double)pos / (double)p->total);
+		else
+			fprintf(stderr, "\r%s: %.1f MiB  ", p->what, pos / 1048576.0);
+		shown = true;
+	}
+	if (shown)
+		fprintf(stderr, "\r%*s\r", 60, "");
+	return NULL;
+}
+
+static void progress_start(struct progress *p, FILE *stream, const char *what)
+{
+	struct stat sb;
+
+	memset(p, 0, sizeof(*p));
+	if (!isatty(STDERR_FILENO))
+		return;
+	p->stream = stream;
+	p->what = what;
+	if (fstat(fileno(stream), &sb) == 0 && S_ISREG(sb.st_mode) && stream != stdout)
+		p->total = (uint64_t)sb.st_size;
+	p->running = pthread_create(&p->thread, NULL, progress_loop, p) == 0;
+}
+
+static void progress_stop(struct progress *p)
+{
+	if (!p->running)
+		return;
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(p->thread, NULL);
+}
+
 /* ---- dm-thin interchange and incremental replication ---- */
 
 struct io_ctx {
@@ -636,7 +698,10 @@ static int cmd_dump(const struct cmd *cmd, int argc, char **argv)
 		}
 		return 1;
 	}
+	struct progress pg;
+	progress_start(&pg, out, "dump");
 	rc = pool_dump(pool, out, msg, sizeof(msg));
+	progress_stop(&pg);
 	pool_close(pool);
 	if (ctx.out && fclose(out) && !rc)
 		rc = -errno;
@@ -659,7 +724,10 @@ static int cmd_restore(const struct cmd *cmd, int argc, char **argv)
 	in = strcmp(ctx.in, "-") ? fopen(ctx.in, "re") : stdin;
 	if (!in)
 		return fail(cmd, "cannot read %s: %s", ctx.in, strerror(errno));
+	struct progress pg;
+	progress_start(&pg, in, "restore");
 	rc = pool_restore(argv[optind], in, ctx.data, msg, sizeof(msg));
+	progress_stop(&pg);
 	if (in != stdin)
 		fclose(in);
 	if (rc)
@@ -699,7 +767,10 @@ static int cmd_send(const struct cmd *cmd, int argc, char **argv)
 		return fail(cmd, "refusing to write a binary stream to a terminal (redirect it)");
 	if (open_pool(cmd, argv[optind], true, &pool))
 		return 1;
+	struct progress pg;
+	progress_start(&pg, stdout, "send");
 	rc = pool_send(pool, argv[optind + 1], ctx.from, stdout, msg, sizeof(msg));
+	progress_stop(&pg);
 	pool_close(pool);
 	if (rc)
 		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
