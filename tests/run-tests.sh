@@ -30,6 +30,11 @@ if [ "$TIER" = all ] || [ "$TIER" = unit ]; then
 		[ -x "$t" ] || continue
 		run_one "unit/$(basename "$t")" "$t"
 	done
+	# the buffered data path (file systems without O_DIRECT, e.g. tmpfs)
+	for t in test_pool test_model test_concurrency; do
+		[ -x "$BUILD/tests/$t" ] || continue
+		run_one "unit-buffered/$t" env THINFS_DATA_BUFFERED=1 "$BUILD/tests/$t"
+	done
 	# negative controls: the test must fail against the broken build
 	for t in "$BUILD"/tests/control_*; do
 		[ -x "$t" ] || continue
