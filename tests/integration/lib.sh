@@ -1,0 +1,232 @@
+# shellcheck shell=bash
+# tests/integration/lib.sh - shared setup and teardown for the integration
+# scripts (TESTING.md section 4).  Source it first thing:
+#
+#	. "$(dirname "$0")/lib.sh"
+#	require_root
+#	setup                      # T, P=$T/pool, M=$T/mnt; teardown on EXIT
+#	format 1G && create v1 256M
+#	start_daemon               # thinfs $P $M -f & PID=$!; waits for the mount
+#	L=$(loop_attach $M/v1)     # remembered, detached by teardown
+#	fs_mount $L $T/fs          # remembered, unmounted by teardown
+#	...
+#	finish                     # unmount all, daemon exits 0, thinctl check = 0
+#
+# Teardown runs on every exit, in the order filesystems -> loop devices ->
+# FUSE mount -> daemon, each step under `timeout`, and signals only the PID
+# this script started.  A script exits 0 pass, 77 skip, anything else fail.
+
+THINFS_BUILD=${THINFS_BUILD:-$(cd "$(dirname "$0")/../../build" 2>/dev/null && pwd)}
+THINFS=$THINFS_BUILD/thinfs
+THINCTL=$THINFS_BUILD/thinctl
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+TEST_NAME=$(basename "$0" .sh)
+T=""
+PID=""
+FUSE_DEV=""
+
+say() { echo "== $TEST_NAME: $*"; }
+skip() { echo "SKIP $TEST_NAME: $*"; exit 77; }
+fail() { echo "FAIL $TEST_NAME: $*" >&2; exit 1; }
+
+require_root() {
+	[ "$(id -u)" = 0 ] || skip "needs root"
+	[ -c /dev/fuse ] || skip "no /dev/fuse"
+	[ -c /dev/loop-control ] || skip "no /dev/loop-control"
+	[ -x "$THINFS" ] && [ -x "$THINCTL" ] || skip "build thinfs and thinctl first (make)"
+}
+
+# require_cmd CMD... : skip unless every command exists
+require_cmd() {
+	for c in "$@"; do
+		command -v "$c" > /dev/null 2>&1 || skip "needs $c"
+	done
+}
+
+setup() {
+	T=$(mktemp -d /tmp/thinfs-test.XXXXXX)
+	P=$T/pool
+	M=$T/mnt
+	mkdir -p "$M"
+	: > "$T/loops"
+	: > "$T/fsmnts"
+	trap teardown EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+tc() { "$THINCTL" "$@"; }
+format() { tc format "$P" --data-size "$1" "${@:2}" > /dev/null; }
+create() { tc create "$P" "$1" "$2" > /dev/null; }
+
+# wait_mounted DIR: poll for up to 5 s while our daemon lives
+wait_mounted() {
+	for _ in $(seq 50); do
+		mountpoint -q "$1" && return 0
+		[ -n "$PID" ] && ! kill -0 "$PID" 2> /dev/null && return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# start_daemon [thinfs options...]: serve $P on $M in the foreground
+start_daemon() {
+	"$THINFS" "$P" "$M" -f "$@" >> "$T/daemon.log" 2>&1 &
+	PID=$!
+	if ! wait_mounted "$M"; then
+		cat "$T/daemon.log" >&2
+		fail "thinfs did not mount $M"
+	fi
+	FUSE_DEV=$(mountpoint -d "$M")
+}
+
+# loop_attach FILE [losetup options...]: prints the device
+loop_attach() {
+	local l
+	l=$(losetup -f --show "${@:2}" "$1")
+	[ -n "$l" ] || fail "losetup $*"
+	echo "$l" >> "$T/loops"
+	echo "$l"
+}
+
+# loop_detach DEV: detach now (teardown would otherwise)
+loop_detach() {
+	timeout 10 losetup -d "$1" || true
+	sed -i "\|^$1\$|d" "$T/loops"
+	# detaching is asynchronous: wait until the device lets go of its file
+	for _ in $(seq 50); do
+		losetup "$1" > /dev/null 2>&1 || return 0
+		sleep 0.1
+	done
+}
+
+# fs_mount DEV DIR [mount options...]
+fs_mount() {
+	mkdir -p "$2"
+	mount "${@:3}" "$1" "$2" || fail "mount $1 $2"
+	echo "$2" >> "$T/fsmnts"
+}
+
+fs_umount() {
+	timeout 30 umount "$1" || fail "umount $1"
+	sed -i "\|^$1\$|d" "$T/fsmnts"
+}
+
+# abort a hung FUSE connection of ours (recorded at mount as 0:NN)
+fuse_abort() {
+	local c=/sys/fs/fuse/connections
+	[ -n "$FUSE_DEV" ] || return 0
+	mountpoint -q "$c" || mount -t fusectl none "$c" 2> /dev/null
+	[ -w "$c/${FUSE_DEV#*:}/abort" ] && echo 1 > "$c/${FUSE_DEV#*:}/abort"
+}
+
+# unmount $M and wait for our daemon; returns the daemon's exit status
+stop_daemon() {
+	local rc=0
+	[ -n "$PID" ] || return 0
+	for _ in $(seq 50); do
+		grep -q " $M " /proc/self/mounts || break
+		timeout 10 umount "$M" 2> /dev/null && break
+		sleep 0.1
+	done
+	if grep -q " $M " /proc/self/mounts; then
+		echo "teardown: $M busy or hung; aborting the connection" >&2
+		fuse_abort
+		timeout 10 umount "$M" 2> /dev/null || timeout 10 umount -l "$M"
+	fi
+	for _ in $(seq 100); do
+		kill -0 "$PID" 2> /dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$PID" 2> /dev/null; then
+		echo "teardown: daemon $PID still running; SIGTERM" >&2
+		kill -TERM "$PID"
+		sleep 2
+		kill -0 "$PID" 2> /dev/null && kill -KILL "$PID"
+	fi
+	wait "$PID" || rc=$?
+	PID=""
+	return $rc
+}
+
+teardown() {
+	local rc=${1:-$?} d l # teardown [STATUS]: the status to exit with
+	set +e
+	trap - EXIT INT TERM
+	if [ -n "$T" ] && [ -d "$T" ]; then
+		for d in $(tac "$T/fsmnts" 2> /dev/null); do
+			grep -q " $d " /proc/self/mounts || continue
+			timeout 30 umount "$d" 2> /dev/null || timeout 10 umount -l "$d"
+		done
+		for l in $(tac "$T/loops" 2> /dev/null); do
+			timeout 10 losetup -d "$l" 2> /dev/null
+		done
+		sleep 0.2
+		stop_daemon || true
+		if [ "$rc" != 0 ] && [ "$rc" != 77 ] && [ -s "$T/daemon.log" ]; then
+			echo "--- daemon log" >&2
+			tail -n 30 "$T/daemon.log" >&2
+		fi
+		cd / && rm -rf "$T"
+	fi
+	exit "$rc"
+}
+
+# finish: tear down in order, the daemon must exit 0 and the pool check clean
+finish() {
+	local d l rc=0
+	for d in $(tac "$T/fsmnts"); do
+		grep -q " $d " /proc/self/mounts && fs_umount "$d"
+	done
+	for l in $(tac "$T/loops"); do
+		loop_detach "$l"
+	done
+	stop_daemon || rc=$?
+	[ "$rc" = 0 ] || fail "thinfs exited $rc"
+	tc check "$P" > "$T/check.log" 2>&1 || { cat "$T/check.log"; fail "thinctl check"; }
+	echo "PASS $TEST_NAME"
+}
+
+# ---- facts about devices ----
+
+# st_blocks of a file, in 512-byte units
+blocks() { stat -c %b "$1"; }
+
+# mapped_blocks of device NAME or SET/NAME, from `thinctl list --json`
+mapped() {
+	local set="" name=$1
+	case $1 in */*) set=${1%%/*} name=${1#*/} ;; esac
+	tc list --json "$P" | sed 's/},{/}\n{/g' |
+		grep "\"name\":\"$name\"" | grep "\"set\":\"$set\"" |
+		sed -n 's/.*"mapped_blocks":\([0-9]*\).*/\1/p'
+}
+
+# a numeric field of the live status (through the mount while mounted)
+status_field() {
+	tc status --json "$P" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+}
+
+# used data blocks of the pool
+used() { status_field used_blocks; }
+
+# write_tree DIR N: N files of varied sizes with random content
+write_tree() {
+	local i
+	mkdir -p "$1/sub/deeper"
+	for i in $(seq "$2"); do
+		head -c $((i * 7919 % 300000 + 1)) /dev/urandom > "$1/f$i"
+	done
+	cp "$1/f1" "$1/sub/deeper/copy"
+}
+
+# tree_sums DIR: sha256 of every file, stable order, relative names
+tree_sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
+
+expect_fail() { # expect_fail ERRTEXT CMD...: CMD must fail and say ERRTEXT
+	local want=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		fail "'$*' succeeded, expected '$want'"
+	fi
+	case $out in *"$want"*) ;; *) fail "'$*' said '$out', expected '$want'" ;; esac
+}
