@@ -112,8 +112,12 @@ install: all
 	install -m 0755 $(BUILD)/thinctl $(DESTDIR)$(PREFIX)/sbin/thinctl
 	install -m 0755 $(BUILD)/thinfs $(DESTDIR)$(PREFIX)/sbin/thinfs
 	install -m 0755 tools/mount.thinfs $(DESTDIR)$(SBINDIR)/mount.thinfs
-	install -d $(DESTDIR)$(PREFIX)/share/man/man8
-	-install -m 0644 contrib/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0644 contrib/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 contrib/bash_completion/thinctl \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/thinctl
+	install -m 0644 contrib/thinfs@.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 clean:
 	rm -rf build build-asan
