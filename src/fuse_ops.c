@@ -904,7 +904,7 @@ static void fsops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -rc);
 }
 
-static int rename_device(struct fsops *fs, const char *name, const char *newname)
+static int rename_device(struct fsops *fs, const char *name, const char *newname, bool replace)
 {
 	struct pool_device_info info;
 	char msg[POOL_MSG_MAX] = "";
@@ -914,7 +914,9 @@ static int rename_device(struct fsops *fs, const char *name, const char *newname
 		return -EPERM;
 	if (strlen(name) > POOL_NAME_MAX || strlen(newname) > POOL_NAME_MAX)
 		return -ENAMETOOLONG;
-	rc = pool_rename(fs->pool, name, newname, msg, sizeof(msg));
+	/* rename(2) replaces an existing target atomically; RENAME_NOREPLACE does not */
+	rc = replace ? pool_rename_replace(fs->pool, name, newname, msg, sizeof(msg))
+		     : pool_rename(fs->pool, name, newname, msg, sizeof(msg));
 	log_admin("rename", name, rc, msg);
 	if (!rc && !pool_device_info(fs->pool, newname, &info)) {
 		pthread_mutex_lock(&fs->lock);
@@ -968,7 +970,7 @@ static void fsops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fu
 	if (from->kind == NODE_SET || to->kind == NODE_SET)
 		rc = -EROFS;
 	else if (from->kind == NODE_ROOT && to->kind == NODE_ROOT)
-		rc = rename_device(fs, name, newname);
+		rc = rename_device(fs, name, newname, !(flags & RENAME_NOREPLACE));
 	else if (from->kind == NODE_SNAPDIR && to->kind == NODE_SNAPDIR)
 		rc = rename_set(fs, name, newname);
 	else

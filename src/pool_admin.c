@@ -435,6 +435,7 @@ void pool_finish_deletes(struct pool *pool)
 
 struct rename_args {
 	struct device *dev;
+	struct device *victim; /* replaced by the rename, or NULL */
 	struct set *set;
 	const char *newname;
 };
@@ -443,15 +444,22 @@ static int op_rename(struct pool *pool, void *arg)
 {
 	struct rename_args *a = arg;
 
+	if (a->victim) {
+		int rc = remove_device(pool, a->victim);
+		if (rc)
+			return rc;
+	}
+
 	snprintf(a->dev->row.name, sizeof(a->dev->row.name), "%s", a->newname);
 	a->dev->row_dirty = true;
 	return meta_device_update(pool->meta, &a->dev->row);
 }
 
-int pool_rename(struct pool *pool, const char *oldname, const char *newname, char *msg,
-		size_t msglen)
+static int rename_device(struct pool *pool, const char *oldname, const char *newname,
+			 bool replace, char *msg, size_t msglen)
 {
 	struct rename_args a = { .newname = newname };
+	struct device *target;
 	int rc = pool_name_valid(newname, msg, msglen);
 
 	if (rc)
@@ -462,12 +470,28 @@ int pool_rename(struct pool *pool, const char *oldname, const char *newname, cha
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", oldname);
 	else if (!rc && a.dev->row.set[0])
 		rc = set_msg(msg, msglen, -EROFS, "'%s' is a member of a snapshot set", oldname);
-	if (!rc && pool_find_device(pool, newname) && strcmp(oldname, newname))
+	target = rc ? NULL : pool_find_device(pool, newname);
+	if (target == a.dev)
+		target = NULL; /* a rename onto itself does nothing */
+	if (!rc && target && !replace)
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", newname);
+	a.victim = target;
 	if (!rc && strcmp(oldname, newname))
 		rc = run_change(pool, op_rename, &a, "rename", oldname, msg, msglen);
 	admin_unlock(pool);
 	return rc;
+}
+
+int pool_rename(struct pool *pool, const char *oldname, const char *newname, char *msg,
+		size_t msglen)
+{
+	return rename_device(pool, oldname, newname, false, msg, msglen);
+}
+
+int pool_rename_replace(struct pool *pool, const char *oldname, const char *newname, char *msg,
+			size_t msglen)
+{
+	return rename_device(pool, oldname, newname, true, msg, msglen);
 }
 
 static int op_rename_set(struct pool *pool, void *arg)

@@ -76,6 +76,10 @@ int pool_rename(struct pool *pool, const char *oldname, const char *newname, cha
 		size_t msglen);
 int pool_rename_set(struct pool *pool, const char *oldname, const char *newname, char *msg,
 		    size_t msglen);
+/* rename(2) semantics: an existing top-level NEW is replaced atomically (deleted,
+ * or hidden until its last close if open, in the same transaction). */
+int pool_rename_replace(struct pool *pool, const char *oldname, const char *newname, char *msg,
+			size_t msglen);
 /* Set a device's virtual size in bytes; shrinking unmaps the tail. */
 int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, size_t msglen);
 /* Grow the data capacity to data_size bytes (never shrinks). */

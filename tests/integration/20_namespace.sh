@@ -61,11 +61,17 @@ expect_fail "Operation not permitted" mkdir "$M/dir"
 expect_fail "Operation not permitted" ln -s pre "$M/link"
 expect_fail "Operation not permitted" ln "$M/pre" "$M/hard"
 
-say "mv renames; onto an existing volume it refuses"
+say "mv renames; onto an existing volume it replaces it, as rename(2) does"
 mv "$M/a b" "$M/ab"
 [ -f "$M/ab" ] && [ ! -e "$M/a b" ] || fail "rename"
-expect_fail "File exists" mv -T "$M/ab" "$M/pre"
-[ -f "$M/ab" ] && [ -f "$M/pre" ] || fail "a refused rename changed something"
+truncate -s 1M "$M/x1" "$M/x2"
+printf 'from-x1' | dd of="$M/x1" conv=notrunc status=none
+printf 'from-x2' | dd of="$M/x2" conv=notrunc status=none
+mv -n "$M/x1" "$M/x2"   # RENAME_NOREPLACE: nothing happens
+[ -f "$M/x1" ] && [ "$(head -c 7 "$M/x2")" = from-x2 ] || fail "mv -n replaced"
+mv -T "$M/x1" "$M/x2"
+[ ! -e "$M/x1" ] && [ "$(head -c 7 "$M/x2")" = from-x1 ] || fail "mv did not replace"
+rm "$M/x2"
 expect_fail "" mv "$M/ab" "$M/.hidden"  # EINVAL; mv words it oddly
 [ -f "$M/ab" ] || fail "a refused rename lost ab"
 

@@ -508,6 +508,15 @@ static void test_rename_and_errors(void **state)
 	assert_int_equal(pool_snapshot(f->p, "x", "y", f->msg, sizeof(f->msg)), -ENOENT);
 	assert_int_equal(pool_snapshot(f->p, "a", "b", f->msg, sizeof(f->msg)), -EEXIST);
 	assert_int_equal(pool_rename(f->p, "a", "c", f->msg, sizeof(f->msg)), 0);
+	/* rename(2) semantics: the target goes, in the same transaction */
+	fx_fill(f, "b", 0, BS, 7);
+	fx_fill(f, "c", 0, BS, 8);
+	assert_int_equal(pool_rename_replace(f->p, "c", "b", f->msg, sizeof(f->msg)), 0);
+	fx_expect(f, "b", 0, BS, 8);
+	assert_int_equal(pool_device_info(f->p, "c", &(struct pool_device_info){ 0 }), -ENOENT);
+	assert_int_equal(pool_commit(f->p), 0);
+	assert_int_equal(fx_used(f), 1);
+	fx_create(f, "c", BS);
 	fx_reopen(f);
 	assert_int_equal(pool_device_info(f->p, "c", &(struct pool_device_info){ 0 }), 0);
 	fx_free(f);
