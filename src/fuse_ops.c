@@ -736,7 +736,12 @@ static void fsops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 			rc = -EINVAL;
 			goto out;
 		}
-		rc = pool_resize(fs->pool, dev, (uint64_t)attr->st_size, msg, sizeof(msg));
+		/* ftruncate: through the handle, which outlives an unlink */
+		if (fi && fi->fh)
+			rc = pool_volume_resize(file_of(fi)->vol, (uint64_t)attr->st_size, msg,
+						sizeof(msg));
+		else
+			rc = pool_resize(fs->pool, dev, (uint64_t)attr->st_size, msg, sizeof(msg));
 		log_admin("resize", dev, rc, msg);
 		if (rc)
 			goto out;

@@ -546,30 +546,37 @@ static int op_resize(struct pool *pool, void *arg)
 	return meta_device_update(pool->meta, &a->dev->row);
 }
 
-int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, size_t msglen)
+/* Resize the device named dev, or the one behind an open handle (which may have
+ * been deleted from the namespace meanwhile). */
+static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64_t size,
+		  char *msg, size_t msglen)
 {
 	struct resize_args a = { .size = size };
 	struct device *d;
+	const char *what = dev;
 	int rc;
 
 	/* a partial last block keeps only what lies below the new end */
 	if (size % pool->block_size) {
-		struct volume *vol;
-		rc = pool_volume_open(pool, dev, &vol);
-		if (rc == -ENOENT)
-			return set_msg(msg, msglen, rc, "volume '%s' does not exist", dev);
-		if (rc)
-			return set_msg(msg, msglen, rc, "cannot resize '%s': %s", dev,
-				       strerror(-rc));
+		struct volume *v = vol;
+		if (!v) {
+			rc = pool_volume_open(pool, dev, &v);
+			if (rc == -ENOENT)
+				return set_msg(msg, msglen, rc, "volume '%s' does not exist", dev);
+			if (rc)
+				return set_msg(msg, msglen, rc, "cannot resize '%s': %s", dev,
+					       strerror(-rc));
+		}
 		struct pool_device_info info;
-		pool_volume_info(vol, &info);
+		pool_volume_info(v, &info);
 		uint64_t end = (size / pool->block_size + 1) * pool->block_size;
 		rc = 0;
-		if (size < info.size)
-			rc = pool_zero_range(vol, size, (end < info.size ? end : info.size) - size);
-		pool_volume_close(vol);
+		if (size < info.size && !info.read_only)
+			rc = pool_zero_range(v, size, (end < info.size ? end : info.size) - size);
+		if (!vol)
+			pool_volume_close(v);
 		if (rc)
-			return set_msg(msg, msglen, rc, "cannot resize '%s': %s", dev,
+			return set_msg(msg, msglen, rc, "cannot resize '%s': %s", dev ? dev : info.name,
 				       strerror(-rc));
 	}
 	admin_lock(pool);
@@ -578,13 +585,14 @@ int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, si
 		rc = check_size(pool, size, msg, msglen);
 	if (rc)
 		goto out;
-	d = pool_find_device(pool, dev);
+	d = vol ? pool_volume_device(vol) : pool_find_device(pool, dev);
 	if (!d) {
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", dev);
 		goto out;
 	}
+	what = d->row.name;
 	if (d->row.read_only) {
-		rc = set_msg(msg, msglen, -EROFS, "'%s' is a read-only snapshot", dev);
+		rc = set_msg(msg, msglen, -EROFS, "'%s' is a read-only snapshot", what);
 		goto out;
 	}
 	a.dev = d;
@@ -601,11 +609,21 @@ int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, si
 	if (!rc)
 		rc = pool_txn(pool, op_resize, &a);
 	if (rc)
-		set_msg(msg, msglen, rc, "cannot resize '%s': %s", dev, strerror(-rc));
+		set_msg(msg, msglen, rc, "cannot resize '%s': %s", what, strerror(-rc));
 	pool_maybe_unload_vmap(d);
 out:
 	admin_unlock(pool);
 	return rc;
+}
+
+int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, size_t msglen)
+{
+	return resize(pool, dev, NULL, size, msg, msglen);
+}
+
+int pool_volume_resize(struct volume *vol, uint64_t size, char *msg, size_t msglen)
+{
+	return resize(pool_volume_pool(vol), NULL, vol, size, msg, msglen);
 }
 
 static int op_grow(struct pool *pool, void *arg)

@@ -85,6 +85,16 @@ void pool_volume_close(struct volume *vol)
 		pool_finish_deletes(pool);
 }
 
+struct device *pool_volume_device(struct volume *vol)
+{
+	return vol->dev;
+}
+
+struct pool *pool_volume_pool(struct volume *vol)
+{
+	return vol->pool;
+}
+
 void pool_volume_info(struct volume *vol, struct pool_device_info *info)
 {
 	pthread_mutex_lock(&vol->pool->lock);

@@ -115,7 +115,8 @@ void pool_device_fill_info(const struct device *d, struct pool_device_info *info
 {
 	memset(info, 0, sizeof(*info));
 	info->id = d->row.id;
-	snprintf(info->set, sizeof(info->set), "%s", d->row.set);
+	/* a device deleted while open is in no set: it is only hidden */
+	snprintf(info->set, sizeof(info->set), "%s", d->deleted ? "" : d->row.set);
 	snprintf(info->name, sizeof(info->name), "%s", d->row.name);
 	info->size = d->row.size;
 	info->origin_id = d->row.origin;

@@ -82,6 +82,8 @@ int pool_rename_replace(struct pool *pool, const char *oldname, const char *newn
 			size_t msglen);
 /* Set a device's virtual size in bytes; shrinking unmaps the tail. */
 int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, size_t msglen);
+/* Resize the device behind an open handle (also one deleted while open). */
+int pool_volume_resize(struct volume *vol, uint64_t size, char *msg, size_t msglen);
 /* Grow the data capacity to data_size bytes (never shrinks). */
 int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen);
 /* Owner and mode of a device's file (persisted). */

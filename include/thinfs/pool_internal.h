@@ -128,6 +128,9 @@ int pool_txn(struct pool *pool, txn_op op, void *arg);
 int pool_reload_vmaps(struct pool *pool);
 void pool_free_device(struct device *dev);
 void pool_maybe_unload_vmap(struct device *dev);
+/* pool_io.c: what an open handle refers to */
+struct device *pool_volume_device(struct volume *vol);
+struct pool *pool_volume_pool(struct volume *vol);
 /* pool_list.c: a device's public description (pool lock held) */
 void pool_device_fill_info(const struct device *dev, struct pool_device_info *info);
 void admin_lock(struct pool *pool);

@@ -136,6 +136,21 @@ read -r bsize blocks_total bfree <<< "$(stat -f -c '%S %b %f' "$M")"
 [ "$blocks_total" = 4096 ] || fail "f_blocks $blocks_total"
 [ "$bfree" = $((4096 - $(used))) ] || fail "f_bfree $bfree, used $(used)"
 
+say "ftruncate works on a volume unlinked while open"
+python3 - "$M" <<'PYEOF' || fail "ftruncate after unlink"
+import os, sys
+p = os.path.join(sys.argv[1], "ft")
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+os.ftruncate(fd, 1 << 20)
+os.pwrite(fd, b"x" * 4096, 0)
+os.unlink(p)
+os.ftruncate(fd, 8192)
+assert os.fstat(fd).st_size == 8192
+os.ftruncate(fd, 100)
+assert os.pread(fd, 200, 0) == b"x" * 100
+os.close(fd)
+PYEOF
+
 say "a remount keeps names, owners and inode numbers"
 stop_daemon || fail "thinfs exited non-zero"
 start_daemon
