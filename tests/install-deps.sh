@@ -16,6 +16,7 @@ command -v mkfs.xfs >/dev/null 2>&1 || need="$need xfsprogs"
 command -v mkfs.ext4 >/dev/null 2>&1 || need="$need e2fsprogs"
 command -v losetup >/dev/null 2>&1 || need="$need util-linux"
 command -v xxd >/dev/null 2>&1 || need="$need xxd"
+command -v eatmydata >/dev/null 2>&1 || need="$need eatmydata"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	echo "installing:$need"
