@@ -15,46 +15,7 @@ require_root
 require_cmd fio xfs_io mkfs.xfs
 CUTS=${THINFS_CUTS:-5}
 
-T=$(mktemp -d /tmp/thinfs-test.XXXXXX)
-M=$T/mnt
-PFS=$T/pfs
-P=$PFS/pool
-PL=""
-PID=""
-OLD_WB=$(sysctl -n vm.dirty_writeback_centisecs)
-mkdir -p "$M" "$PFS"
-
-cleanup() {
-	local rc=$?
-	set +e
-	sysctl -qw vm.dirty_writeback_centisecs="$OLD_WB"
-	cut_teardown
-	cd / && rm -rf "$T"
-	exit $rc
-}
-trap cleanup EXIT
-
-# unmount in order: the FUSE mount, our daemon, the pool's file system, its loop
-cut_teardown() {
-	if grep -q " $M " /proc/self/mounts; then
-		timeout 10 umount "$M" 2> /dev/null || { fuse_abort; timeout 10 umount -l "$M"; }
-	fi
-	if [ -n "$PID" ]; then
-		for _ in $(seq 50); do kill -0 "$PID" 2> /dev/null || break; sleep 0.1; done
-		kill -0 "$PID" 2> /dev/null && kill -KILL "$PID"
-		wait "$PID" 2> /dev/null
-		PID=""
-	fi
-	grep -q " $PFS " /proc/self/mounts && { timeout 30 umount "$PFS" || timeout 10 umount -l "$PFS"; }
-	[ -n "$PL" ] && { timeout 10 losetup -d "$PL"; PL=""; }
-}
-
-serve() { # serve [WRAPPER...]: start the daemon on $P
-	"$@" "$THINFS" "$P" "$M" -f >> "$T/daemon.log" 2>&1 &
-	PID=$!
-	wait_mounted "$M" || { cat "$T/daemon.log" >&2; fail "thinfs did not mount"; }
-	FUSE_DEV=$(mountpoint -d "$M")
-}
+pfs_init
 
 printf '%s\n' '[vol]' 'filename=${VOL}' size=64m bs=4k rw=randwrite ioengine=psync sync=1 \
 	verify=crc32c verify_fatal=1 'do_verify=${DOVERIFY}' 'randseed=${SEED}' > "$T/job.fio"
@@ -63,11 +24,9 @@ printf '%s\n' '[vol]' 'filename=${VOL}' size=64m bs=4k rw=randwrite ioengine=psy
 one_cut() {
 	local seed=$1 rc=0
 	shift
-	truncate -s 1G "$T/pfs.img"
-	PL=$(losetup -f --show "$T/pfs.img")
-	mkfs.xfs -q -f "$PL" && mount "$PL" "$PFS" || fail "xfs for the pool"
+	pfs_make
 	tc format "$P" --data-size 256M > /dev/null && tc create "$P" v1 64M > /dev/null || fail "format"
-	serve "$@"
+	pfs_serve "$@"
 	sysctl -qw vm.dirty_writeback_centisecs=0
 	rm -f "$T/trig"
 	(sleep "$(awk -v s="$seed" 'BEGIN { srand(s); printf "%.1f", 0.5 + rand() * 2.5 }')"; touch "$T/trig") &
@@ -80,12 +39,12 @@ one_cut() {
 	timeout 10 umount "$M" 2> /dev/null || { fuse_abort; timeout 10 umount -l "$M"; }
 	wait "$PID" 2> /dev/null
 	PID=""
-	timeout 30 umount "$PFS" && mount "$PL" "$PFS" || fail "remount of the pool's xfs"
+	pfs_remount
 	if ! tc check "$P" > "$T/check.log" 2>&1; then
 		echo "   check after the cut: $(head -3 "$T/check.log" | tr '\n' ' ')"
 		rc=1
 	fi
-	serve
+	pfs_serve
 	if ! (cd "$T" && VOL=$M/v1 DOVERIFY=1 SEED=$seed fio --verify_only --verify_state_load=1 \
 		--output="$T/fio-verify.log" "$T/job.fio") > /dev/null 2>&1; then
 		echo "   verify after the cut: $(grep -m1 -iE 'bad|verify|error' "$T/fio-verify.log")"
@@ -94,8 +53,8 @@ one_cut() {
 	local acked
 	acked=$(grep -oE 'issued rwts: total=[0-9]+,[0-9]+' "$T/fio-write.log" | head -1 | sed 's/.*,//')
 	echo "   cut $seed: ${acked:-?} acknowledged writes, verify $([ $rc = 0 ] && echo passed || echo FAILED)"
-	cut_teardown
-	rm -f "$T/pfs.img" "$T"/*.state
+	pfs_teardown
+	rm -f "$T"/*.state
 	return $rc
 }
 

@@ -230,3 +230,72 @@ expect_fail() { # expect_fail ERRTEXT CMD...: CMD must fail and say ERRTEXT
 	fi
 	case $out in *"$want"*) ;; *) fail "'$*' said '$out', expected '$want'" ;; esac
 }
+
+# ---- power cuts (TESTING.md section 5): the pool on its own XFS on a loop ----
+# pfs_init: call once after require_root; sets PFS, P=$PFS/pool and an EXIT trap
+pfs_init() {
+	T=$(mktemp -d /tmp/thinfs-test.XXXXXX)
+	M=$T/mnt
+	PFS=$T/pfs
+	P=$PFS/pool
+	PL=""
+	PID=""
+	OLD_WB=$(sysctl -n vm.dirty_writeback_centisecs)
+	mkdir -p "$M" "$PFS"
+	trap pfs_cleanup EXIT
+}
+
+pfs_cleanup() {
+	local rc=$?
+	set +e
+	sysctl -qw vm.dirty_writeback_centisecs="$OLD_WB"
+	pfs_teardown
+	cd / && rm -rf "$T"
+	exit $rc
+}
+
+# unmount in order: the FUSE mount, our daemon, the pool's file system, its loop
+pfs_teardown() {
+	if grep -q " $M " /proc/self/mounts; then
+		timeout 10 umount "$M" 2> /dev/null || { fuse_abort; timeout 10 umount -l "$M"; }
+	fi
+	if [ -n "$PID" ]; then
+		for _ in $(seq 50); do kill -0 "$PID" 2> /dev/null || break; sleep 0.1; done
+		kill -0 "$PID" 2> /dev/null && kill -KILL "$PID"
+		wait "$PID" 2> /dev/null
+		PID=""
+	fi
+	grep -q " $PFS " /proc/self/mounts && { timeout 30 umount "$PFS" || timeout 10 umount -l "$PFS"; }
+	[ -n "$PL" ] && { timeout 10 losetup -d "$PL"; PL=""; }
+	rm -f "$T/pfs.img"
+}
+
+# pfs_make: a fresh 1 GiB XFS for the pool, mounted on $PFS
+pfs_make() {
+	truncate -s 1G "$T/pfs.img"
+	PL=$(losetup -f --show "$T/pfs.img")
+	mkfs.xfs -q -f "$PL" && mount "$PL" "$PFS" || fail "xfs for the pool"
+}
+
+# pfs_serve [WRAPPER...]: start the daemon on $P (the wrapper, e.g. eatmydata)
+pfs_serve() {
+	"$@" "$THINFS" "$P" "$M" -f >> "$T/daemon.log" 2>&1 &
+	PID=$!
+	wait_mounted "$M" || { cat "$T/daemon.log" >&2; fail "thinfs did not mount"; }
+	FUSE_DEV=$(mountpoint -d "$M")
+}
+
+# pfs_cut: the power cut (XFS shut down without a log flush, the daemon
+# killed), then what a reboot does: tear down and replay the log on remount
+pfs_cut() {
+	xfs_io -x -c shutdown "$PFS"
+	kill -KILL "$PID" 2> /dev/null
+	timeout 10 umount "$M" 2> /dev/null || { fuse_abort; timeout 10 umount -l "$M"; }
+	wait "$PID" 2> /dev/null
+	PID=""
+	pfs_remount
+}
+
+pfs_remount() {
+	timeout 30 umount "$PFS" && mount "$PL" "$PFS" || fail "remount of the pool's xfs"
+}
