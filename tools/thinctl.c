@@ -144,6 +144,24 @@ static int close_pool(const struct cmd *cmd, struct pool *pool)
 	return 0;
 }
 
+/* End a changing command: on failure close without a word and explain rc. */
+static int change_done(const struct cmd *cmd, struct pool *pool, int rc, const char *msg)
+{
+	if (!rc)
+		return close_pool(cmd, pool);
+	pool_close(pool);
+	return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+}
+
+/* End a reading command; a reader that went away (| head) is no failure. */
+static int read_done(const struct cmd *cmd, struct pool *pool, int rc, const char *msg)
+{
+	pool_close(pool);
+	if (!rc || rc == -EPIPE)
+		return 0;
+	return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+}
+
 /* ---- human-readable numbers ---- */
 
 static const char *human(uint64_t bytes, char *buf, size_t len)
@@ -249,11 +267,7 @@ static int cmd_create(const struct cmd *cmd, int argc, char **argv)
 	if (open_pool(cmd, argv[optind], false, &pool))
 		return 1;
 	rc = pool_create(pool, argv[optind + 1], size, msg, sizeof(msg));
-	if (rc) {
-		pool_close(pool);
-		return fail(cmd, "%s", msg);
-	}
-	return close_pool(cmd, pool);
+	return change_done(cmd, pool, rc, msg);
 }
 
 struct set_ctx {
@@ -295,11 +309,7 @@ static int cmd_snapshot(const struct cmd *cmd, int argc, char **argv)
 		rc = pool_snapshot_set(pool, ctx.set, msg, sizeof(msg));
 	else
 		rc = pool_snapshot(pool, argv[optind + 1], argv[optind + 2], msg, sizeof(msg));
-	if (rc) {
-		pool_close(pool);
-		return fail(cmd, "%s", msg);
-	}
-	return close_pool(cmd, pool);
+	return change_done(cmd, pool, rc, msg);
 }
 
 static int cmd_delete(const struct cmd *cmd, int argc, char **argv)
@@ -321,11 +331,7 @@ static int cmd_delete(const struct cmd *cmd, int argc, char **argv)
 		rc = pool_delete_set(pool, ctx.set, msg, sizeof(msg));
 	else
 		rc = pool_delete(pool, argv[optind + 1], msg, sizeof(msg));
-	if (rc) {
-		pool_close(pool);
-		return fail(cmd, "%s", msg);
-	}
-	return close_pool(cmd, pool);
+	return change_done(cmd, pool, rc, msg);
 }
 
 static int cmd_rename(const struct cmd *cmd, int argc, char **argv)
@@ -341,11 +347,7 @@ static int cmd_rename(const struct cmd *cmd, int argc, char **argv)
 	if (open_pool(cmd, argv[optind], false, &pool))
 		return 1;
 	rc = pool_rename(pool, argv[optind + 1], argv[optind + 2], msg, sizeof(msg));
-	if (rc) {
-		pool_close(pool);
-		return fail(cmd, "%s", msg);
-	}
-	return close_pool(cmd, pool);
+	return change_done(cmd, pool, rc, msg);
 }
 
 static int cmd_resize(const struct cmd *cmd, int argc, char **argv)
@@ -362,11 +364,7 @@ static int cmd_resize(const struct cmd *cmd, int argc, char **argv)
 	if (open_pool(cmd, argv[optind], false, &pool))
 		return 1;
 	rc = pool_resize(pool, argv[optind + 1], size, msg, sizeof(msg));
-	if (rc) {
-		pool_close(pool);
-		return fail(cmd, "%s", msg);
-	}
-	return close_pool(cmd, pool);
+	return change_done(cmd, pool, rc, msg);
 }
 
 struct grow_ctx {
@@ -403,11 +401,7 @@ static int cmd_grow(const struct cmd *cmd, int argc, char **argv)
 	if (open_pool(cmd, argv[optind], false, &pool))
 		return 1;
 	rc = pool_grow(pool, ctx.size, msg, sizeof(msg));
-	if (rc) {
-		pool_close(pool);
-		return fail(cmd, "%s", msg);
-	}
-	return close_pool(cmd, pool);
+	return change_done(cmd, pool, rc, msg);
 }
 
 struct json_ctx {
@@ -748,10 +742,7 @@ static int cmd_delta(const struct cmd *cmd, int argc, char **argv)
 		return 1;
 	rc = pool_delta(pool, argv[optind + 1], argv[optind + 2],
 			ctx.ranges ? POOL_DELTA_RANGES : POOL_DELTA_XML, stdout, msg, sizeof(msg));
-	pool_close(pool);
-	if (rc && rc != -EPIPE)
-		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
-	return 0;
+	return read_done(cmd, pool, rc, msg);
 }
 
 static int cmd_send(const struct cmd *cmd, int argc, char **argv)
@@ -790,11 +781,7 @@ static int cmd_receive(const struct cmd *cmd, int argc, char **argv)
 	if (open_pool(cmd, argv[optind], false, &pool))
 		return 1;
 	rc = pool_receive(pool, argv[optind + 1], stdin, msg, sizeof(msg));
-	if (rc) {
-		pool_close(pool);
-		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
-	}
-	return close_pool(cmd, pool);
+	return change_done(cmd, pool, rc, msg);
 }
 
 static const struct cmd cmds[] = {
