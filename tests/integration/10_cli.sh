@@ -163,6 +163,18 @@ expect 1 "$C" list "$T/nosuch" && ok "missing pool"
 cp -r "$P" "$T/newer"; sqlite3 "$T/newer/meta.db" "PRAGMA user_version=99"
 expect 1 "$C" status "$T/newer" && grep -q "format 99 newer" "$T/err" && ok "newer format refused" || bad "newer format: $(cat "$T/err")"
 
+# damage around the database (TESTING A8, H3): clear errors, nothing repaired behind our back
+cp -r "$P" "$T/shortdata"; truncate -s 4096 "$T/shortdata/data"
+expect 1 "$C" status "$T/shortdata" && grep -q "data file is 4096 bytes" "$T/err" && ok "a truncated data file is refused" || bad "short data: $(cat "$T/err")"
+cp -r "$P" "$T/nodata"; rm "$T/nodata/data"
+expect 1 "$C" list "$T/nodata" && grep -q "data file" "$T/err" && ok "a missing data file is refused" || bad "missing data: $(cat "$T/err")"
+cp -r "$P" "$T/dirdata"; rm "$T/dirdata/data"; mkdir "$T/dirdata/data"
+expect 1 "$C" create "$T/dirdata" x 1M && grep -q "not a regular file or block device\|data file" "$T/err" && ok "a directory as data file is refused" || bad "dir data: $(cat "$T/err")"
+cp -r "$P" "$T/trunc"; truncate -s 4096 "$T/trunc/meta.db"
+before=$(sha256sum "$T/trunc/meta.db")
+expect 1 "$C" status "$T/trunc" && [ "$before" = "$(sha256sum "$T/trunc/meta.db")" ] && ok "a truncated meta.db: clear error, left as it was" || bad "truncated meta.db: $(cat "$T/err")"
+expect_rc 2 "$C" check "$T/trunc" && ok "check of a truncated meta.db is fatal (exit 2)"
+
 # check (TESTING K1): a leak is a warning; mapped-but-free is damage
 cp -r "$P" "$T/leak"
 sqlite3 "$T/leak/meta.db" "INSERT OR REPLACE INTO space(chunk, bits) VALUES(0, x'0f' || zeroblob(4095))"
