@@ -827,7 +827,8 @@ int pool_device_load_vmap(struct pool *pool, struct device *dev)
 /* Drop a view nobody uses (nothing dirty in it). */
 void pool_maybe_unload_vmap(struct device *dev)
 {
-	if (dev->vm_loaded && !dev->open_count && !dev->nr_dirty && !dev->nr_hidden) {
+	if (dev->vm_loaded && !dev->open_count && !dev->nr_dirty && !dev->nr_hidden &&
+	    !dev->pinned) {
 		vmap_destroy(&dev->vm);
 		dev->vm_loaded = false;
 	}
@@ -1032,8 +1033,11 @@ int pool_txn(struct pool *pool, txn_op op, void *arg)
 		pool_go_readonly(pool, rc == -ENOSPC ? "the metadata file system is full"
 						     : "a metadata commit failed");
 		/* the changes in memory can never be made durable: no later sync
-		 * may report success */
+		 * may report success; and the views are the only record of the
+		 * writes since the last commit, so none may be dropped */
 		pool->sticky_err = rc == -ENOSPC ? -ENOSPC : -EIO;
+		for (struct device *d = pool->devices; d; d = d->next)
+			d->pinned = d->vm_loaded;
 		return pool->sticky_err;
 	}
 	pool->nr_commits++;

@@ -56,6 +56,7 @@ struct device {
 	bool vm_loaded;
 	unsigned open_count;
 	bool deleted;   /* gone from the namespace; released on last close */
+	bool pinned;    /* a commit failed: this view is ahead of the db, keep it */
 	bool row_dirty; /* the device row changed */
 	uint64_t *dirty; /* vblocks whose entry has VM_DIRTY */
 	size_t nr_dirty, cap_dirty;

@@ -44,6 +44,12 @@ static void run_fault(const char *point)
 	assert_int_equal(pool_read(v, buf, BS, 0), BS); /* reads still work */
 	assert_int_equal(buf[0], 1);
 	pool_volume_close(v);
+	/* the write since the last commit is only in memory now: closing and
+	 * reopening the device must not drop it while the pool runs */
+	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
+	assert_int_equal(pool_read(v, buf, BS, BS), BS);
+	assert_int_equal(buf[0], 2);
+	pool_volume_close(v);
 	fail_point = NULL;
 	fx_reopen(f);
 	/* persisted: still read-only after a restart */
