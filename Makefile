@@ -29,6 +29,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Negative controls: a test linked against a deliberately broken library must
 # FAIL (the runner counts a passing control as a failure).  Test builds only.
 CONTROL_BINS := $(BUILD)/tests/control_crash_noflush
+ifneq ($(wildcard src/thinfs.c),)
+CONTROL_BINS += $(BUILD)/bug-noflush/thinfs
+endif
 BUG_NOFLUSH_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-noflush/%.o)
 TOOL_BINS :=
 ifneq ($(wildcard tools/thinctl.c),)
@@ -70,6 +73,9 @@ $(BUILD)/bench_engine: tests/bench/bench_engine.c $(LIB)
 $(BUILD)/bug-noflush/%.o: src/%.c $(wildcard include/thinfs/*.h)
 	@mkdir -p $(BUILD)/bug-noflush
 	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_SKIP_DATA_FLUSH -c -o $@ $<
+$(BUILD)/bug-noflush/thinfs: src/thinfs.c src/fuse_ops.c $(BUG_NOFLUSH_OBJS)
+	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_SKIP_DATA_FLUSH -o $@ src/thinfs.c src/fuse_ops.c \
+		$(BUG_NOFLUSH_OBJS) $(LDLIBS)
 $(BUILD)/tests/control_crash_noflush: tests/unit/test_crash.c $(BUG_NOFLUSH_OBJS) | $(BUILD)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_NOFLUSH_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit_helpers.h $(LIB) | $(BUILD)
@@ -89,6 +95,10 @@ integration: all
 demo: deps
 	$(MAKE) all
 	sh tests/demo.sh $(BUILD)
+# Longer crash runs: SOAK_MINUTES (default 30) split between kill -9 loops
+# and power cuts.
+soak: all
+	sh tests/soak.sh $(BUILD) $${SOAK_MINUTES:-30}
 bench: deps
 	$(MAKE) all
 	sh tests/bench/run-bench.sh $(BUILD)
