@@ -2,8 +2,9 @@
 /*
  * thinfs-fsx - a model-based random exerciser for a thinfs volume (fsx is not
  * packaged).  It drives a volume file of a mounted pool with random reads,
- * writes of any size and alignment, punch-hole, zero-range, fsync, fdatasync,
- * O_DSYNC writes and snapshot sets (mkdir/rmdir MNT/.snapshots/S), and checks
+ * writes of any size and alignment, punch-hole, zero-range, truncate (shrink
+ * and grow back: the tail must read zeros), fsync, fdatasync, O_DSYNC writes
+ * and snapshot sets (mkdir/rmdir MNT/.snapshots/S), and checks
  * every read against an in-memory model of the volume and of every set.
  *
  * Every 512-byte sector written is self-describing: magic, volume tag, sector
@@ -256,6 +257,21 @@ static void do_zero(uint64_t s, uint64_t n, bool punch)
 	punch ? g.nr_punch++ : g.nr_zero++;
 }
 
+static void ack(void);
+
+/* Shrink to s sectors and grow back: a resize is an administrative change,
+ * durable (and so an acknowledgement of everything before it) on return. */
+static void do_truncate(uint64_t s)
+{
+	if (ftruncate(g.fd, (off_t)(s * SECT)) < 0 || ftruncate(g.fd, (off_t)g.size) < 0)
+		die("truncate to %" PRIu64 ": %s", s * SECT, strerror(errno));
+	for (uint64_t i = s; i < g.nr_sect; i++) {
+		g.cur[i] = 0;
+		g.dirty[i] |= 2;
+	}
+	g.nr_zero++;
+}
+
 static void ack(void)
 {
 	memcpy(g.acked, g.cur, g.nr_sect * sizeof(uint64_t));
@@ -332,6 +348,17 @@ static void apply(const char *line, bool execute)
 				g.dirty[a + i] |= 2;
 			}
 		}
+	} else if (!strcmp(op, "truncate")) {
+		if (execute) {
+			do_truncate(a);
+			ack();
+			logf_("ack\n");
+		} else {
+			for (uint64_t i = a; i < g.nr_sect; i++) {
+				g.cur[i] = 0;
+				g.dirty[i] |= 2;
+			}
+		}
 	} else if (!strcmp(op, "fsync") || !strcmp(op, "fdatasync")) {
 		if (execute)
 			do_sync(op[1] == 'd');
@@ -385,8 +412,10 @@ static void gen_op(char *line, size_t len)
 		snprintf(line, len, "punch %" PRIu64 " %" PRIu64, s, n);
 	else if (r < 83)
 		snprintf(line, len, "zero %" PRIu64 " %" PRIu64, s, n);
-	else if (r < 88)
+	else if (r < 86)
 		snprintf(line, len, "fsync");
+	else if (r < 88)
+		snprintf(line, len, "truncate %" PRIu64, g.nr_sect / 2 + rnd(g.nr_sect / 2));
 	else if (r < 92)
 		snprintf(line, len, "fdatasync");
 	else if (g.snapshots) {
