@@ -56,7 +56,8 @@ struct dio {
 	bool rdonly;
 	struct stat sb;
 	pthread_rwlock_t stripes[NR_STRIPES];
-	/* test facility */
+	/* test facilities */
+	int fail_countdown, fail_err; /* atomic */
 	bool track;
 	pthread_mutex_t track_lock;
 	struct preimage *pre;
@@ -386,8 +387,17 @@ static int direct_write(struct dio *d, const void *buf, size_t len, uint64_t off
 	return rc;
 }
 
+void dio_test_fail_write(struct dio *d, int nth, int err)
+{
+	__atomic_store_n(&d->fail_err, err, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->fail_countdown, nth, __ATOMIC_RELEASE);
+}
+
 int dio_write(struct dio *d, const void *buf, size_t len, uint64_t offset)
 {
+	if (__atomic_load_n(&d->fail_countdown, __ATOMIC_ACQUIRE) > 0 &&
+	    __atomic_sub_fetch(&d->fail_countdown, 1, __ATOMIC_ACQ_REL) == 0)
+		return __atomic_load_n(&d->fail_err, __ATOMIC_RELAXED);
 	if (d->track)
 		save_preimage(d, offset, len);
 	if (!d->direct)

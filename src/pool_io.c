@@ -261,8 +261,10 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 
 	pthread_mutex_lock(&pool->lock);
 	if (rc) {
-		/* the old mapping stands; the new block goes back after the commit */
-		vmap_set(&d->vm, vb, (old & ~VM_PROV) | VM_DIRTY);
+		/* the old entry stands exactly as it was (a shared block must not be
+		 * written back into this device's own layer); the new block goes
+		 * back after the commit */
+		vmap_set(&d->vm, vb, old & ~VM_PROV);
 		if (!vm_mapped(old))
 			d->row.mapped--;
 		space_free(&pool->space, nb);

@@ -49,6 +49,8 @@ int dio_next_data(struct dio *d, uint64_t offset, uint64_t *start, uint64_t *end
 void dio_identity(const struct dio *d, uint64_t *dev, uint64_t *ino);
 
 void dio_test_track_unflushed(struct dio *d, bool on);
+/* Make the nth data write from now fail with err (0: never). */
+void dio_test_fail_write(struct dio *d, int nth, int err);
 /* Undo writes (and punches) not covered by a flush; returns how many ranges. */
 int dio_test_lose_unflushed(struct dio *d);
 

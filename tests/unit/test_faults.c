@@ -85,12 +85,56 @@ static void test_fault_before_metadata_commit(void **state)
 	run_fault("commit/before_commit");
 }
 
+static void test_failed_data_write_maps_nothing(void **state)
+{
+	/* TESTING G1: an I/O error writing data -> EIO, and no mapping to data
+	 * that was never written; a shared block keeps its old content */
+	struct fixture *f = fx_new(BS, 64);
+	struct volume *v;
+	char buf[BS];
+	struct pool_device_info info;
+
+	fx_create(f, "v", 8 * BS);
+	fx_fill(f, "v", 0, BS, 1);
+	fx_snap(f, "v", "s");
+	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
+	memset(buf, 9, sizeof(buf));
+	/* a fresh block */
+	dio_test_fail_write(pool_test_dio(f->p), 1, -EIO);
+	assert_int_equal(pool_write(v, buf, BS, 3 * BS), -EIO);
+	/* copy-on-write of the shared block 0 (partial: copy, then write) */
+	dio_test_fail_write(pool_test_dio(f->p), 1, -EIO);
+	assert_int_equal(pool_write(v, buf, 100, 0), -EIO);
+	pool_volume_info(v, &info);
+	assert_int_equal(info.mapped_blocks, 1);
+	assert_int_equal(pool_read(v, buf, BS, 3 * BS), BS);
+	assert_int_equal(buf[0], 0);
+	assert_int_equal(pool_read(v, buf, BS, 0), BS);
+	assert_int_equal(buf[0], 1);
+	/* nothing of the failed writes reaches the metadata */
+	assert_int_equal(pool_sync(f->p), 0);
+	fx_check_clean(f);
+	/* the pool goes on: the same writes succeed now */
+	memset(buf, 9, sizeof(buf));
+	assert_int_equal(pool_write(v, buf, 100, 0), 100);
+	pool_volume_close(v);
+	assert_int_equal(pool_sync(f->p), 0);
+	fx_expect(f, "s", 0, BS, 1);
+	fx_expect(f, "v", 0, 100, 9);
+	fx_expect(f, "v", 100, BS - 100, 1);
+	fx_reopen(f);
+	fx_expect(f, "v", 3 * BS, BS, 0);
+	fx_check_clean(f); /* the blocks of the failed writes went back: no leak */
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fault_before_data_flush),
 		cmocka_unit_test(test_fault_after_data_flush),
 		cmocka_unit_test(test_fault_before_metadata_commit),
+		cmocka_unit_test(test_failed_data_write_maps_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
