@@ -8,10 +8,15 @@
  * and deletes old sets.  No acknowledged write may be lost (a racing
  * provision or copy-on-write must not drop another thread's sectors), and the
  * space map must stay exact.
+ *
+ * Below the pool, threads rewrite their own byte ranges of the data file that
+ * share 4 KiB pages across the 64 MiB point where the read-modify-write lock
+ * stripes wrap around: a lost update shows a stripe left unlocked.
  */
 #include <pthread.h>
 
 #include "unit_helpers.h"
+#include "thinfs/dataio.h"
 
 #define BS (64u * 1024)
 #define NR_BLOCKS 16
@@ -106,10 +111,87 @@ static void test_racing_writers_and_snapshots(void **state)
 	fx_free(fx);
 }
 
+/* ---- data file: read-modify-writes racing across the stripe wrap ---- */
+
+#define WRAP (64ull << 20) /* 1024 stripes of 64 KiB */
+#define DIO_OPS 2000
+
+static const struct {
+	uint64_t off;
+	size_t len;
+} ranges[] = {
+    {WRAP - 100, 200},	       /* both pages: the wrapped stripes 1023 and 0 */
+    {WRAP - 4000, 1000},       /* the page before the wrap */
+    {WRAP + 1000, 1000},       /* the page after it */
+    {WRAP - 200, 50},	       /* next to the first, same page */
+    {WRAP - 65536 - 50, 4196}, /* across a stripe boundary that does not wrap */
+};
+#define NR_RANGES (sizeof(ranges) / sizeof(ranges[0]))
+
+static struct dio *dio;
+
+static unsigned char dio_tag(unsigned id, int op)
+{
+	return op ? (unsigned char)(((id * 50 + (unsigned)op) & 0xff) | 1) : 0;
+}
+
+/* Each op first checks that the range still holds the previous op's bytes:
+ * another thread's stale read-modify-write shows at once, not only when it
+ * happens to hit the last write. */
+static void *dio_writer(void *arg)
+{
+	unsigned id = (unsigned)(uintptr_t)arg;
+	unsigned char buf[8192];
+
+	for (int op = 1; op <= DIO_OPS; op++) {
+		if (dio_read(dio, buf, ranges[id].len, ranges[id].off))
+			return (void *)1;
+		for (size_t b = 0; b < ranges[id].len; b++)
+			if (buf[b] != dio_tag(id, op - 1)) {
+				fprintf(stderr, "range %u byte %zu: %#x after op %d wrote %#x\n", id,
+					b, buf[b], op - 1, dio_tag(id, op - 1));
+				return (void *)1;
+			}
+		memset(buf, dio_tag(id, op), ranges[id].len);
+		if (dio_write(dio, buf, ranges[id].len, ranges[id].off))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void test_rmw_across_the_stripe_wrap(void **state)
+{
+	char dir[] = "/tmp/thinfs-unit.XXXXXX", path[64];
+	pthread_t t[NR_RANGES];
+	unsigned char buf[8192];
+	void *ret;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/data", dir);
+	assert_int_equal(dio_create(path, WRAP + (1 << 20), NULL, 0), 0);
+	assert_int_equal(dio_open(path, false, &dio, NULL, 0), 0);
+	for (unsigned i = 0; i < NR_RANGES; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, dio_writer, (void *)(uintptr_t)i), 0);
+	for (unsigned i = 0; i < NR_RANGES; i++) {
+		assert_int_equal(pthread_join(t[i], &ret), 0);
+		assert_null(ret);
+	}
+	for (unsigned i = 0; i < NR_RANGES; i++) {
+		unsigned char want = dio_tag(i, DIO_OPS);
+		assert_int_equal(dio_read(dio, buf, ranges[i].len, ranges[i].off), 0);
+		for (size_t b = 0; b < ranges[i].len; b++)
+			if (buf[b] != want)
+				fail_msg("range %u byte %zu: %#x, last written %#x", i, b, buf[b], want);
+	}
+	dio_close(dio);
+	fx_rmrf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_racing_writers_and_snapshots),
+		cmocka_unit_test(test_rmw_across_the_stripe_wrap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
