@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -54,6 +55,9 @@ static const char usage[] =
     "  -d, -o debug       log every FUSE request (implies -f)\n"
     "  -o OPTIONS         comma-separated mount options:\n"
     "       allow_other          let other users in (adds default_permissions)\n"
+    "       clone_fd             a /dev/fuse descriptor per worker thread\n"
+    "       max_threads=N        worker threads at most (default 16)\n"
+    "       max_idle_threads=N   worker threads kept waiting (default 16)\n"
     "       ro, noexec, ...      kernel mount flags; nosuid,nodev are the default\n"
     "       defaults, auto, noauto, user, nofail, _netdev, x-*, comment=*\n"
     "                            fstab options, ignored\n"
@@ -67,6 +71,9 @@ struct opts {
 	char *mountpoint;
 	bool foreground, debug, allow_other, help, version;
 	bool bad;
+	int clone_fd;	      /* a /dev/fuse descriptor per worker thread */
+	int max_idle_threads; /* workers kept waiting for requests */
+	int max_threads;      /* workers at most */
 };
 
 enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_ALLOW_OTHER };
@@ -76,6 +83,9 @@ static const struct fuse_opt opt_spec[] = {
     FUSE_OPT_KEY("--version", KEY_VERSION), FUSE_OPT_KEY("-f", KEY_FOREGROUND),
     FUSE_OPT_KEY("--foreground", KEY_FOREGROUND), FUSE_OPT_KEY("-d", KEY_DEBUG),
     FUSE_OPT_KEY("debug", KEY_DEBUG), FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+    {"clone_fd", offsetof(struct opts, clone_fd), 1},
+    {"max_idle_threads=%d", offsetof(struct opts, max_idle_threads), 0},
+    {"max_threads=%d", offsetof(struct opts, max_threads), 0},
     /* mount(8) and fstab options that mean nothing to FUSE */
     FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD), FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD), FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
@@ -360,7 +370,7 @@ static void daemon_ready(int *status_fd, bool ok)
 static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 {
 	const struct fsops_config cfg = {.entry_timeout = 1.0, .dir_attr_timeout = 1.0};
-	struct fuse_loop_config loop = {.clone_fd = 0, .max_idle_threads = 16};
+	struct fuse_loop_config *loop = NULL;
 	char holder[PATH_MAX + 64], msg[POOL_MSG_MAX] = "";
 	struct fuse_session *se = NULL;
 	struct pool *pool = NULL;
@@ -403,7 +413,17 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 	/* 0 after an unmount, the signal's number after SIGTERM/SIGINT/SIGHUP
 	 * (libfuse leaves ignored signals ignored: a shell's background job
 	 * does not stop on SIGINT), a negative errno on failure */
-	rc = fuse_session_loop_mt(se, &loop);
+	loop = fuse_loop_cfg_create();
+	if (!loop) {
+		say(FUSE_LOG_ERR, "thinfs: out of memory\n");
+		rc = -ENOMEM;
+	} else {
+		fuse_loop_cfg_set_clone_fd(loop, (unsigned)o->clone_fd);
+		fuse_loop_cfg_set_idle_threads(loop, (unsigned)o->max_idle_threads);
+		fuse_loop_cfg_set_max_threads(loop, (unsigned)o->max_threads);
+		rc = fuse_session_loop_mt(se, loop);
+		fuse_loop_cfg_destroy(loop);
+	}
 	if (rc > 0)
 		say(FUSE_LOG_INFO, "thinfs: stopping on signal %d (%s)\n", rc, strsignal(rc));
 	else if (rc < 0)
@@ -434,7 +454,7 @@ out:
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct opts o = {0};
+	struct opts o = {.max_idle_threads = 16, .max_threads = 16};
 	char *mnt_abs = NULL, *pool_abs = NULL;
 	int status_fd = -1, ret = 1;
 
@@ -450,6 +470,11 @@ int main(int argc, char **argv)
 	if (o.version) {
 		printf("thinfs %s (libfuse %s)\n", THINFS_VERSION, fuse_pkgversion());
 		ret = 0;
+		goto out;
+	}
+	if (o.max_threads < 1 || o.max_threads > 1024 || o.max_idle_threads < 1 ||
+	    o.max_idle_threads > o.max_threads) {
+		fprintf(stderr, "thinfs: need 1 <= max_idle_threads <= max_threads <= 1024\n");
 		goto out;
 	}
 	if (!o.pool || !o.mountpoint) {
