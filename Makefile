@@ -62,8 +62,9 @@ $(LIB): $(LIB_OBJS)
 
 $(BUILD)/thinctl: tools/thinctl.c $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
-$(BUILD)/thinfs: src/thinfs.c src/fuse_ops.c $(wildcard include/thinfs/fuse_ops.h) $(LIB)
-	$(CC) $(CFLAGS) -o $@ src/thinfs.c src/fuse_ops.c $(LIB) $(LDLIBS)
+DAEMON_SRCS := src/thinfs.c src/fuse_ops.c src/fuse_loop.c
+$(BUILD)/thinfs: $(DAEMON_SRCS) $(wildcard include/thinfs/fuse_*.h) $(LIB)
+	$(CC) $(CFLAGS) -o $@ $(DAEMON_SRCS) $(LIB) $(LDLIBS)
 $(BUILD)/thinfs-fsx: tests/tools/thinfs-fsx.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 $(BUILD)/interop_helper: tests/tools/interop_helper.c $(LIB)
@@ -73,8 +74,8 @@ $(BUILD)/bench_engine: tests/bench/bench_engine.c $(LIB)
 $(BUILD)/bug-noflush/%.o: src/%.c $(wildcard include/thinfs/*.h)
 	@mkdir -p $(BUILD)/bug-noflush
 	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_SKIP_DATA_FLUSH -c -o $@ $<
-$(BUILD)/bug-noflush/thinfs: src/thinfs.c src/fuse_ops.c $(BUG_NOFLUSH_OBJS)
-	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_SKIP_DATA_FLUSH -o $@ src/thinfs.c src/fuse_ops.c \
+$(BUILD)/bug-noflush/thinfs: $(DAEMON_SRCS) $(BUG_NOFLUSH_OBJS)
+	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_SKIP_DATA_FLUSH -o $@ $(DAEMON_SRCS) \
 		$(BUG_NOFLUSH_OBJS) $(LDLIBS)
 $(BUILD)/tests/control_crash_noflush: tests/unit/test_crash.c $(BUG_NOFLUSH_OBJS) | $(BUILD)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_NOFLUSH_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
@@ -112,7 +113,7 @@ asan:
 tidy:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--inline-suppr -Iinclude src tools
-	clang-tidy --quiet $(LIB_SRCS) $(wildcard tools/thinctl.c src/fuse_ops.c src/thinfs.c) -- $(CFLAGS)
+	clang-tidy --quiet $(LIB_SRCS) $(wildcard tools/thinctl.c src/fuse_ops.c src/fuse_loop.c src/thinfs.c) -- $(CFLAGS)
 
 format:
 	clang-format -i $(wildcard src/*.c include/thinfs/*.h tools/*.c tests/unit/*.c tests/unit/*.h tests/tools/*.c tests/bench/*.c)

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "thinfs/fuse_loop.h"
 #include "thinfs/fuse_ops.h"
 #include "thinfs/pool.h"
 
@@ -55,9 +56,7 @@ static const char usage[] =
     "  -d, -o debug       log every FUSE request (implies -f)\n"
     "  -o OPTIONS         comma-separated mount options:\n"
     "       allow_other          let other users in (adds default_permissions)\n"
-    "       clone_fd             a /dev/fuse descriptor per worker thread\n"
-    "       max_threads=N        worker threads at most (default 16)\n"
-    "       max_idle_threads=N   worker threads kept waiting (default 16)\n"
+    "       max_threads=N        worker threads answering requests (default 16)\n"
     "       ro, noexec, ...      kernel mount flags; nosuid,nodev are the default\n"
     "       defaults, auto, noauto, user, nofail, _netdev, x-*, comment=*\n"
     "                            fstab options, ignored\n"
@@ -71,9 +70,7 @@ struct opts {
 	char *mountpoint;
 	bool foreground, debug, allow_other, help, version;
 	bool bad;
-	int clone_fd;	      /* a /dev/fuse descriptor per worker thread */
-	int max_idle_threads; /* workers kept waiting for requests */
-	int max_threads;      /* workers at most */
+	int max_threads; /* worker threads answering requests */
 };
 
 enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_ALLOW_OTHER };
@@ -83,8 +80,6 @@ static const struct fuse_opt opt_spec[] = {
     FUSE_OPT_KEY("--version", KEY_VERSION), FUSE_OPT_KEY("-f", KEY_FOREGROUND),
     FUSE_OPT_KEY("--foreground", KEY_FOREGROUND), FUSE_OPT_KEY("-d", KEY_DEBUG),
     FUSE_OPT_KEY("debug", KEY_DEBUG), FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
-    {"clone_fd", offsetof(struct opts, clone_fd), 1},
-    {"max_idle_threads=%d", offsetof(struct opts, max_idle_threads), 0},
     {"max_threads=%d", offsetof(struct opts, max_threads), 0},
     /* mount(8) and fstab options that mean nothing to FUSE */
     FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD), FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
@@ -370,7 +365,8 @@ static void daemon_ready(int *status_fd, bool ok)
 static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 {
 	const struct fsops_config cfg = {.entry_timeout = 1.0, .dir_attr_timeout = 1.0};
-	struct fuse_loop_config *loop = NULL;
+	sigset_t stop;
+	int signo = 0;
 	char holder[PATH_MAX + 64], msg[POOL_MSG_MAX] = "";
 	struct fuse_session *se = NULL;
 	struct pool *pool = NULL;
@@ -379,6 +375,12 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 	bool mounted = false, committing = false;
 	int rc, ret = 1;
 
+	/* before any thread exists, so that every thread blocks them */
+	rc = fuse_loop_block_signals(&stop);
+	if (rc) {
+		say(FUSE_LOG_ERR, "thinfs: cannot set up signals: %s\n", strerror(-rc));
+		goto out;
+	}
 	snprintf(holder, sizeof(holder), "thinfs pid %d on %s", (int)getpid(), o->mountpoint);
 	rc = pool_open(o->pool, 0, holder, &pool, msg, sizeof(msg));
 	if (rc) {
@@ -393,13 +395,9 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 	se = fuse_session_new(args, &fsops_ll_ops, sizeof(fsops_ll_ops), fs);
 	if (!se)
 		goto out_close; /* libfuse said why (an unknown option) */
-	if (fuse_set_signal_handlers(se)) {
-		say(FUSE_LOG_ERR, "thinfs: cannot install signal handlers\n");
-		goto out_destroy;
-	}
 	if (fuse_session_mount(se, o->mountpoint)) {
 		say(FUSE_LOG_ERR, "thinfs: cannot mount %s on %s\n", o->pool, o->mountpoint);
-		goto out_signals;
+		goto out_destroy;
 	}
 	mounted = true;
 	rc = committer_start(&com, pool);
@@ -410,23 +408,12 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 	committing = true;
 	daemon_ready(status_fd, true);
 	say(FUSE_LOG_INFO, "thinfs: serving %s on %s\n", o->pool, o->mountpoint);
-	/* 0 after an unmount, the signal's number after SIGTERM/SIGINT/SIGHUP
-	 * (libfuse leaves ignored signals ignored: a shell's background job
-	 * does not stop on SIGINT), a negative errno on failure */
-	loop = fuse_loop_cfg_create();
-	if (!loop) {
-		say(FUSE_LOG_ERR, "thinfs: out of memory\n");
-		rc = -ENOMEM;
-	} else {
-		fuse_loop_cfg_set_clone_fd(loop, (unsigned)o->clone_fd);
-		fuse_loop_cfg_set_idle_threads(loop, (unsigned)o->max_idle_threads);
-		fuse_loop_cfg_set_max_threads(loop, (unsigned)o->max_threads);
-		rc = fuse_session_loop_mt(se, loop);
-		fuse_loop_cfg_destroy(loop);
-	}
-	if (rc > 0)
-		say(FUSE_LOG_INFO, "thinfs: stopping on signal %d (%s)\n", rc, strsignal(rc));
-	else if (rc < 0)
+	/* until the unmount or SIGTERM/SIGINT/SIGHUP (an ignored SIGINT stays
+	 * ignored: a shell's background job does not stop on it) */
+	rc = fuse_loop_run(se, (unsigned)o->max_threads, &stop, &signo);
+	if (signo)
+		say(FUSE_LOG_INFO, "thinfs: stopping on signal %d (%s)\n", signo, strsignal(signo));
+	if (rc < 0)
 		say(FUSE_LOG_ERR, "thinfs: session loop: %s\n", strerror(-rc));
 	ret = rc < 0 ? 1 : 0;
 out_unmount:
@@ -434,8 +421,6 @@ out_unmount:
 		committer_stop(&com);
 	if (mounted)
 		fuse_session_unmount(se);
-out_signals:
-	fuse_remove_signal_handlers(se);
 out_destroy:
 	fuse_session_destroy(se);
 out_close:
@@ -454,7 +439,7 @@ out:
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct opts o = {.max_idle_threads = 16, .max_threads = 16};
+	struct opts o = {.max_threads = 16};
 	char *mnt_abs = NULL, *pool_abs = NULL;
 	int status_fd = -1, ret = 1;
 
@@ -472,9 +457,8 @@ int main(int argc, char **argv)
 		ret = 0;
 		goto out;
 	}
-	if (o.max_threads < 1 || o.max_threads > 1024 || o.max_idle_threads < 1 ||
-	    o.max_idle_threads > o.max_threads) {
-		fprintf(stderr, "thinfs: need 1 <= max_idle_threads <= max_threads <= 1024\n");
+	if (o.max_threads < 1 || o.max_threads > 1024) {
+		fprintf(stderr, "thinfs: max_threads must be 1..1024\n");
 		goto out;
 	}
 	if (!o.pool || !o.mountpoint) {

@@ -13,7 +13,7 @@
 #define THINFS_FUSE_OPS_H
 
 #ifndef FUSE_USE_VERSION
-#define FUSE_USE_VERSION 312
+#define FUSE_USE_VERSION 34
 #endif
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
