@@ -145,32 +145,93 @@ static void mark_dirty(struct space *sp, uint64_t b)
 	sp->dirty_chunks[b / META_SPACE_CHUNK_BITS] = 1;
 }
 
-int space_alloc(struct space *sp, uint64_t *dblock)
+/* The first block at or after pos (wrapping around) that is neither used nor busy. */
+static int free_from(const struct space *sp, uint64_t pos, uint64_t *dblock)
 {
 	uint64_t words = (sp->nr_blocks + WORD_BITS - 1) / WORD_BITS;
-	uint64_t w = sp->cursor / WORD_BITS;
+	uint64_t w, mask;
 
 	if (sp->nr_busy >= sp->nr_blocks)
 		return -ENOSPC;
-	for (uint64_t i = 0; i <= words; i++, w++) {
+	if (pos >= sp->nr_blocks)
+		pos = 0;
+	w = pos / WORD_BITS;
+	mask = ~0ull << (pos % WORD_BITS); /* the first word: only bits from pos */
+	for (uint64_t i = 0; i <= words; i++, w++, mask = ~0ull) {
 		if (w >= words)
 			w = 0;
-		uint64_t freebits = ~sp->busy[w];
+		uint64_t freebits = ~sp->busy[w] & mask;
 		if (!freebits)
 			continue;
 		uint64_t b = w * WORD_BITS + (uint64_t)__builtin_ctzll(freebits);
 		if (b >= sp->nr_blocks)
 			continue;
-		bit_set(sp->busy, b);
-		bit_set(sp->used, b);
-		sp->nr_busy++;
-		sp->nr_used++;
-		mark_dirty(sp, b);
-		sp->cursor = b + 1;
 		*dblock = b;
 		return 0;
 	}
 	return -ENOSPC;
+}
+
+/* How many blocks from b on are free, up to max. */
+static uint64_t free_run(const struct space *sp, uint64_t b, uint64_t max)
+{
+	uint64_t n = 0;
+
+	while (n < max && b + n < sp->nr_blocks && !bit_test(sp->busy, b + n))
+		n++;
+	return n;
+}
+
+/* Candidate free runs looked at before settling for the longest seen, so an
+ * allocation in a fragmented pool stays cheap (it runs under the pool lock). */
+#define RUN_CANDIDATES 64
+
+static void take(struct space *sp, uint64_t b)
+{
+	bit_set(sp->busy, b);
+	bit_set(sp->used, b);
+	sp->nr_busy++;
+	sp->nr_used++;
+	mark_dirty(sp, b);
+}
+
+int space_alloc_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *first)
+{
+	uint64_t b, n, best, best_n = 0;
+
+	if (!want)
+		return -EINVAL;
+	if (goal < sp->nr_blocks && !bit_test(sp->busy, goal)) {
+		best = goal;
+		best_n = free_run(sp, goal, want);
+	} else {
+		/* next fit: the first free run of `want` from the cursor on, or
+		 * the longest of the first RUN_CANDIDATES runs */
+		if (free_from(sp, sp->cursor, &b))
+			return -ENOSPC;
+		best = b;
+		for (int i = 0; i < RUN_CANDIDATES && best_n < want; i++) {
+			n = free_run(sp, b, want);
+			if (n > best_n) {
+				best = b;
+				best_n = n;
+			}
+			if (free_from(sp, b + n, &b))
+				break;
+		}
+	}
+	for (n = 0; n < best_n; n++)
+		take(sp, best + n);
+	sp->cursor = best + best_n;
+	*first = best;
+	return (int)(best_n > INT32_MAX ? INT32_MAX : best_n);
+}
+
+int space_alloc(struct space *sp, uint64_t *dblock)
+{
+	int n = space_alloc_run(sp, SPACE_NO_GOAL, 1, dblock);
+
+	return n < 0 ? n : 0;
 }
 
 void space_free(struct space *sp, uint64_t dblock)

@@ -19,6 +19,9 @@ struct dio *pool_test_dio(struct pool *pool);
 /* Number of layers and map rows the pool holds (for O(1) snapshot tests). */
 int pool_test_counts(struct pool *pool, uint64_t *nr_layers, uint64_t *nr_rows);
 
+/* The data block vblock maps to in an open device's view: 0, or -ENOENT. */
+int pool_test_dblock(struct volume *vol, uint64_t vblock, uint64_t *dblock);
+
 /* Map n fresh blocks at vblocks [first, first+n) of an open device without
  * writing data (they read zeros): fills metadata fast for benchmarks. */
 int pool_test_provision(struct volume *vol, uint64_t first, uint64_t n);

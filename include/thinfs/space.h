@@ -42,6 +42,14 @@ int space_grow(struct space *sp, uint64_t nr_blocks);
 
 /* Allocate a block that is neither used nor awaiting release: -ENOSPC if none. */
 int space_alloc(struct space *sp, uint64_t *dblock);
+#define SPACE_NO_GOAL UINT64_MAX
+/*
+ * Allocate up to `want` consecutive blocks, at `goal` if it is free (the block
+ * after a neighbour's, so a stream stays in order), else at the next free
+ * block: the number allocated (>= 1) starting at *first, or -ENOSPC.  Runs let
+ * a volume's consecutive blocks move with one I/O.
+ */
+int space_alloc_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *first);
 /* Free a used block: it stays busy until released after the commit. */
 void space_free(struct space *sp, uint64_t dblock);
 bool space_is_used(const struct space *sp, uint64_t dblock);

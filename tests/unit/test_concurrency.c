@@ -9,6 +9,10 @@
  * provision or copy-on-write must not drop another thread's sectors), and the
  * space map must stay exact.
  *
+ * Two threads writing 8-block requests to two volumes at once must each get
+ * consecutive data blocks per request (allocated as one run), not blocks
+ * interleaved with the other thread's.
+ *
  * Below the pool, threads rewrite their own byte ranges of the data file that
  * share 4 KiB pages across the 64 MiB point where the read-modify-write lock
  * stripes wrap around: a lost update shows a stripe left unlocked.
@@ -17,6 +21,7 @@
 
 #include "unit_helpers.h"
 #include "thinfs/dataio.h"
+#include "thinfs/pool_test.h"
 
 #define BS (64u * 1024)
 #define NR_BLOCKS 16
@@ -187,11 +192,67 @@ static void test_rmw_across_the_stripe_wrap(void **state)
 	fx_rmrf(dir);
 }
 
+#define RUN_WRITES 24
+#define RUN_BLOCKS 8
+
+static void *run_writer(void *arg)
+{
+	struct volume *v = arg;
+	char *buf = malloc(RUN_BLOCKS * BS);
+
+	if (!buf)
+		return (void *)1;
+	memset(buf, 7, RUN_BLOCKS * BS);
+	for (int i = 0; i < RUN_WRITES; i++)
+		if (pool_write(v, buf, RUN_BLOCKS * BS, (uint64_t)i * RUN_BLOCKS * BS) !=
+		    RUN_BLOCKS * BS) {
+			free(buf);
+			return (void *)1;
+		}
+	free(buf);
+	return NULL;
+}
+
+static void test_concurrent_requests_get_runs(void **state)
+{
+	struct fixture *f = fx_new(BS, 2 * RUN_WRITES * RUN_BLOCKS + 16);
+	struct volume *v[2];
+	pthread_t t[2];
+	void *res;
+
+	for (int i = 0; i < 2; i++) {
+		fx_create(f, i ? "b" : "a", RUN_WRITES * RUN_BLOCKS * BS);
+		assert_int_equal(pool_volume_open(f->p, i ? "b" : "a", &v[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, run_writer, v[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(t[i], &res), 0);
+		assert_null(res);
+	}
+	for (int i = 0; i < 2; i++) {
+		for (uint64_t w = 0; w < RUN_WRITES; w++) {
+			uint64_t first, b;
+			assert_int_equal(pool_test_dblock(v[i], w * RUN_BLOCKS, &first), 0);
+			for (uint64_t k = 1; k < RUN_BLOCKS; k++) {
+				assert_int_equal(pool_test_dblock(v[i], w * RUN_BLOCKS + k, &b), 0);
+				assert_int_equal(b, first + k);
+			}
+		}
+		pool_volume_close(v[i]);
+	}
+	fx_expect(f, "a", 0, RUN_WRITES * RUN_BLOCKS * BS, 7);
+	fx_expect(f, "b", 0, RUN_WRITES * RUN_BLOCKS * BS, 7);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_racing_writers_and_snapshots),
 		cmocka_unit_test(test_rmw_across_the_stripe_wrap),
+		cmocka_unit_test(test_concurrent_requests_get_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,7 +91,7 @@ static void test_failed_data_write_maps_nothing(void **state)
 	 * that was never written; a shared block keeps its old content */
 	struct fixture *f = fx_new(BS, 64);
 	struct volume *v;
-	char buf[BS];
+	char buf[3 * BS];
 	struct pool_device_info info;
 
 	fx_create(f, "v", 8 * BS);
@@ -105,8 +105,13 @@ static void test_failed_data_write_maps_nothing(void **state)
 	/* copy-on-write of the shared block 0 (partial: copy, then write) */
 	dio_test_fail_write(pool_test_dio(f->p), 1, -EIO);
 	assert_int_equal(pool_write(v, buf, 100, 0), -EIO);
+	/* a run of fresh blocks written with one I/O */
+	dio_test_fail_write(pool_test_dio(f->p), 1, -EIO);
+	assert_int_equal(pool_write(v, buf, 3 * BS, 4 * BS), -EIO);
 	pool_volume_info(v, &info);
 	assert_int_equal(info.mapped_blocks, 1);
+	assert_int_equal(pool_read(v, buf, BS, 5 * BS), BS);
+	assert_int_equal(buf[0], 0);
 	assert_int_equal(pool_read(v, buf, BS, 3 * BS), BS);
 	assert_int_equal(buf[0], 0);
 	assert_int_equal(pool_read(v, buf, BS, 0), BS);
@@ -124,6 +129,7 @@ static void test_failed_data_write_maps_nothing(void **state)
 	fx_expect(f, "v", 100, BS - 100, 1);
 	fx_reopen(f);
 	fx_expect(f, "v", 3 * BS, BS, 0);
+	fx_expect(f, "v", 4 * BS, 3 * BS, 0);
 	fx_check_clean(f); /* the blocks of the failed writes went back: no leak */
 	fx_free(f);
 }

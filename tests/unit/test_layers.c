@@ -57,6 +57,37 @@ static void test_space_alloc_until_enospc(void **state)
 	space_destroy(&sp);
 }
 
+static void test_space_alloc_run(void **state)
+{
+	struct space sp;
+	uint64_t b, c;
+
+	assert_int_equal(space_init(&sp, 100), 0);
+	/* a free goal is taken, as much of the run as is free from there */
+	assert_int_equal(space_alloc_run(&sp, 10, 4, &b), 4);
+	assert_int_equal(b, 10);
+	/* the run stops at a busy block */
+	assert_int_equal(space_alloc_run(&sp, 8, 5, &b), 2);
+	assert_int_equal(b, 8);
+	/* a busy goal: a run of free blocks elsewhere */
+	assert_int_equal(space_alloc_run(&sp, 11, 3, &b), 3);
+	assert_true(b + 3 <= 8 || b >= 14);
+	c = b;
+	assert_int_equal(space_alloc_run(&sp, SPACE_NO_GOAL, 3, &b), 3);
+	assert_true(b + 3 <= 8 || b >= 14);
+	assert_true(b + 3 <= c || b >= c + 3);
+	/* the end of the data stops a run */
+	assert_int_equal(space_alloc_run(&sp, 98, 5, &b), 2);
+	assert_int_equal(b, 98);
+	assert_int_equal(space_alloc_run(&sp, 0, 0, &b), -EINVAL);
+	assert_int_equal(sp.nr_used, 4 + 2 + 3 + 3 + 2);
+	while (space_alloc_run(&sp, SPACE_NO_GOAL, 7, &b) > 0)
+		;
+	assert_int_equal(sp.nr_used, 100);
+	assert_int_equal(space_alloc_run(&sp, 5, 2, &b), -ENOSPC);
+	space_destroy(&sp);
+}
+
 static void test_space_free_is_deferred_until_release(void **state)
 {
 	struct space sp;
@@ -349,6 +380,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_space_alloc_until_enospc),
+		cmocka_unit_test(test_space_alloc_run),
 		cmocka_unit_test(test_space_free_is_deferred_until_release),
 		cmocka_unit_test(test_space_unfree_restores),
 		cmocka_unit_test(test_space_grow_keeps_allocations),

@@ -722,6 +722,87 @@ static void test_no_stale_data_after_unclean_stop(void **state)
 	fx_free(f);
 }
 
+static uint64_t dblock_of(struct volume *v, uint64_t vb)
+{
+	uint64_t b = 0;
+
+	assert_int_equal(pool_test_dblock(v, vb, &b), 0);
+	return b;
+}
+
+static void test_multi_block_writes_land_in_order(void **state)
+{
+	/* a write of several fresh blocks takes consecutive data blocks, after
+	 * the previous vblock's block when that is free, so later reads and
+	 * overwrites of the range move with one I/O */
+	struct fixture *f = fx_new(BS, 256);
+	struct volume *a, *b;
+	char buf[8 * BS];
+
+	fx_create(f, "a", 32 * BS);
+	fx_create(f, "b", 32 * BS);
+	fx_create(f, "c", 96 * BS);
+	assert_int_equal(pool_volume_open(f->p, "a", &a), 0);
+	assert_int_equal(pool_volume_open(f->p, "b", &b), 0);
+	memset(buf, 1, sizeof(buf));
+	assert_int_equal(pool_write(a, buf, BS, 0), BS);
+	assert_int_equal(pool_write(b, buf, BS, 0), BS); /* takes a's next block */
+	memset(buf, 2, sizeof(buf));
+	assert_int_equal(pool_write(a, buf, 4 * BS, BS), 4 * BS);
+	assert_int_not_equal(dblock_of(a, 1), dblock_of(b, 0));
+	for (uint64_t vb = 2; vb <= 4; vb++)
+		assert_int_equal(dblock_of(a, vb), dblock_of(a, 1) + vb - 1);
+	/* the stream goes on after its last block */
+	memset(buf, 3, sizeof(buf));
+	assert_int_equal(pool_write(a, buf, 3 * BS, 5 * BS), 3 * BS);
+	for (uint64_t vb = 5; vb <= 7; vb++)
+		assert_int_equal(dblock_of(a, vb), dblock_of(a, 4) + vb - 4);
+	/* a stream goes on right after its last block even when the allocator's
+	 * cursor has moved on: blocks freed behind it are taken */
+	memset(buf, 6, sizeof(buf));
+	assert_int_equal(pool_write(b, buf, BS, 8 * BS), BS);
+	assert_int_equal(pool_write(b, buf, 4 * BS, 16 * BS), 4 * BS);
+	uint64_t x = dblock_of(b, 8);
+	assert_int_equal(dblock_of(b, 16), x + 1);
+	fx_fill(f, "c", 0, 80 * BS, 6); /* the cursor goes 80 blocks on */
+	assert_int_equal(pool_discard(b, 16 * BS, 4 * BS), 0);
+	assert_int_equal(pool_commit(f->p), 0); /* the freed blocks come back */
+	assert_int_equal(pool_write(b, buf, 2 * BS, 9 * BS), 2 * BS);
+	assert_int_equal(dblock_of(b, 9), x + 1);
+	assert_int_equal(dblock_of(b, 10), x + 2);
+	/* a run stops at a mapped block, which is written in place */
+	uint64_t mid = dblock_of(a, 6);
+	memset(buf, 4, sizeof(buf));
+	assert_int_equal(pool_write(a, buf, 8 * BS, 9 * BS), 8 * BS);
+	assert_int_equal(pool_write(a, buf, BS + 100, 6 * BS - 50), BS + 100);
+	assert_int_equal(dblock_of(a, 6), mid);
+	for (uint64_t vb = 10; vb <= 16; vb++)
+		assert_int_equal(dblock_of(a, vb), dblock_of(a, 9) + vb - 9);
+	/* not whole blocks at the ends: the partial ones go block by block */
+	memset(buf, 5, sizeof(buf));
+	assert_int_equal(pool_write(a, buf, 6 * BS, 20 * BS + 512), 6 * BS);
+	pool_volume_close(a);
+	pool_volume_close(b);
+	assert_int_equal(fx_mapped(f, "a"), 1 + 4 + 3 + 8 + 7);
+	fx_expect(f, "a", 0, BS, 1);
+	fx_expect(f, "a", BS, 4 * BS, 2);
+	fx_expect(f, "a", 5 * BS, BS - 50, 3);
+	fx_expect(f, "a", 6 * BS - 50, BS + 100, 4);
+	fx_expect(f, "a", 7 * BS + 50, BS - 50, 3);
+	fx_expect(f, "a", 8 * BS, BS, 0);
+	fx_expect(f, "a", 9 * BS, 8 * BS, 4);
+	fx_expect(f, "a", 17 * BS, 3 * BS + 512, 0);
+	fx_expect(f, "a", 20 * BS + 512, 6 * BS, 5);
+	fx_expect(f, "a", 26 * BS + 512, BS - 512, 0);
+	fx_expect(f, "b", 0, BS, 1);
+	fx_expect(f, "b", 8 * BS, 3 * BS, 6);
+	fx_expect(f, "b", 16 * BS, 4 * BS, 0);
+	fx_reopen(f);
+	fx_expect(f, "a", 9 * BS, 8 * BS, 4);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -756,6 +837,7 @@ int main(void)
 		cmocka_unit_test(test_check_finds_and_repairs_leak),
 		cmocka_unit_test(test_no_stale_data_after_delete),
 		cmocka_unit_test(test_no_stale_data_after_unclean_stop),
+		cmocka_unit_test(test_multi_block_writes_land_in_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
