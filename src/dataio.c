@@ -414,6 +414,141 @@ int dio_write(struct dio *d, const void *buf, size_t len, uint64_t offset)
 	return direct_write(d, buf, len, offset);
 }
 
+/*
+ * Up to DIO_BATCH_MAX aligned transfers submitted together and all reaped;
+ * a short one is finished with full_rw.  0 or the first error.
+ */
+static int ring_batch(int fd, bool write, const struct dio_seg *s, size_t n)
+{
+	struct io_uring *ring = thread_ring();
+	ssize_t res[DIO_BATCH_MAX];
+	size_t queued = 0;
+	int rc = 0;
+
+	if (ring) {
+		for (; queued < n; queued++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+			if (!sqe)
+				break;
+			if (write)
+				io_uring_prep_write(sqe, fd, s[queued].buf, (unsigned)s[queued].len,
+						    s[queued].offset);
+			else
+				io_uring_prep_read(sqe, fd, s[queued].buf, (unsigned)s[queued].len,
+						   s[queued].offset);
+			sqe->user_data = queued;
+		}
+		size_t submitted = 0;
+		int sub = queued ? io_uring_submit_and_wait(ring, (unsigned)queued) : 0;
+		while (sub > 0 && (submitted += (size_t)sub) < queued)
+			sub = io_uring_submit(ring);
+		for (size_t i = 0; i < queued; i++)
+			res[i] = 0; /* not submitted: done one by one below */
+		for (size_t i = 0; i < submitted; i++) {
+			struct io_uring_cqe *cqe;
+			int w = io_uring_wait_cqe(ring, &cqe);
+			if (w < 0)
+				return w;
+			res[cqe->user_data] = cqe->res;
+			io_uring_cqe_seen(ring, cqe);
+		}
+		if (submitted < queued) {
+			/* drop the entries the kernel did not take */
+			struct thread_ring *tr = pthread_getspecific(ring_key);
+			io_uring_queue_exit(ring);
+			tr->ok = io_uring_queue_init(RING_ENTRIES, ring, 0) == 0;
+			queued = submitted;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		ssize_t r = i < queued ? res[i] : 0;
+		char *p = s[i].buf;
+
+		if (r < 0 && r != -EINTR && r != -EAGAIN) {
+			if (!rc)
+				rc = (int)r;
+			continue;
+		}
+		if (r < 0)
+			r = 0;
+		if ((size_t)r < s[i].len) {
+			int e = full_rw(fd, write, p + r, s[i].len - (size_t)r, s[i].offset + (uint64_t)r);
+			if (e && !rc)
+				rc = e;
+		}
+	}
+	return rc;
+}
+
+static bool seg_aligned(const struct dio_seg *s)
+{
+	return aligned(s->offset) && aligned(s->len) && aligned((uintptr_t)s->buf) &&
+	       s->len <= (1u << 30);
+}
+
+int dio_read_batch(struct dio *d, const struct dio_seg *segs, size_t n)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < n && !rc; i += DIO_BATCH_MAX) {
+		size_t k = n - i < DIO_BATCH_MAX ? n - i : DIO_BATCH_MAX;
+		bool all = d->direct;
+
+		for (size_t j = 0; j < k && all; j++)
+			all = seg_aligned(&segs[i + j]);
+		if (all) {
+			rc = ring_batch(d->dfd, false, segs + i, k);
+			continue;
+		}
+		for (size_t j = 0; j < k && !rc; j++)
+			rc = dio_read(d, segs[i + j].buf, segs[i + j].len, segs[i + j].offset);
+	}
+	return rc;
+}
+
+/* The stripes of every segment, each taken once, in ascending order. */
+static void batch_stripes(struct dio *d, const struct dio_seg *s, size_t n, bool lock)
+{
+	uint64_t set[NR_STRIPES / 64] = { 0 };
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t first = s[i].offset >> STRIPE_SHIFT;
+		uint64_t last = (s[i].offset + s[i].len - 1) >> STRIPE_SHIFT;
+		if (last - first + 1 >= NR_STRIPES)
+			last = first + NR_STRIPES - 1;
+		for (uint64_t c = first; c <= last; c++)
+			set[(c % NR_STRIPES) / 64] |= 1ull << (c % 64);
+	}
+	for (unsigned w = 0; w < NR_STRIPES / 64; w++)
+		for (uint64_t bits = set[w]; bits; bits &= bits - 1)
+			stripe_op(d, w * 64 + (unsigned)__builtin_ctzll(bits), false, lock);
+}
+
+int dio_write_batch(struct dio *d, const struct dio_seg *segs, size_t n)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < n && !rc; i += DIO_BATCH_MAX) {
+		size_t k = n - i < DIO_BATCH_MAX ? n - i : DIO_BATCH_MAX;
+		bool all = d->direct && !d->track &&
+			   !__atomic_load_n(&d->fail_countdown, __ATOMIC_ACQUIRE);
+
+		for (size_t j = 0; j < k && all; j++)
+			all = seg_aligned(&segs[i + j]);
+		if (all) {
+			/* aligned writes only share their stripes with each other */
+			batch_stripes(d, segs + i, k, true);
+			rc = ring_batch(d->dfd, true, segs + i, k);
+			batch_stripes(d, segs + i, k, false);
+			continue;
+		}
+		/* test facilities and misaligned pieces: one by one */
+		for (size_t j = 0; j < k && !rc; j++)
+			rc = dio_write(d, segs[i + j].buf, segs[i + j].len, segs[i + j].offset);
+	}
+	return rc;
+}
+
 int dio_copy(struct dio *d, uint64_t src, uint64_t dst, size_t len)
 {
 	size_t chunk = len < COPY_CHUNK ? len : COPY_CHUNK;

@@ -157,19 +157,27 @@ ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset)
 		goto out;
 	if (len > size - offset)
 		len = (size_t)(size - offset);
+	/* the runs of the range, read all at once: blocks that lie apart in the
+	 * data file (written in random order) cost one I/O latency, not many */
 	while (done < len && !rc) {
-		uint64_t pos = offset + done, e;
-		size_t n;
+		struct dio_seg seg[DIO_BATCH_MAX], zero[DIO_BATCH_MAX];
+		size_t nseg = 0, nzero = 0;
 
 		pthread_mutex_lock(&pool->lock);
-		n = run_at(pool, d, pos, offset + len, false, &e);
+		while (done < len && nseg < DIO_BATCH_MAX && nzero < DIO_BATCH_MAX) {
+			uint64_t pos = offset + done, e;
+			size_t n = run_at(pool, d, pos, offset + len, false, &e);
+			struct dio_seg s = { (char *)buf + done, n, vm_dblock(e) * bs + (pos & (bs - 1)) };
+			if (vm_mapped(e))
+				seg[nseg++] = s;
+			else
+				zero[nzero++] = s;
+			done += n;
+		}
 		pthread_mutex_unlock(&pool->lock);
-		if (vm_mapped(e))
-			rc = dio_read(pool->dio, (char *)buf + done, n,
-				      vm_dblock(e) * bs + (pos & (bs - 1)));
-		else
-			memset((char *)buf + done, 0, n);
-		done += n;
+		for (size_t i = 0; i < nzero; i++)
+			memset(zero[i].buf, 0, zero[i].len);
+		rc = dio_read_batch(pool->dio, seg, nseg);
 	}
 out:
 	pthread_rwlock_unlock(&pool->io_lock);
@@ -374,16 +382,27 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 		size_t n = (size_t)(bs - boff) < len - done ? (size_t)(bs - boff) : len - done;
 
 		if (buf) {
-			/* blocks of our own in a row: one write, in place */
+			/* blocks of our own, in place: each run one write, and the runs
+			 * that follow each other in the range written all at once */
+			struct dio_seg seg[DIO_BATCH_MAX];
+			size_t nseg = 0, at = done;
+
 			pthread_mutex_lock(&pool->lock);
-			size_t run = run_at(pool, d, pos, offset + len, true, &e);
+			while (at < len && nseg < DIO_BATCH_MAX) {
+				uint64_t p = offset + at;
+				size_t run = run_at(pool, d, p, offset + len, true, &e);
+				if (!(e & VM_OWN) || !vm_mapped(e))
+					break;
+				seg[nseg++] = (struct dio_seg){ (char *)buf + at, run,
+								vm_dblock(e) * bs + (p & (bs - 1)) };
+				at += run;
+			}
 			pthread_mutex_unlock(&pool->lock);
-			if ((e & VM_OWN) && vm_mapped(e)) {
-				rc = dio_write(pool->dio, (const char *)buf + done, run,
-					       vm_dblock(e) * bs + boff);
+			if (nseg) {
+				rc = dio_write_batch(pool->dio, seg, nseg);
 				if (rc)
 					break;
-				done += run;
+				done = at;
 				continue;
 			}
 		}

@@ -26,6 +26,20 @@ void dio_close(struct dio *d);
 
 int dio_read(struct dio *d, void *buf, size_t len, uint64_t offset);
 int dio_write(struct dio *d, const void *buf, size_t len, uint64_t offset);
+/*
+ * Several reads (or writes) at once: all submitted together and waited for
+ * together, so a request whose blocks lie apart in the data file costs about
+ * one I/O's latency, not one per piece.  Segments must not overlap.  Returns
+ * 0 or the first error (other segments may have been transferred).
+ */
+struct dio_seg {
+	void *buf;
+	size_t len;
+	uint64_t offset;
+};
+#define DIO_BATCH_MAX 64
+int dio_read_batch(struct dio *d, const struct dio_seg *segs, size_t n);
+int dio_write_batch(struct dio *d, const struct dio_seg *segs, size_t n);
 /* Copy len bytes from src to dst (copy-on-write of a block). */
 int dio_copy(struct dio *d, uint64_t src, uint64_t dst, size_t len);
 /* Make a range read as zeros and release its space: punch a hole, or write

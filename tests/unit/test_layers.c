@@ -233,6 +233,46 @@ static void test_dio_misaligned_writes_and_reads(void **state)
 	dio_close(d);
 }
 
+static void test_dio_batches(void **state)
+{
+	/* 100 pieces, some misaligned, scattered backwards over the file: more
+	 * than one batch of DIO_BATCH_MAX, every byte where it belongs */
+	struct dio *d = open_data("db", 8 << 20);
+	enum { N = 100, LEN = 8192 };
+	unsigned char *src = dio_buffer(N * LEN), *back = dio_buffer(N * LEN);
+	struct dio_seg w[N], r[N];
+
+	assert_non_null(src);
+	assert_non_null(back);
+	for (size_t i = 0; i < N * LEN; i++)
+		src[i] = (unsigned char)(i * 13 + i / 4096);
+	for (int i = 0; i < N; i++) {
+		size_t len = i % 10 == 3 ? LEN - 100 : LEN; /* a misaligned one now and then */
+		uint64_t off = (uint64_t)(N - 1 - i) * 3 * LEN + (i % 10 == 3 ? 50 : 0);
+		w[i] = (struct dio_seg){ src + i * LEN, len, off };
+		r[i] = (struct dio_seg){ back + i * LEN, len, off };
+	}
+	memset(back, 0xee, N * LEN);
+	assert_int_equal(dio_write_batch(d, w, N), 0);
+	assert_int_equal(dio_read_batch(d, r, N), 0);
+	for (int i = 0; i < N; i++) {
+		assert_memory_equal(back + i * LEN, src + i * LEN, w[i].len);
+		unsigned char one[LEN];
+		assert_int_equal(dio_read(d, one, w[i].len, w[i].offset), 0);
+		assert_memory_equal(one, src + i * LEN, w[i].len);
+	}
+	/* the gaps between the pieces stay zero */
+	assert_int_equal(dio_read(d, back, LEN, LEN), 0);
+	for (int i = 0; i < LEN; i++)
+		assert_int_equal(back[i], 0);
+	/* an error in a batch is reported */
+	dio_test_fail_write(d, 2, -EIO);
+	assert_int_equal(dio_write_batch(d, w, 4), -EIO);
+	free(src);
+	free(back);
+	dio_close(d);
+}
+
 static void test_dio_punch_copy_size(void **state)
 {
 	struct dio *d = open_data("d2", 1 << 20);
@@ -387,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_space_persists_through_meta),
 		cmocka_unit_test(test_vmap_sparse_set_get_find),
 		cmocka_unit_test(test_dio_misaligned_writes_and_reads),
+		cmocka_unit_test(test_dio_batches),
 		cmocka_unit_test(test_dio_punch_copy_size),
 		cmocka_unit_test(test_dio_lost_unflushed_writes),
 		cmocka_unit_test(test_dio_refuses_symlink_and_directory),
