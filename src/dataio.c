@@ -56,6 +56,7 @@ struct dio {
 	bool rdonly;
 	struct stat sb;
 	pthread_rwlock_t stripes[NR_STRIPES];
+	struct dio_stats stats; /* atomic */
 	/* test facilities */
 	int fail_countdown, fail_err; /* atomic */
 	bool track;
@@ -309,6 +310,28 @@ static uint64_t align_up(uint64_t x)
 	return align_down(x + DIO_ALIGN - 1);
 }
 
+static void count_io(struct dio *d, bool write, uint64_t n, uint64_t bytes)
+{
+	__atomic_add_fetch(write ? &d->stats.writes : &d->stats.reads, n, __ATOMIC_RELAXED);
+	__atomic_add_fetch(write ? &d->stats.write_bytes : &d->stats.read_bytes, bytes,
+			   __ATOMIC_RELAXED);
+}
+
+/* One transfer to or from the data file, counted. */
+static int xfer(struct dio *d, int fd, bool write, void *buf, size_t len, uint64_t offset)
+{
+	count_io(d, write, 1, len);
+	return full_rw(fd, write, buf, len, offset);
+}
+
+void dio_stats(struct dio *d, struct dio_stats *st)
+{
+	st->reads = __atomic_load_n(&d->stats.reads, __ATOMIC_RELAXED);
+	st->writes = __atomic_load_n(&d->stats.writes, __ATOMIC_RELAXED);
+	st->read_bytes = __atomic_load_n(&d->stats.read_bytes, __ATOMIC_RELAXED);
+	st->write_bytes = __atomic_load_n(&d->stats.write_bytes, __ATOMIC_RELAXED);
+}
+
 int dio_read(struct dio *d, void *buf, size_t len, uint64_t offset)
 {
 	uint64_t a, e;
@@ -316,15 +339,15 @@ int dio_read(struct dio *d, void *buf, size_t len, uint64_t offset)
 	int rc;
 
 	if (!d->direct)
-		return full_rw(d->fd, false, buf, len, offset);
+		return xfer(d, d->fd, false, buf, len, offset);
 	if (aligned(offset) && aligned(len) && aligned((uintptr_t)buf))
-		return full_rw(d->dfd, false, buf, len, offset);
+		return xfer(d, d->dfd, false, buf, len, offset);
 	a = align_down(offset);
 	e = align_up(offset + len);
 	bounce = dio_buffer(e - a);
 	if (!bounce)
 		return -ENOMEM;
-	rc = full_rw(d->dfd, false, bounce, e - a, a);
+	rc = xfer(d, d->dfd, false, bounce, e - a, a);
 	if (!rc)
 		memcpy(buf, bounce + (offset - a), len);
 	free(bounce);
@@ -374,7 +397,7 @@ static int direct_write(struct dio *d, const void *buf, size_t len, uint64_t off
 
 	if (!rmw && aligned((uintptr_t)buf)) {
 		stripes(d, a, e, false, true);
-		rc = full_rw(d->dfd, true, (void *)buf, len, offset);
+		rc = xfer(d, d->dfd, true, (void *)buf, len, offset);
 		stripes(d, a, e, false, false);
 		return rc;
 	}
@@ -383,13 +406,13 @@ static int direct_write(struct dio *d, const void *buf, size_t len, uint64_t off
 		return -ENOMEM;
 	stripes(d, a, e, rmw, true);
 	if (rmw && a != offset)
-		rc = full_rw(d->dfd, false, bounce, DIO_ALIGN, a);
+		rc = xfer(d, d->dfd, false, bounce, DIO_ALIGN, a);
 	if (!rc && rmw && e != offset + len && (e - DIO_ALIGN != a || a == offset))
-		rc = full_rw(d->dfd, false, bounce + (e - a - DIO_ALIGN), DIO_ALIGN,
+		rc = xfer(d, d->dfd, false, bounce + (e - a - DIO_ALIGN), DIO_ALIGN,
 			     e - DIO_ALIGN);
 	if (!rc) {
 		memcpy(bounce + (offset - a), buf, len);
-		rc = full_rw(d->dfd, true, bounce, e - a, a);
+		rc = xfer(d, d->dfd, true, bounce, e - a, a);
 	}
 	stripes(d, a, e, rmw, false);
 	free(bounce);
@@ -410,7 +433,7 @@ int dio_write(struct dio *d, const void *buf, size_t len, uint64_t offset)
 	if (d->track)
 		save_preimage(d, offset, len);
 	if (!d->direct)
-		return full_rw(d->fd, true, (void *)buf, len, offset);
+		return xfer(d, d->fd, true, (void *)buf, len, offset);
 	return direct_write(d, buf, len, offset);
 }
 
@@ -480,6 +503,15 @@ static int ring_batch(int fd, bool write, const struct dio_seg *s, size_t n)
 	return rc;
 }
 
+static uint64_t seg_bytes(const struct dio_seg *s, size_t n)
+{
+	uint64_t b = 0;
+
+	for (size_t i = 0; i < n; i++)
+		b += s[i].len;
+	return b;
+}
+
 static bool seg_aligned(const struct dio_seg *s)
 {
 	return aligned(s->offset) && aligned(s->len) && aligned((uintptr_t)s->buf) &&
@@ -497,6 +529,7 @@ int dio_read_batch(struct dio *d, const struct dio_seg *segs, size_t n)
 		for (size_t j = 0; j < k && all; j++)
 			all = seg_aligned(&segs[i + j]);
 		if (all) {
+			count_io(d, false, k, seg_bytes(segs + i, k));
 			rc = ring_batch(d->dfd, false, segs + i, k);
 			continue;
 		}
@@ -538,6 +571,7 @@ int dio_write_batch(struct dio *d, const struct dio_seg *segs, size_t n)
 		if (all) {
 			/* aligned writes only share their stripes with each other */
 			batch_stripes(d, segs + i, k, true);
+			count_io(d, true, k, seg_bytes(segs + i, k));
 			rc = ring_batch(d->dfd, true, segs + i, k);
 			batch_stripes(d, segs + i, k, false);
 			continue;

@@ -59,6 +59,14 @@ void *dio_buffer(size_t len);
 /* The next data extent at or after offset (SEEK_DATA/SEEK_HOLE on the file):
  * -ENXIO when there is none. */
 int dio_next_data(struct dio *d, uint64_t offset, uint64_t *start, uint64_t *end);
+/* Transfers to and from the data file since it was opened (one that had to
+ * be finished after a short count is still one): what an operation costs in
+ * I/O, e.g. one read and one write of the block for a copy-on-write. */
+struct dio_stats {
+	uint64_t reads, writes;
+	uint64_t read_bytes, write_bytes;
+};
+void dio_stats(struct dio *d, struct dio_stats *st);
 /* (st_dev, st_ino) of the data file. */
 void dio_identity(const struct dio *d, uint64_t *dev, uint64_t *ino);
 

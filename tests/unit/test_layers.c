@@ -265,6 +265,16 @@ static void test_dio_batches(void **state)
 	assert_int_equal(dio_read(d, back, LEN, LEN), 0);
 	for (int i = 0; i < LEN; i++)
 		assert_int_equal(back[i], 0);
+	/* each piece of an aligned batch is one transfer, counted once */
+	struct dio_stats a, b;
+	dio_stats(d, &a);
+	assert_int_equal(dio_write_batch(d, w, 3), 0);
+	assert_int_equal(dio_read_batch(d, r, 3), 0);
+	dio_stats(d, &b);
+	assert_int_equal(b.writes - a.writes, 3);
+	assert_int_equal(b.write_bytes - a.write_bytes, 3 * LEN);
+	assert_int_equal(b.reads - a.reads, 3);
+	assert_int_equal(b.read_bytes - a.read_bytes, 3 * LEN);
 	/* an error in a batch is reported */
 	dio_test_fail_write(d, 2, -EIO);
 	assert_int_equal(dio_write_batch(d, w, 4), -EIO);

@@ -174,6 +174,53 @@ static void test_cow_partial_write_keeps_rest_and_snapshot(void **state)
 	fx_free(f);
 }
 
+/* What a write costs in data I/O (issue 5): a 4 KiB write into a shared
+ * 64 KiB block is one read and one write of the block; into the device's own
+ * block, or into a fresh one, one write of the 4 KiB and no read; fresh
+ * whole blocks of one request, one write for the run. */
+static void io_delta(struct dio *d, struct dio_stats *last, uint64_t reads, uint64_t read_bytes,
+		     uint64_t writes, uint64_t write_bytes)
+{
+	struct dio_stats now;
+
+	dio_stats(d, &now);
+	assert_int_equal(now.reads - last->reads, reads);
+	assert_int_equal(now.read_bytes - last->read_bytes, read_bytes);
+	assert_int_equal(now.writes - last->writes, writes);
+	assert_int_equal(now.write_bytes - last->write_bytes, write_bytes);
+	*last = now;
+}
+
+static void test_io_cost_of_cow_and_first_writes(void **state)
+{
+	struct fixture *f = fx_new(KB(64), 64);
+	struct dio *d = pool_test_dio(f->p);
+	struct dio_stats last;
+
+	fx_create(f, "v", KB(64) * 4);
+	fx_fill(f, "v", 0, KB(64), 0x11);
+	fx_snap(f, "v", "s");
+	dio_stats(d, &last);
+	fx_fill(f, "v", 4096, 4096, 0x22); /* shared: copy-on-write */
+	io_delta(d, &last, 1, KB(64), 1, KB(64));
+	fx_fill(f, "v", 8192, 4096, 0x33); /* the copy is the device's own now */
+	io_delta(d, &last, 0, 0, 1, 4096);
+	fx_fill(f, "v", KB(64) + 4096, 4096, 0x44); /* fresh: nothing to copy */
+	io_delta(d, &last, 0, 0, 1, 4096);
+	fx_fill(f, "v", KB(128), KB(128), 0x55); /* two fresh blocks, one run */
+	io_delta(d, &last, 0, 0, 1, KB(128));
+	fx_expect(f, "v", 0, 4096, 0x11);
+	fx_expect(f, "v", 4096, 4096, 0x22);
+	fx_expect(f, "v", 8192, 4096, 0x33);
+	fx_expect(f, "v", 12288, KB(64) - 12288, 0x11);
+	fx_expect(f, "v", KB(64), 4096, 0);
+	fx_expect(f, "v", KB(64) + 4096, 4096, 0x44);
+	fx_expect(f, "v", KB(128), KB(128), 0x55);
+	fx_expect(f, "s", 0, KB(64), 0x11);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
 static void test_space_accounting_snapshot_wipe_delete(void **state)
 {
 	/* TESTING B3 */
@@ -815,6 +862,7 @@ int main(void)
 		cmocka_unit_test(test_unmapped_reads_zero_and_write_reads_back),
 		cmocka_unit_test(test_write_past_end_is_efbig),
 		cmocka_unit_test(test_cow_partial_write_keeps_rest_and_snapshot),
+		cmocka_unit_test(test_io_cost_of_cow_and_first_writes),
 		cmocka_unit_test(test_space_accounting_snapshot_wipe_delete),
 		cmocka_unit_test(test_ref_count_tree),
 		cmocka_unit_test(test_delete_origin_keeps_snapshot),
