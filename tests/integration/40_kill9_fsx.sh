@@ -15,6 +15,22 @@ setup
 format 512M --block-size 16K
 create v1 32M
 start_daemon
+# The verifier itself: a kill inside a truncate (shrink, then grow back, each
+# durable on return) may leave the volume shrunk; that, and only that, size
+# is accepted, and the op is finished before the sectors are judged.
+"$FSX" --seed 99 --ops 200 --size 33554432 --quiet --log "$T/log.t" "$M" v1 > "$T/fsx.t" 2>&1 ||
+	{ cat "$T/fsx.t"; fail "thinfs-fsx run before the truncate check"; }
+echo "truncate 40000" >> "$T/log.t"
+truncate -s $((40000 * 512)) "$M/v1"
+"$FSX" --verify-after-crash "$T/log.t" "$M" v1 > "$T/verify.t" 2>&1 ||
+	{ cat "$T/verify.t"; fail "a truncate in flight was not accepted"; }
+grep -q "grown back" "$T/verify.t" || fail "the verifier did not see the shrunk volume"
+[ "$(stat -c %s "$M/v1")" = 33554432 ] || fail "the truncate in flight was not finished"
+truncate -s $((30000 * 512)) "$M/v1"
+"$FSX" --verify-after-crash "$T/log.t" "$M" v1 > "$T/verify.t" 2>&1 &&
+	fail "a volume shrunk to another size than the truncate in flight passed verification"
+grep -q "after the crash, expected 33554432 or that of the truncate in flight" "$T/verify.t" ||
+	{ cat "$T/verify.t"; fail "no clear message for a wrong size"; }
 total_ops=0
 for i in $(seq "$KILLS"); do
 	"$FSX" --seed "$i" --ops 1000000 --size 33554432 --snapshots --quiet --log "$T/log.$i" \

@@ -67,6 +67,7 @@ static struct {
 	FILE *log;
 	bool quiet, snapshots;
 	uint64_t seq;
+	uint64_t trunc_inflight; /* replaying: 1 + sectors of a truncate not yet acked */
 	int fd;
 	uint64_t nr_ops, nr_reads, nr_writes, nr_punch, nr_zero, nr_sync, nr_sets, nr_checked;
 } g;
@@ -185,6 +186,29 @@ static int verify_file(const char *path, const uint64_t *model, bool exact, cons
 	free(buf);
 	close(fd);
 	return bad;
+}
+
+/* After a crash: a truncate in flight may have shrunk the volume without
+ * growing it back (each step is durable on return).  Finish it, as the op
+ * would have; any other size is wrong. */
+static void finish_inflight_truncate(void)
+{
+	struct stat sb;
+	int fd = open(g.path, O_RDWR);
+
+	if (fd < 0 || fstat(fd, &sb) < 0)
+		die("open %s: %s", g.path, strerror(errno));
+	if ((uint64_t)sb.st_size != g.size) {
+		if (!g.trunc_inflight || (uint64_t)sb.st_size != (g.trunc_inflight - 1) * SECT)
+			die("%s: size %lld after the crash, expected %" PRIu64 "%s", g.path,
+			    (long long)sb.st_size, g.size,
+			    g.trunc_inflight ? " or that of the truncate in flight" : "");
+		if (ftruncate(fd, (off_t)g.size) < 0)
+			die("truncate %s: %s", g.path, strerror(errno));
+		if (!g.quiet)
+			printf("thinfs-fsx: the truncate in flight had shrunk %s; grown back\n", g.vol);
+	}
+	close(fd);
 }
 
 static void do_read(uint64_t off, uint64_t len)
@@ -358,13 +382,16 @@ static void apply(const char *line, bool execute)
 				g.cur[i] = 0;
 				g.dirty[i] |= 2;
 			}
+			g.trunc_inflight = a + 1;
 		}
 	} else if (!strcmp(op, "fsync") || !strcmp(op, "fdatasync")) {
 		if (execute)
 			do_sync(op[1] == 'd');
 	} else if (!strcmp(op, "ack")) {
-		if (!execute)
+		if (!execute) {
 			ack();
+			g.trunc_inflight = 0;
+		}
 	} else if (!strcmp(op, "mkset")) {
 		if (execute) {
 			take_set((int)a);
@@ -525,6 +552,7 @@ int main(int argc, char **argv)
 		while (fgets(line, sizeof(line), f))
 			apply(line, false);
 		fclose(f);
+		finish_inflight_truncate();
 		bad += verify_file(g.path, g.acked, false, g.vol);
 		verify_sets(true, &bad);
 		printf("thinfs-fsx: verify-after-crash: %" PRIu64 " sectors checked, %d bad\n",
