@@ -324,7 +324,7 @@ static int xfer(struct dio *d, int fd, bool write, void *buf, size_t len, uint64
 	return full_rw(fd, write, buf, len, offset);
 }
 
-void dio_stats(struct dio *d, struct dio_stats *st)
+void dio_stats(const struct dio *d, struct dio_stats *st)
 {
 	st->reads = __atomic_load_n(&d->stats.reads, __ATOMIC_RELAXED);
 	st->writes = __atomic_load_n(&d->stats.writes, __ATOMIC_RELAXED);

@@ -66,7 +66,7 @@ struct dio_stats {
 	uint64_t reads, writes;
 	uint64_t read_bytes, write_bytes;
 };
-void dio_stats(struct dio *d, struct dio_stats *st);
+void dio_stats(const struct dio *d, struct dio_stats *st);
 /* (st_dev, st_ino) of the data file. */
 void dio_identity(const struct dio *d, uint64_t *dev, uint64_t *ino);
 
