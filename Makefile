@@ -28,11 +28,12 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Negative controls: a test linked against a deliberately broken library must
 # FAIL (the runner counts a passing control as a failure).  Test builds only.
-CONTROL_BINS := $(BUILD)/tests/control_crash_noflush
+CONTROL_BINS := $(BUILD)/tests/control_crash_noflush $(BUILD)/tests/control_ring_resubmit
 ifneq ($(wildcard src/thinfs.c),)
 CONTROL_BINS += $(BUILD)/bug-noflush/thinfs
 endif
 BUG_NOFLUSH_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-noflush/%.o)
+BUG_RING_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-ring/%.o)
 TOOL_BINS :=
 ifneq ($(wildcard tools/thinctl.c),)
 TOOL_BINS += $(BUILD)/thinctl
@@ -79,6 +80,11 @@ $(BUILD)/bug-noflush/thinfs: $(DAEMON_SRCS) $(BUG_NOFLUSH_OBJS)
 		$(BUG_NOFLUSH_OBJS) $(LDLIBS)
 $(BUILD)/tests/control_crash_noflush: tests/unit/test_crash.c $(BUG_NOFLUSH_OBJS) | $(BUILD)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_NOFLUSH_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
+$(BUILD)/bug-ring/%.o: src/%.c $(wildcard include/thinfs/*.h)
+	@mkdir -p $(BUILD)/bug-ring
+	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_RING_RESUBMIT -c -o $@ $<
+$(BUILD)/tests/control_ring_resubmit: tests/unit/test_ring.c $(BUG_RING_OBJS) | $(BUILD)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_RING_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit_helpers.h $(LIB) | $(BUILD)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
 

@@ -26,6 +26,7 @@
 #include <linux/fs.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,15 +64,63 @@ struct dio {
 	pthread_mutex_t track_lock;
 	struct preimage *pre;
 	size_t nr_pre, cap_pre;
+	dio_observer obs; /* sees every completed change and flush */
+	void *obs_arg;
 };
 
+/*
+ * The per-thread ring.  Its invariant, which every path below keeps: when a
+ * dio call returns, the calling thread's ring holds no SQE and no CQE and the
+ * kernel owns none of the caller's buffers.  A signal (SIGSTOP/SIGCONT of the
+ * daemon, a debugger, a freezer) makes io_uring_enter return -EINTR while
+ * I/O is still in flight: the wait is retried, never the I/O.  Every SQE
+ * carries a tag (the batch's generation and its index), and a completion
+ * whose tag is not one the current batch is waiting for means the ring is out
+ * of step: it is torn down and made anew (reset on any doubt).  A completion
+ * that reports -EINTR or -EAGAIN, or fewer bytes than asked, is continued
+ * from where it stopped, with pread/pwrite if the ring is gone.
+ */
 struct thread_ring {
 	struct io_uring ring;
 	bool ok;
+	uint64_t gen; /* tag of the batch in flight: user_data = gen << 8 | index */
 };
 
 static pthread_key_t ring_key;
 static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
+
+/* test facility: fake EINTR from submit and wait, EAGAIN and short results */
+static unsigned fault_permille; /* atomic */
+static __thread uint64_t fault_state;
+static uint64_t fault_counts[4]; /* atomic: submit EINTR, wait EINTR, EAGAIN, short */
+
+static bool fault_hit(int kind)
+{
+	unsigned p = __atomic_load_n(&fault_permille, __ATOMIC_RELAXED);
+
+	if (!p)
+		return false;
+	if (!fault_state)
+		fault_state = (uint64_t)(uintptr_t)&fault_state | 1;
+	fault_state ^= fault_state << 13;
+	fault_state ^= fault_state >> 7;
+	fault_state ^= fault_state << 17;
+	if (fault_state % 1000 >= p)
+		return false;
+	__atomic_add_fetch(&fault_counts[kind], 1, __ATOMIC_RELAXED);
+	return true;
+}
+
+void dio_test_ring_faults(unsigned permille)
+{
+	__atomic_store_n(&fault_permille, permille, __ATOMIC_RELAXED);
+}
+
+void dio_test_ring_fault_counts(uint64_t counts[4])
+{
+	for (int i = 0; i < 4; i++)
+		counts[i] = __atomic_load_n(&fault_counts[i], __ATOMIC_RELAXED);
+}
 
 static void ring_destroy(void *p)
 {
@@ -87,7 +136,7 @@ static void ring_key_init(void)
 	pthread_key_create(&ring_key, ring_destroy);
 }
 
-static struct io_uring *thread_ring(void)
+static struct thread_ring *thread_ring(void)
 {
 	struct thread_ring *tr;
 
@@ -100,49 +149,160 @@ static struct io_uring *thread_ring(void)
 		tr->ok = io_uring_queue_init(RING_ENTRIES, &tr->ring, 0) == 0;
 		pthread_setspecific(ring_key, tr);
 	}
-	return tr->ok ? &tr->ring : NULL;
+	return tr->ok ? tr : NULL;
 }
 
-/* One read or write through the thread's ring; falls back to pread/pwrite if
- * io_uring is unavailable (e.g. blocked by a seccomp profile). */
-static ssize_t ring_rw(int fd, bool write, void *buf, size_t len, uint64_t offset)
+/* Tear the ring down and make a new one: whatever it held is dropped.  The
+ * kernel finishes or cancels what was in flight when the ring goes. */
+static void ring_reset(struct thread_ring *tr)
 {
-	struct io_uring *ring = thread_ring();
-	struct io_uring_sqe *sqe;
-	struct io_uring_cqe *cqe;
-	ssize_t res;
-	int rc;
+	io_uring_queue_exit(&tr->ring);
+	tr->ok = io_uring_queue_init(RING_ENTRIES, &tr->ring, 0) == 0;
+}
 
-	if (!ring)
-		goto fallback;
-	sqe = io_uring_get_sqe(ring);
-	if (!sqe)
-		goto fallback;
-	if (write)
-		io_uring_prep_write(sqe, fd, buf, (unsigned)len, offset);
-	else
-		io_uring_prep_read(sqe, fd, buf, (unsigned)len, offset);
-	rc = io_uring_submit_and_wait(ring, 1);
-	if (rc < 0)
-		return rc;
-	rc = io_uring_wait_cqe(ring, &cqe);
-	if (rc < 0)
-		return rc;
-	res = cqe->res;
-	io_uring_cqe_seen(ring, cqe);
-	return res;
-fallback:
-	res = write ? pwrite(fd, buf, len, (off_t)offset) : pread(fd, buf, len, (off_t)offset);
+int dio_test_ring_idle(void)
+{
+	struct thread_ring *tr;
+	struct io_uring_cqe *cqe;
+
+	pthread_once(&ring_once, ring_key_init);
+	tr = pthread_getspecific(ring_key);
+	if (!tr || !tr->ok)
+		return 0;
+	if (io_uring_sq_ready(&tr->ring))
+		return -EBUSY;
+	/* anything still in flight would complete within this */
+	usleep(300);
+	if (io_uring_peek_cqe(&tr->ring, &cqe) == 0)
+		return -EBUSY;
+	return 0;
+}
+
+static ssize_t plain_rw(int fd, bool write, void *buf, size_t len, uint64_t offset)
+{
+	ssize_t res;
+
+	do
+		res = write ? pwrite(fd, buf, len, (off_t)offset) : pread(fd, buf, len, (off_t)offset);
+	while (res < 0 && (errno == EINTR || errno == EAGAIN));
 	return res < 0 ? -errno : res;
 }
 
+/* Submit every queued SQE: a submission interrupted before it took any is
+ * tried again.  Returns how many the kernel took. */
+static size_t ring_submit_all(struct io_uring *ring, size_t queued)
+{
+	size_t submitted = 0;
+
+	while (submitted < queued) {
+		int r = fault_hit(0) ? -EINTR : io_uring_submit(ring);
+		if (r == -EINTR || r == -EAGAIN || r == -EBUSY) {
+			if (r != -EINTR)
+				sched_yield();
+			continue;
+		}
+		if (r <= 0)
+			break;
+		submitted += (size_t)r;
+	}
+	return submitted;
+}
+
+/*
+ * One batch of up to DIO_BATCH_MAX transfers through the ring, all reaped
+ * before it returns.  res[i] gets each one's result, or 0 (nothing done) for
+ * one the ring did not run.  Returns false if the ring could not be used.
+ */
+static bool ring_run(int fd, bool write, const struct dio_seg *s, size_t n, ssize_t *res)
+{
+	struct thread_ring *tr = thread_ring();
+	struct io_uring *ring;
+	bool seen[DIO_BATCH_MAX] = { false }, doubt = false;
+	size_t queued = 0, submitted, reaped = 0;
+
+	if (!tr)
+		return false;
+	ring = &tr->ring;
+	if (io_uring_sq_ready(ring) || io_uring_cq_ready(ring))
+		ring_reset(tr); /* left in doubt by someone: start clean */
+	if (!tr->ok)
+		return false;
+	tr->gen++;
+	for (; queued < n; queued++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+		if (!sqe)
+			break;
+		if (write)
+			io_uring_prep_write(sqe, fd, s[queued].buf, (unsigned)s[queued].len,
+					    s[queued].offset);
+		else
+			io_uring_prep_read(sqe, fd, s[queued].buf, (unsigned)s[queued].len,
+					   s[queued].offset);
+		io_uring_sqe_set_data64(sqe, tr->gen << 8 | queued);
+	}
+	for (size_t i = 0; i < n; i++)
+		res[i] = 0;
+	submitted = ring_submit_all(ring, queued);
+	if (submitted < queued)
+		doubt = true; /* the rest are dropped with the ring below */
+	while (reaped < submitted) {
+		struct io_uring_cqe *cqe;
+		int w = fault_hit(1) ? -EINTR : io_uring_wait_cqe(ring, &cqe);
+#ifdef THINFS_TEST_BUG_RING_RESUBMIT
+		if (w == -EINTR) {
+			/* the old bug, for the negative control: give up the wait and
+			 * let the caller submit the I/O again, leaving its CQE behind */
+			for (size_t i = 0; i < n; i++)
+				res[i] = seen[i] ? res[i] : -EINTR;
+			return true;
+		}
+#endif
+		if (w == -EINTR || w == -EAGAIN || w == -ETIME)
+			continue; /* the I/O is still in flight: wait again, never resubmit */
+		if (w < 0) {
+			/* cannot reap: only dropping the ring gives the buffers back */
+			doubt = true;
+			break;
+		}
+		uint64_t tag = io_uring_cqe_get_data64(cqe);
+		size_t i = (size_t)(tag & 0xff);
+		if (tag >> 8 != (tr->gen & (UINT64_MAX >> 8)) || i >= queued || seen[i]) {
+			doubt = true; /* not ours: the ring is out of step */
+			io_uring_cqe_seen(ring, cqe);
+			continue;
+		}
+		seen[i] = true;
+		res[i] = cqe->res;
+		if (res[i] >= 1024 && fault_hit(3))
+			res[i] = (res[i] / 2) & ~(ssize_t)511; /* as if short: continued */
+		else if (res[i] >= 0 && fault_hit(2))
+			res[i] = -EAGAIN; /* as if not done: done again */
+		io_uring_cqe_seen(ring, cqe);
+		reaped++;
+	}
+	if (doubt) {
+		ring_reset(tr);
+		for (size_t i = 0; i < n; i++)
+			if (!seen[i])
+				res[i] = 0;
+	}
+	return true;
+}
+
+/* Transfer all of [buf, len) at offset: continued after short counts and
+ * retried after EINTR/EAGAIN results.  A read past the end of the file
+ * reads zeros; a write that makes no progress is -EIO. */
 static int full_rw(int fd, bool write, void *buf, size_t len, uint64_t offset)
 {
 	char *p = buf;
 
 	while (len) {
 		size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-		ssize_t n = ring_rw(fd, write, p, chunk, offset);
+		struct dio_seg seg = { p, chunk, offset };
+		ssize_t n;
+
+		if (!ring_run(fd, write, &seg, 1, &n))
+			n = plain_rw(fd, write, p, chunk, offset);
 		if (n == -EINTR || n == -EAGAIN)
 			continue;
 		if (n < 0)
@@ -320,8 +480,25 @@ static void count_io(struct dio *d, bool write, uint64_t n, uint64_t bytes)
 /* One transfer to or from the data file, counted. */
 static int xfer(struct dio *d, int fd, bool write, void *buf, size_t len, uint64_t offset)
 {
+	int rc;
+
 	count_io(d, write, 1, len);
-	return full_rw(fd, write, buf, len, offset);
+	rc = full_rw(fd, write, buf, len, offset);
+	if (!rc && write && d->obs)
+		d->obs(d->obs_arg, DIO_EV_WRITE, offset, len, buf);
+	return rc;
+}
+
+static void observe(struct dio *d, enum dio_event ev, uint64_t offset, uint64_t len)
+{
+	if (d->obs)
+		d->obs(d->obs_arg, ev, offset, len, NULL);
+}
+
+void dio_test_set_observer(struct dio *d, dio_observer fn, void *arg)
+{
+	d->obs_arg = arg;
+	d->obs = fn;
 }
 
 void dio_stats(const struct dio *d, struct dio_stats *st)
@@ -439,53 +616,19 @@ int dio_write(struct dio *d, const void *buf, size_t len, uint64_t offset)
 
 /*
  * Up to DIO_BATCH_MAX aligned transfers submitted together and all reaped;
- * a short one is finished with full_rw.  0 or the first error.
+ * one the ring did not finish (short, EINTR/EAGAIN, or dropped with a ring in
+ * doubt) is finished with full_rw.  0 or the first error.
  */
 static int ring_batch(int fd, bool write, const struct dio_seg *s, size_t n)
 {
-	struct io_uring *ring = thread_ring();
 	ssize_t res[DIO_BATCH_MAX];
-	size_t queued = 0;
 	int rc = 0;
 
-	if (ring) {
-		for (; queued < n; queued++) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-			if (!sqe)
-				break;
-			if (write)
-				io_uring_prep_write(sqe, fd, s[queued].buf, (unsigned)s[queued].len,
-						    s[queued].offset);
-			else
-				io_uring_prep_read(sqe, fd, s[queued].buf, (unsigned)s[queued].len,
-						   s[queued].offset);
-			sqe->user_data = queued;
-		}
-		size_t submitted = 0;
-		int sub = queued ? io_uring_submit_and_wait(ring, (unsigned)queued) : 0;
-		while (sub > 0 && (submitted += (size_t)sub) < queued)
-			sub = io_uring_submit(ring);
-		for (size_t i = 0; i < queued; i++)
-			res[i] = 0; /* not submitted: done one by one below */
-		for (size_t i = 0; i < submitted; i++) {
-			struct io_uring_cqe *cqe;
-			int w = io_uring_wait_cqe(ring, &cqe);
-			if (w < 0)
-				return w;
-			res[cqe->user_data] = cqe->res;
-			io_uring_cqe_seen(ring, cqe);
-		}
-		if (submitted < queued) {
-			/* drop the entries the kernel did not take */
-			struct thread_ring *tr = pthread_getspecific(ring_key);
-			io_uring_queue_exit(ring);
-			tr->ok = io_uring_queue_init(RING_ENTRIES, ring, 0) == 0;
-			queued = submitted;
-		}
-	}
+	if (!ring_run(fd, write, s, n, res))
+		for (size_t i = 0; i < n; i++)
+			res[i] = 0;
 	for (size_t i = 0; i < n; i++) {
-		ssize_t r = i < queued ? res[i] : 0;
-		char *p = s[i].buf;
+		ssize_t r = res[i];
 
 		if (r < 0 && r != -EINTR && r != -EAGAIN) {
 			if (!rc)
@@ -495,7 +638,8 @@ static int ring_batch(int fd, bool write, const struct dio_seg *s, size_t n)
 		if (r < 0)
 			r = 0;
 		if ((size_t)r < s[i].len) {
-			int e = full_rw(fd, write, p + r, s[i].len - (size_t)r, s[i].offset + (uint64_t)r);
+			int e = full_rw(fd, write, (char *)s[i].buf + r, s[i].len - (size_t)r,
+					s[i].offset + (uint64_t)r);
 			if (e && !rc)
 				rc = e;
 		}
@@ -563,7 +707,7 @@ int dio_write_batch(struct dio *d, const struct dio_seg *segs, size_t n)
 
 	for (size_t i = 0; i < n && !rc; i += DIO_BATCH_MAX) {
 		size_t k = n - i < DIO_BATCH_MAX ? n - i : DIO_BATCH_MAX;
-		bool all = d->direct && !d->track &&
+		bool all = d->direct && !d->track && !d->obs &&
 			   !__atomic_load_n(&d->fail_countdown, __ATOMIC_ACQUIRE);
 
 		for (size_t j = 0; j < k && all; j++)
@@ -629,10 +773,13 @@ int dio_punch(struct dio *d, uint64_t offset, uint64_t len)
 		save_preimage(d, offset, (size_t)len);
 	if (d->blockdev) {
 		uint64_t range[2] = { offset, len };
-		if (ioctl(d->fd, BLKZEROOUT, range) == 0)
+		if (ioctl(d->fd, BLKZEROOUT, range) == 0) {
+			observe(d, DIO_EV_PUNCH, offset, len);
 			return 0;
+		}
 	} else if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
 			     (off_t)len) == 0) {
+		observe(d, DIO_EV_PUNCH, offset, len);
 		return 0;
 	} else if (errno != EOPNOTSUPP && errno != ENOSYS) {
 		return -errno;
@@ -649,6 +796,7 @@ int dio_flush(struct dio *d)
 {
 	if (fdatasync(d->fd) < 0)
 		return -errno;
+	observe(d, DIO_EV_FLUSH, 0, 0);
 	if (d->track) {
 		pthread_mutex_lock(&d->track_lock);
 		drop_preimages(d);
@@ -687,7 +835,11 @@ int dio_grow(struct dio *d, uint64_t size)
 		return -ENOSPC;
 	if (ftruncate(d->fd, (off_t)size) < 0)
 		return -errno;
-	return fsync(d->fd) < 0 ? -errno : 0;
+	observe(d, DIO_EV_SIZE, size, 0);
+	if (fsync(d->fd) < 0)
+		return -errno;
+	observe(d, DIO_EV_FLUSH, 0, 0);
+	return 0;
 }
 
 bool dio_is_blockdev(const struct dio *d)

@@ -31,7 +31,7 @@ if [ "$TIER" = all ] || [ "$TIER" = unit ]; then
 		run_one "unit/$(basename "$t")" "$t"
 	done
 	# the buffered data path (file systems without O_DIRECT, e.g. tmpfs)
-	for t in test_pool test_model test_concurrency; do
+	for t in test_pool test_model test_concurrency test_ring; do
 		[ -x "$BUILD/tests/$t" ] || continue
 		run_one "unit-buffered/$t" env THINFS_DATA_BUFFERED=1 "$BUILD/tests/$t"
 	done

@@ -76,4 +76,27 @@ void dio_test_fail_write(struct dio *d, int nth, int err);
 /* Undo writes (and punches) not covered by a flush; returns how many ranges. */
 int dio_test_lose_unflushed(struct dio *d);
 
+/*
+ * Test facility: an observer sees every change to the data file once it has
+ * completed, in order: DIO_EV_WRITE (len bytes of buf now at offset),
+ * DIO_EV_PUNCH (the range now reads zeros), DIO_EV_SIZE (the file is now
+ * `offset` bytes long), DIO_EV_FLUSH (all of the above before it is durable).
+ * While one is set, batched writes go one by one.  fn NULL: none.
+ */
+enum dio_event { DIO_EV_WRITE, DIO_EV_PUNCH, DIO_EV_SIZE, DIO_EV_FLUSH };
+typedef void (*dio_observer)(void *arg, enum dio_event ev, uint64_t offset, uint64_t len,
+			     const void *buf);
+void dio_test_set_observer(struct dio *d, dio_observer fn, void *arg);
+/*
+ * Test facility: fake what a signal and the kernel may do to the ring, each
+ * at `permille` of its chances: EINTR from submit (nothing taken) and from the
+ * wait (I/O still in flight), EAGAIN results and short results (0: off).
+ * counts[] gets how often each was faked, in that order.
+ */
+void dio_test_ring_faults(unsigned permille);
+void dio_test_ring_fault_counts(uint64_t counts[4]);
+/* 0 if the calling thread's ring holds no SQE and no CQE (nothing left
+ * behind by the last call), else -EBUSY. */
+int dio_test_ring_idle(void);
+
 #endif
