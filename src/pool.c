@@ -1025,6 +1025,10 @@ int pool_txn(struct pool *pool, txn_op op, void *arg)
 	}
 	if (!rc)
 		rc = pool_crash_point(pool, "commit/before_commit");
+#ifdef THINFS_TEST_BUG_PUNCH_BEFORE_COMMIT
+	if (!rc)
+		release_freed(pool); /* the bug, for a negative control: punch too early */
+#endif
 	if (!rc)
 		rc = meta_commit(pool->meta);
 	if (rc) {
