@@ -28,12 +28,14 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Negative controls: a test linked against a deliberately broken library must
 # FAIL (the runner counts a passing control as a failure).  Test builds only.
-CONTROL_BINS := $(BUILD)/tests/control_crash_noflush $(BUILD)/tests/control_ring_resubmit
+CONTROL_BINS := $(BUILD)/tests/control_crash_noflush $(BUILD)/tests/control_ring_resubmit \
+	$(BUILD)/tests/control_timer_race
 ifneq ($(wildcard src/thinfs.c),)
 CONTROL_BINS += $(BUILD)/bug-noflush/thinfs
 endif
 BUG_NOFLUSH_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-noflush/%.o)
 BUG_RING_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-ring/%.o)
+BUG_TIMER_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-timer/%.o)
 TOOL_BINS :=
 ifneq ($(wildcard tools/thinctl.c),)
 TOOL_BINS += $(BUILD)/thinctl
@@ -46,6 +48,9 @@ TOOL_BINS += $(BUILD)/thinfs-fsx
 endif
 ifneq ($(wildcard tests/tools/interop_helper.c),)
 TOOL_BINS += $(BUILD)/interop_helper
+endif
+ifneq ($(wildcard tests/tools/ackwriter.c),)
+TOOL_BINS += $(BUILD)/ackwriter
 endif
 ifneq ($(wildcard tests/bench/bench_engine.c),)
 TOOL_BINS += $(BUILD)/bench_engine
@@ -68,6 +73,8 @@ $(BUILD)/thinfs: $(DAEMON_SRCS) $(wildcard include/thinfs/fuse_*.h) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $(DAEMON_SRCS) $(LIB) $(LDLIBS)
 $(BUILD)/thinfs-fsx: tests/tools/thinfs-fsx.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+$(BUILD)/ackwriter: tests/tools/ackwriter.c
+	$(CC) $(CFLAGS) -o $@ $<
 $(BUILD)/interop_helper: tests/tools/interop_helper.c $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 $(BUILD)/bench_engine: tests/bench/bench_engine.c $(LIB)
@@ -85,6 +92,11 @@ $(BUILD)/bug-ring/%.o: src/%.c $(wildcard include/thinfs/*.h)
 	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_RING_RESUBMIT -c -o $@ $<
 $(BUILD)/tests/control_ring_resubmit: tests/unit/test_ring.c $(BUG_RING_OBJS) | $(BUILD)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_RING_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
+$(BUILD)/bug-timer/%.o: src/%.c $(wildcard include/thinfs/*.h)
+	@mkdir -p $(BUILD)/bug-timer
+	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_TIMER_SYNCED -c -o $@ $<
+$(BUILD)/tests/control_timer_race: tests/unit/test_durability.c $(BUG_TIMER_OBJS) | $(BUILD)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_TIMER_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit_helpers.h $(LIB) | $(BUILD)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
 

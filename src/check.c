@@ -273,6 +273,12 @@ int pool_check(const char *dir, bool repair, FILE *out, char *msg, size_t msglen
 		c.worst = 0;
 		c.problems = 0;
 		rc = pool_txn(pool, op_repair, &c);
+		/* an earlier error may have left data in free blocks (an unclean
+		 * stop, a failed punch): make them read zeros again */
+		if (!rc)
+			rc = pool_scrub_free_blocks(pool);
+		if (!rc && c.worst < CHECK_FATAL)
+			rc = pool_clear_needs_check_marker(pool);
 		if (!rc && c.out)
 			fprintf(c.out, "repaired: %s\n",
 				c.problems ? "the findings above" : "nothing to do");

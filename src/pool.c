@@ -126,6 +126,9 @@ static bool same_file(const char *a, const char *b)
 	       sa.st_ino == sb.st_ino;
 }
 
+static char *needs_check_marker(const struct pool *pool);
+bool needs_check_marked(struct pool *pool);
+
 /* ---- crash points (tests) ---- */
 
 int pool_crash_point(struct pool *pool, const char *point)
@@ -139,6 +142,32 @@ void pool_test_set_crash_hook(struct pool *pool, pool_crash_hook hook, void *arg
 {
 	pool->crash_hook = hook;
 	pool->crash_arg = arg;
+}
+
+void pool_test_fail(struct pool *pool, enum pool_test_failure what, int nth)
+{
+	if (what == POOL_TEST_FAIL_ALLOC)
+		pool->fail_alloc = nth;
+	else
+		pool->fail_punch = nth;
+}
+
+/* nth > 0: the nth call from now fails, once; nth < 0: every call fails. */
+static bool countdown_hit(int *nth)
+{
+	if (*nth < 0)
+		return true;
+	return *nth > 0 && --*nth == 0;
+}
+
+bool pool_test_alloc_fails(struct pool *pool)
+{
+	return countdown_hit(&pool->fail_alloc);
+}
+
+bool pool_test_punch_fails(struct pool *pool)
+{
+	return countdown_hit(&pool->fail_punch);
 }
 
 struct dio *pool_test_dio(struct pool *pool)
@@ -528,7 +557,7 @@ static int load_state(struct pool *pool)
 }
 
 /* Punch every data extent that lies in a free block (after an unclean stop). */
-static int scrub_free_blocks(struct pool *pool)
+int pool_scrub_free_blocks(struct pool *pool)
 {
 	uint64_t off = 0, start, end, bs = pool->block_size;
 	uint64_t limit = pool->prow.nr_data_blocks * bs;
@@ -705,11 +734,17 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 			dir, rc == -EUCLEAN ? "damaged" : strerror(-rc));
 		goto out_free;
 	}
+	if (needs_check_marked(pool)) {
+		/* an error meta.db could not record: the marker kept it */
+		pool->prow.needs_check = 1;
+		snprintf(pool->ro_reason, sizeof(pool->ro_reason), "%s",
+			 "needs_check is set (marker file): run thinctl check --repair");
+	}
 	if (!rdonly && pool->prow.needs_check)
 		pool->forced_ro = true;
 	if (!rdonly && !pool->forced_ro) {
 		if (!pool->prow.clean) {
-			rc = scrub_free_blocks(pool);
+			rc = pool_scrub_free_blocks(pool);
 			if (rc) {
 				set_msg(msg, msglen, rc, "cannot scrub free blocks: %s",
 					strerror(-rc));
@@ -751,6 +786,7 @@ out_free:
 		dio_close(pool->dio);
 	if (pool->lock_fd >= 0)
 		close(pool->lock_fd);
+	free(pool->unpunched);
 	free(pool->dir);
 	free(pool->meta_path);
 	free(pool);
@@ -763,9 +799,12 @@ void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblo
 {
 	if (dev->nr_dirty == dev->cap_dirty) {
 		size_t cap = dev->cap_dirty ? dev->cap_dirty * 2 : 256;
-		uint64_t *n = realloc(dev->dirty, cap * sizeof(*n));
+		uint64_t *n = pool_test_alloc_fails(pool) ? NULL
+							  : realloc(dev->dirty, cap * sizeof(*n));
 		if (!n) {
-			/* cannot track it: write it back now rather than lose it */
+			/* cannot track it, so it can never be committed: fail every
+			 * later sync rather than report it durable */
+			pool->dirty = true;
 			pool_go_readonly(pool, "out of memory tracking changes");
 			return;
 		}
@@ -851,19 +890,84 @@ int pool_reload_vmaps(struct pool *pool)
 
 /* ---- the commit protocol ---- */
 
+/* The marker that keeps needs_check when meta.db would not take it. */
+static char *needs_check_marker(const struct pool *pool)
+{
+	return path_join(pool->dir, POOL_NEEDS_CHECK_MARKER);
+}
+
+bool needs_check_marked(struct pool *pool)
+{
+	char *path = needs_check_marker(pool);
+	struct stat sb;
+	bool marked = path && lstat(path, &sb) == 0;
+
+	free(path);
+	return marked;
+}
+
+int pool_clear_needs_check_marker(struct pool *pool)
+{
+	char *path = needs_check_marker(pool);
+	int rc = 0;
+
+	if (!path)
+		return -ENOMEM;
+	if (unlink(path) == 0)
+		rc = util_fsync_dir(pool->dir);
+	else if (errno != ENOENT)
+		rc = -errno;
+	free(path);
+	return rc;
+}
+
+static void write_needs_check_marker(struct pool *pool, const char *why)
+{
+	char *path = needs_check_marker(pool);
+	int fd = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
+
+	if (fd >= 0) {
+		/* best effort: the database already refused the flag */
+		ssize_t n = write(fd, why, strlen(why));
+		(void)n;
+		fsync(fd);
+		close(fd);
+		util_fsync_dir(pool->dir);
+	}
+	free(path);
+}
+
+/*
+ * Enter read-only mode after an error.  needs_check is persisted on top of
+ * the last durable pool row (never the in-memory one, which may hold a
+ * failed change such as a grow's nr_data_blocks); where meta.db will not
+ * take it, a marker file in the pool directory keeps it, so that a remount
+ * never forgets the failure.  Changes that were not committed can never be
+ * made durable now: no later sync may report success (sticky error).
+ */
 void pool_go_readonly(struct pool *pool, const char *why)
 {
+	struct meta_pool_row durable;
+	bool saved = false;
+
+	if (pool->dirty && !pool->sticky_err)
+		pool->sticky_err = -EIO;
 	if (pool->forced_ro)
 		return;
 	pool->forced_ro = true;
 	snprintf(pool->ro_reason, sizeof(pool->ro_reason), "%s", why);
-	/* persist needs_check if the database still takes writes */
 	meta_rollback(pool->meta);
 	pool->prow.needs_check = 1;
-	if (!meta_begin(pool->meta)) {
-		if (meta_pool_put(pool->meta, &pool->prow) || meta_commit(pool->meta))
+	/* (the crash point lets a test make the database refuse it) */
+	if (!pool->rdonly && !pool_crash_point(pool, "readonly/persist") &&
+	    !meta_pool_get(pool->meta, &durable) && !meta_begin(pool->meta)) {
+		durable.needs_check = 1;
+		saved = !meta_pool_put(pool->meta, &durable) && !meta_commit(pool->meta);
+		if (!saved)
 			meta_rollback(pool->meta);
 	}
+	if (!saved && !pool->rdonly)
+		write_needs_check_marker(pool, why);
 }
 
 static int writeback_device(struct pool *pool, struct device *dev)
@@ -957,27 +1061,65 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* After a durable commit: punch the freed blocks (contiguous runs in one
- * call), then let them be reused.  A run whose punch fails stays out of use
- * until a restart scrubs it: it may still hold old data. */
+/* Keep blocks whose punch failed, to try again after the next commit. */
+static void keep_unpunched(struct pool *pool, const uint64_t *b, size_t n)
+{
+	if (pool->nr_unpunched + n > pool->cap_unpunched) {
+		size_t cap = (pool->nr_unpunched + n) * 2;
+		uint64_t *l = realloc(pool->unpunched, cap * sizeof(*l));
+		if (!l) {
+			/* forgotten here, they stay busy (never reused) until the
+			 * next open, which scrubs: the pool stays marked unclean */
+			pool->unpunched_lost = true;
+			return;
+		}
+		pool->unpunched = l;
+		pool->cap_unpunched = cap;
+	}
+	memcpy(pool->unpunched + pool->nr_unpunched, b, n * sizeof(*b));
+	pool->nr_unpunched += n;
+}
+
+/*
+ * After a durable commit: punch the freed blocks (contiguous runs in one
+ * call), then let them be reused.  A run whose punch fails may still hold old
+ * data, so it stays out of use and is tried again after every later commit;
+ * while any is left, close does not mark the pool clean, so the next open
+ * scrubs free blocks (a fresh block must read zeros outside what is written).
+ */
 static void release_freed(struct pool *pool)
 {
 	uint64_t *list;
 	size_t n = space_take_freed(&pool->space, &list), kept = 0;
 
-	if (!n)
+	if (pool->nr_unpunched) {
+		uint64_t *all = realloc(list, (n + pool->nr_unpunched) * sizeof(*all));
+		if (all) {
+			memcpy(all + n, pool->unpunched, pool->nr_unpunched * sizeof(*all));
+			n += pool->nr_unpunched;
+			pool->nr_unpunched = 0;
+			list = all;
+		}
+	}
+	if (!n) {
+		free(list);
 		return;
+	}
 	qsort(list, n, sizeof(*list), cmp_u64);
 	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
 		while (j < n && list[j] == list[j - 1] + 1)
 			j++;
-		int rc = dio_punch(pool->dio, list[i] * pool->block_size,
-				   (list[j - 1] - list[i] + 1) * pool->block_size);
+		int rc = pool_test_punch_fails(pool)
+				 ? -EIO
+				 : dio_punch(pool->dio, list[i] * pool->block_size,
+					     (list[j - 1] - list[i] + 1) * pool->block_size);
 		if (!rc) {
 			pool->nr_punches += j - i;
 			while (i < j)
 				list[kept++] = list[i++];
+		} else {
+			keep_unpunched(pool, list + i, j - i);
 		}
 		i = j;
 	}
@@ -987,14 +1129,30 @@ static void release_freed(struct pool *pool)
 	free(list);
 }
 
+/* Changes up to target are durable: a flush that started after them all
+ * completed (and, where mappings changed, the commit after it). */
+static void advance_synced(struct pool *pool, uint64_t target)
+{
+	uint64_t cur = __atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE);
+
+	while (cur < target && !__atomic_compare_exchange_n(&pool->synced_seq, &cur, target, false,
+							   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+}
+
 int pool_txn(struct pool *pool, txn_op op, void *arg)
 {
+	struct meta_pool_row before = pool->prow;
+	uint64_t target;
 	int rc;
 
 	if (pool->rdonly || pool->forced_ro)
 		return -EROFS;
 	if (pool->sticky_err)
 		return pool->sticky_err;
+	/* no data I/O is in flight (io lock held for writing): every change
+	 * counted so far has completed, and the flush below covers it */
+	target = __atomic_load_n(&pool->change_seq, __ATOMIC_ACQUIRE);
 	rc = pool_crash_point(pool, "commit/before_flush");
 #ifndef THINFS_TEST_BUG_SKIP_DATA_FLUSH
 	if (!rc)
@@ -1032,7 +1190,9 @@ int pool_txn(struct pool *pool, txn_op op, void *arg)
 	if (!rc)
 		rc = meta_commit(pool->meta);
 	if (rc) {
-		pool->prow.transaction_id--;
+		/* the row as it was: the transaction id, and what a failed op
+		 * changed in it (a grow's nr_data_blocks) never became durable */
+		pool->prow = before;
 		meta_rollback(pool->meta);
 		pool_go_readonly(pool, rc == -ENOSPC ? "the metadata file system is full"
 						     : "a metadata commit failed");
@@ -1046,6 +1206,7 @@ int pool_txn(struct pool *pool, txn_op op, void *arg)
 	}
 	pool->nr_commits++;
 	pool->dirty = false;
+	advance_synced(pool, target);
 	pool_crash_point(pool, "commit/after_commit");
 	release_freed(pool);
 	pool_crash_point(pool, "commit/after_punch");
@@ -1076,7 +1237,6 @@ void admin_unlock(struct pool *pool)
 int pool_commit(struct pool *pool)
 {
 	int rc;
-	uint64_t target;
 
 	if (pool->rdonly)
 		return 0;
@@ -1086,22 +1246,45 @@ int pool_commit(struct pool *pool)
 	pthread_mutex_unlock(&pool->lock);
 	if (!dirty)
 		return 0;
+	/* another commit may run between the test above and the locks below
+	 * (the timer race): then there is nothing left to do, and nothing is
+	 * claimed durable here - only pool_txn advances synced_seq */
+	pool_crash_point(pool, "timer/before_lock");
 	pthread_mutex_lock(&pool->commit_lock);
 	admin_lock(pool);
-	target = __atomic_load_n(&pool->change_seq, __ATOMIC_ACQUIRE);
 	rc = pool->forced_ro ? 0 : pool_commit_locked(pool);
+#ifdef THINFS_TEST_BUG_TIMER_SYNCED
+	/* the old bug, for a negative control: claim durable what a commit that
+	 * found nothing to do never flushed */
 	if (!rc)
-		pool->synced_seq = target;
+		advance_synced(pool, __atomic_load_n(&pool->change_seq, __ATOMIC_ACQUIRE));
+#endif
 	admin_unlock(pool);
 	pthread_mutex_unlock(&pool->commit_lock);
 	return rc;
 }
 
+/* Flush the data file alone (no mapping to commit); commit_lock held. */
+static int sync_data(struct pool *pool)
+{
+	uint64_t target = __atomic_load_n(&pool->change_seq, __ATOMIC_ACQUIRE);
+	int rc = dio_flush(pool->dio);
+
+	if (rc) {
+		pthread_mutex_lock(&pool->lock);
+		pool->sticky_err = -EIO;
+		pool_go_readonly(pool, "flushing the data file failed");
+		pthread_mutex_unlock(&pool->lock);
+		return -EIO;
+	}
+	advance_synced(pool, target);
+	return 0;
+}
+
 int pool_sync(struct pool *pool)
 {
-	uint64_t mine = __atomic_load_n(&pool->change_seq, __ATOMIC_ACQUIRE), target;
-	bool dirty;
-	int rc;
+	uint64_t mine = __atomic_load_n(&pool->change_seq, __ATOMIC_ACQUIRE);
+	int rc = 0;
 
 	__atomic_add_fetch(&pool->nr_fsyncs, 1, __ATOMIC_RELAXED);
 	if (pool->rdonly)
@@ -1111,34 +1294,24 @@ int pool_sync(struct pool *pool)
 		rc = pool->sticky_err;
 		goto out;
 	}
-	if (pool->synced_seq >= mine && mine) {
-		rc = 0; /* a commit that started after our writes covered them */
+	/* a flush that started after our writes covered them (synced_seq only
+	 * moves in pool_txn and sync_data, after a flush that began later) */
+	if (__atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE) >= mine && mine)
 		goto out;
-	}
 	pthread_mutex_lock(&pool->lock);
-	dirty = pool->dirty;
+	bool dirty = pool->dirty && !pool->forced_ro;
 	pthread_mutex_unlock(&pool->lock);
-	if (!dirty || pool->forced_ro) {
-		/* no mapping changed: flushing the data is all it takes */
-		target = __atomic_load_n(&pool->change_seq, __ATOMIC_ACQUIRE);
-		rc = dio_flush(pool->dio);
-		if (rc) {
-			pool->sticky_err = -EIO;
-			pthread_mutex_lock(&pool->lock);
-			pool_go_readonly(pool, "flushing the data file failed");
-			pthread_mutex_unlock(&pool->lock);
-			rc = -EIO;
-		} else if (target > pool->synced_seq) {
-			pool->synced_seq = target;
-		}
-		goto out;
+	if (dirty) {
+		/* only mappings need the I/O drained; a data flush does not */
+		admin_lock(pool);
+		if (pool->dirty && !pool->forced_ro)
+			rc = pool_txn(pool, NULL, NULL);
+		admin_unlock(pool);
 	}
-	admin_lock(pool);
-	target = __atomic_load_n(&pool->change_seq, __ATOMIC_ACQUIRE);
-	rc = pool_commit_locked(pool);
-	if (!rc)
-		pool->synced_seq = target;
-	admin_unlock(pool);
+	/* no mapping changed (in-place writes only), or the pool went
+	 * read-only: flushing the data is what is left to do */
+	if (!rc && __atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE) < mine)
+		rc = pool->sticky_err ? pool->sticky_err : sync_data(pool);
 out:
 	pthread_mutex_unlock(&pool->commit_lock);
 	return rc;
@@ -1154,7 +1327,11 @@ int pool_close(struct pool *pool)
 		admin_lock(pool);
 		if (!pool->forced_ro) {
 			rc = pool_commit_locked(pool);
-			if (!rc) {
+			/* blocks whose punch failed may hold old data: leave the
+			 * pool unclean, so the next open scrubs them */
+			if (!rc && (pool->nr_unpunched || pool->unpunched_lost))
+				release_freed(pool);
+			if (!rc && !pool->nr_unpunched && !pool->unpunched_lost) {
 				pool->prow.clean = 1;
 				rc = meta_begin(pool->meta);
 				if (!rc)
@@ -1179,6 +1356,7 @@ int pool_close(struct pool *pool)
 	pthread_mutex_destroy(&pool->lock);
 	pthread_mutex_destroy(&pool->commit_lock);
 	pthread_cond_destroy(&pool->prov_cv);
+	free(pool->unpunched);
 	free(pool->dir);
 	free(pool->meta_path);
 	free(pool);

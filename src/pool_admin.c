@@ -546,39 +546,23 @@ static int op_resize(struct pool *pool, void *arg)
 	return meta_device_update(pool->meta, &a->dev->row);
 }
 
-/* Resize the device named dev, or the one behind an open handle (which may have
- * been deleted from the namespace meanwhile). */
+/*
+ * Resize the device named dev, or the one behind an open handle (which may
+ * have been deleted from the namespace meanwhile).  Open handles: a shrink
+ * takes effect for them at once (reads past the new end are short, writes
+ * -EFBIG).  Everything happens with the io lock held for writing, so no
+ * write lands in the tail between its zeroing and the shrink.  A failed
+ * commit leaves the size as it was (the pool then is read-only).
+ */
 static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64_t size,
 		  char *msg, size_t msglen)
 {
 	struct resize_args a = { .size = size };
+	uint64_t bs = pool->block_size, old_size, old_mtime;
 	struct device *d;
 	const char *what = dev;
 	int rc;
 
-	/* a partial last block keeps only what lies below the new end */
-	if (size % pool->block_size) {
-		struct volume *v = vol;
-		if (!v) {
-			rc = pool_volume_open(pool, dev, &v);
-			if (rc == -ENOENT)
-				return set_msg(msg, msglen, rc, "volume '%s' does not exist", dev);
-			if (rc)
-				return set_msg(msg, msglen, rc, "cannot resize '%s': %s", dev,
-					       strerror(-rc));
-		}
-		struct pool_device_info info;
-		pool_volume_info(v, &info);
-		uint64_t end = (size / pool->block_size + 1) * pool->block_size;
-		rc = 0;
-		if (size < info.size && !info.read_only)
-			rc = pool_zero_range(v, size, (end < info.size ? end : info.size) - size);
-		if (!vol)
-			pool_volume_close(v);
-		if (rc)
-			return set_msg(msg, msglen, rc, "cannot resize '%s': %s", dev ? dev : info.name,
-				       strerror(-rc));
-	}
 	admin_lock(pool);
 	rc = check_writable(pool, msg, msglen);
 	if (!rc)
@@ -596,10 +580,19 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 		goto out;
 	}
 	a.dev = d;
+	old_size = d->row.size;
+	old_mtime = (uint64_t)d->row.mtime;
 	if (size < d->row.size) {
-		uint64_t first = div_round_up(size, pool->block_size);
-		uint64_t last = div_round_up(d->row.size, pool->block_size);
+		uint64_t first = div_round_up(size, bs);
+		uint64_t last = div_round_up(d->row.size, bs);
 		rc = pool_device_load_vmap(pool, d);
+		if (!rc && size % bs) {
+			/* a partial last block keeps only what lies below the new end */
+			uint64_t end = first * bs < d->row.size ? first * bs : d->row.size;
+			pthread_mutex_unlock(&pool->lock);
+			rc = pool_zero_partial_iolocked(pool, d, size, (size_t)(end - size));
+			pthread_mutex_lock(&pool->lock);
+		}
 		for (uint64_t vb = first; !rc && vb < last; vb++) {
 			vb = vmap_find(&d->vm, vb, last, true);
 			if (vb < last)
@@ -608,8 +601,11 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	}
 	if (!rc)
 		rc = pool_txn(pool, op_resize, &a);
-	if (rc)
+	if (rc) {
+		d->row.size = old_size;
+		d->row.mtime = (int64_t)old_mtime;
 		set_msg(msg, msglen, rc, "cannot resize '%s': %s", what, strerror(-rc));
+	}
 	pool_maybe_unload_vmap(d);
 out:
 	admin_unlock(pool);
@@ -691,8 +687,12 @@ int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gi
 	rc = check_writable(pool, NULL, 0);
 	if (!rc && !(a.dev = pool_find_device(pool, dev)))
 		rc = -ENOENT;
-	if (!rc)
+	if (!rc) {
+		struct meta_device_row old = a.dev->row;
 		rc = pool_txn(pool, op_owner, &a);
+		if (rc)
+			a.dev->row = old; /* never durable: the mount must not show it */
+	}
 	admin_unlock(pool);
 	return rc;
 }

@@ -365,17 +365,31 @@ none:
 	return 0;
 }
 
-/* Write or zero [offset, offset+len) within the device, block by block. */
+/*
+ * Write or zero [offset, offset+len) within the device, block by block.  The
+ * size is read under the io lock, so a shrink (which holds it for writing)
+ * either comes first and the write stops at the new end (-EFBIG past it), or
+ * comes after and unmaps what the write mapped: never a block past the end.
+ */
 static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint64_t offset)
 {
 	struct pool *pool = vol->pool;
 	struct device *d = vol->dev;
-	uint64_t bs = pool->block_size;
+	uint64_t bs = pool->block_size, size;
 	size_t done = 0;
 	bool retried = false;
 	int rc = 0;
 
 	pthread_rwlock_rdlock(&pool->io_lock);
+	pthread_mutex_lock(&pool->lock);
+	size = d->row.size;
+	pthread_mutex_unlock(&pool->lock);
+	if (offset >= size) {
+		rc = buf ? -EFBIG : 0;
+		len = 0;
+	} else if (len > size - offset) {
+		len = (size_t)(size - offset);
+	}
 	while (done < len) {
 		uint64_t pos = offset + done, vb = pos >> pool->block_shift;
 		uint64_t boff = pos & (bs - 1), e;
@@ -452,21 +466,32 @@ static int check_write(struct volume *vol)
 
 ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t offset)
 {
-	uint64_t size;
 	int rc = check_write(vol);
 
 	if (rc)
 		return rc;
-	pthread_mutex_lock(&vol->pool->lock);
-	size = vol->dev->row.size;
-	pthread_mutex_unlock(&vol->pool->lock);
 	if (!len)
 		return 0;
-	if (offset >= size)
-		return -EFBIG;
-	if (len > size - offset)
-		len = (size_t)(size - offset);
 	return write_range(vol, buf, len, offset);
+}
+
+int pool_zero_partial_iolocked(struct pool *pool, struct device *d, uint64_t offset, size_t len)
+{
+	uint64_t vb = offset >> pool->block_shift, boff = offset & (pool->block_size - 1);
+	int rc = write_block(pool, d, vb, boff, len, NULL);
+
+	if (rc == NEED_COMMIT) {
+		/* blocks freed since the last commit come back after it */
+		pthread_mutex_lock(&pool->lock);
+		rc = pool_txn(pool, NULL, NULL);
+		pthread_mutex_unlock(&pool->lock);
+		if (!rc)
+			rc = write_block(pool, d, vb, boff, len, NULL);
+		if (rc == NEED_COMMIT)
+			rc = -ENOSPC;
+	}
+	__atomic_add_fetch(&pool->change_seq, 1, __ATOMIC_RELEASE);
+	return rc;
 }
 
 /* Unmap the whole blocks of a range and zero the partial ones. */

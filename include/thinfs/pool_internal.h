@@ -106,12 +106,25 @@ struct pool {
 	bool devices_pending_delete; /* deleted-while-open devices found at open */
 	char ro_reason[256];
 
+	uint64_t *unpunched;   /* freed and durable, but their punch failed */
+	size_t nr_unpunched, cap_unpunched;
+	bool unpunched_lost;   /* some could not even be remembered */
+
 	pool_crash_hook crash_hook;
 	void *crash_arg;
 	bool crashed;
+	int fail_alloc, fail_punch; /* test failures (pool_test_fail) */
 };
 
+#define POOL_NEEDS_CHECK_MARKER "needs_check"
+
 /* pool.c */
+bool pool_test_alloc_fails(struct pool *pool);
+bool pool_test_punch_fails(struct pool *pool);
+/* Remove the needs_check marker file (after a repair). */
+int pool_clear_needs_check_marker(struct pool *pool);
+/* Punch every data extent lying in a free block; lock held or pool private. */
+int pool_scrub_free_blocks(struct pool *pool);
 struct device *pool_find_device(struct pool *pool, const char *name);
 int pool_commit_locked(struct pool *pool);
 void pool_go_readonly(struct pool *pool, const char *why);
@@ -129,6 +142,10 @@ int pool_txn(struct pool *pool, txn_op op, void *arg);
 int pool_reload_vmaps(struct pool *pool);
 void pool_free_device(struct device *dev);
 void pool_maybe_unload_vmap(struct device *dev);
+/* pool_io.c: zero [offset, offset+len), which lies within one block of d, with
+ * the io lock held for writing and the pool lock not held (resize's partial
+ * last block, so no write can slip in between the zeroing and the shrink). */
+int pool_zero_partial_iolocked(struct pool *pool, struct device *d, uint64_t offset, size_t len);
 /* pool_io.c: what an open handle refers to */
 struct device *pool_volume_device(struct volume *vol);
 struct pool *pool_volume_pool(struct volume *vol);

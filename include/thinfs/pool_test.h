@@ -25,5 +25,9 @@ int pool_test_dblock(struct volume *vol, uint64_t vblock, uint64_t *dblock);
 /* Map n fresh blocks at vblocks [first, first+n) of an open device without
  * writing data (they read zeros): fills metadata fast for benchmarks. */
 int pool_test_provision(struct volume *vol, uint64_t first, uint64_t n);
+/* Make the nth allocation of change tracking (or data-file punch) from now
+ * fail, once; nth < 0: all of them; 0: none. */
+enum pool_test_failure { POOL_TEST_FAIL_ALLOC, POOL_TEST_FAIL_PUNCH };
+void pool_test_fail(struct pool *pool, enum pool_test_failure what, int nth);
 
 #endif
