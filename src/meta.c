@@ -542,6 +542,25 @@ int meta_device_update(struct meta *m, const struct meta_device_row *row)
 	return run(s);
 }
 
+int meta_device_renumber(struct meta *m, const uint64_t *from, const uint64_t *to, size_t n)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = meta_errno(
+		sqlite3_prepare_v2(m->db, "UPDATE devices SET id = ?1 WHERE id = ?2", -1, &s, NULL));
+
+	/* through negative ids, so no step collides with an id still in use */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n && !rc; i++) {
+			int64_t tmp = -(int64_t)to[i] - 1;
+			sqlite3_bind_int64(s, 1, pass ? (int64_t)to[i] : tmp);
+			sqlite3_bind_int64(s, 2, pass ? tmp : (int64_t)from[i]);
+			rc = run(s);
+		}
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
 int meta_device_delete(struct meta *m, uint64_t id)
 {
 	PREP(m, S_DEV_DELETE);

@@ -5,8 +5,8 @@
  *
  * What it says:
  *  - restore keeps dm-thin's device ids: meta_device_insert() numbers devices
- *    itself, so restore renumbers them afterwards (two UPDATE passes through
- *    negative ids, one transaction);
+ *    itself, so restore renumbers them inside its one transaction
+ *    (meta_device_renumber in meta.c);
  *  - send/receive's identities: the table interop_received (created here with
  *    CREATE TABLE IF NOT EXISTS, so the pool format version stays 1) records,
  *    for each device made by pool_receive, whose copy it is:
@@ -83,26 +83,6 @@ static int ix_run(struct meta_ix *x, const char *sql, int n, const int64_t *vals
 	rc = sqlite3_step(s);
 	rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : meta_errno(rc);
 	sqlite3_finalize(s);
-	return rc;
-}
-
-int meta_ix_renumber_devices(struct meta_ix *x, const uint64_t *from, const uint64_t *to, size_t n)
-{
-	int rc = ix_exec(x, "BEGIN IMMEDIATE");
-
-	/* through negative ids, so no step collides with an id still in use */
-	for (size_t i = 0; i < n && !rc; i++) {
-		int64_t v[2] = {-(int64_t)to[i] - 1, (int64_t)from[i]};
-		rc = ix_run(x, "UPDATE devices SET id = ?1 WHERE id = ?2", 2, v);
-	}
-	for (size_t i = 0; i < n && !rc; i++) {
-		int64_t v[2] = {(int64_t)to[i], -(int64_t)to[i] - 1};
-		rc = ix_run(x, "UPDATE devices SET id = ?1 WHERE id = ?2", 2, v);
-	}
-	if (!rc)
-		rc = ix_exec(x, "COMMIT");
-	if (rc)
-		ix_exec(x, "ROLLBACK");
 	return rc;
 }
 

@@ -39,6 +39,7 @@
  * Any error removes what this call created (never an adopted image).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <expat.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@
 #include <unistd.h>
 
 #include "thinfs/interop_internal.h"
+#include "thinfs/pool_test.h"
 #include "thinfs/util.h"
 
 #define MAX_VBLOCK (1ull << 52)
@@ -1666,7 +1668,7 @@ out:
 
 struct made {
 	char *dir_path, *meta_path, *data_path, *lock_path;
-	bool dir_created, data_created, pool_made, lock_existed;
+	bool dir_created, data_created, pool_made, lock_existed, marker_made;
 	const char *adopted; /* the adopted image (never removed) */
 };
 
@@ -1687,6 +1689,12 @@ static void remove_made(struct made *mk)
 	}
 	if (!mk->lock_existed && mk->lock_path)
 		unlink(mk->lock_path);
+	if (mk->marker_made) {
+		if (asprintf(&side, "%s/needs_check", mk->dir_path) >= 0) {
+			unlink(side);
+			free(side);
+		}
+	}
 	if (mk->data_created)
 		unlink(mk->data_path);
 	if (mk->adopted)
@@ -1803,6 +1811,50 @@ static int cmp_depth(const void *a, const void *b, void *arg)
 	return x < y ? -1 : x > y;
 }
 
+static pool_crash_hook restore_hook;
+static void *restore_hook_arg;
+
+void pool_test_set_restore_hook(pool_crash_hook hook, void *arg)
+{
+	restore_hook = hook;
+	restore_hook_arg = arg;
+}
+
+static int restore_point(const char *point)
+{
+	return restore_hook ? restore_hook(restore_hook_arg, point) : 0;
+}
+
+/*
+ * While a restore runs, POOL/needs_check says so: a crash before the end
+ * leaves a pool that opens read-only with the reason, never one that looks
+ * complete (meta_create's first row is a clean, empty pool).
+ */
+static int restore_marker(struct made *mk, bool on)
+{
+	char *path = NULL;
+	int rc = 0;
+
+	if (asprintf(&path, "%s/needs_check", mk->dir_path) < 0)
+		return -ENOMEM;
+	if (on) {
+		static const char why[] = "restore did not finish: restore again\n";
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 || write(fd, why, sizeof(why) - 1) != (ssize_t)(sizeof(why) - 1) ||
+		    fsync(fd) < 0)
+			rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		mk->marker_made = !rc;
+	} else if (unlink(path) < 0 && errno != ENOENT) {
+		rc = -errno;
+	}
+	if (!rc)
+		rc = util_fsync_dir(mk->dir_path);
+	free(path);
+	return rc;
+}
+
 static int write_meta(struct restore *r, struct made *mk)
 {
 	struct meta *m = NULL;
@@ -1873,6 +1925,10 @@ static int write_meta(struct restore *r, struct made *mk)
 			to[nr_renum++] = d->id;
 		}
 	}
+	/* the ids the dump gave, in the same transaction: a crash never leaves
+	 * a pool with the wrong ones */
+	if (!rc && nr_renum)
+		rc = meta_device_renumber(m, from, to, nr_renum);
 	if (!rc)
 		rc = space_save(&sp, m);
 	if (!rc)
@@ -1884,6 +1940,9 @@ static int write_meta(struct restore *r, struct made *mk)
 			snprintf(r->uuid, sizeof(r->uuid), "%s", prow.uuid);
 		prow.transaction_id = r->transaction;
 		prow.pool_time = r->time;
+		/* unclean until finish_pool has punched an adopted image's free
+		 * blocks: after a crash before that, the first open scrubs them */
+		prow.clean = 0;
 		rc = meta_pool_put(m, &prow);
 	}
 	if (!rc)
@@ -1896,16 +1955,6 @@ static int write_meta(struct restore *r, struct made *mk)
 out:
 	meta_close(m);
 	space_destroy(&sp);
-	if (!rc && nr_renum) {
-		struct meta_ix *x;
-		rc = meta_ix_open(mk->meta_path, false, &x);
-		if (!rc) {
-			rc = meta_ix_renumber_devices(x, from, to, nr_renum);
-			meta_ix_close(x);
-		}
-		if (rc)
-			fail(r, rc, "cannot set the device ids: %s", strerror(-rc));
-	}
 	free(order);
 	free(from);
 	free(to);
@@ -1968,6 +2017,31 @@ static int finish_pool(struct restore *r, struct made *mk)
 	return 0;
 }
 
+/* The last step: the pool is complete and its free blocks read zeros. */
+static int seal_pool(struct restore *r, struct made *mk)
+{
+	struct meta *m = NULL;
+	struct meta_pool_row prow;
+	int rc = meta_open(mk->meta_path, false, &m, r->msg, r->msglen);
+
+	if (!rc)
+		rc = meta_begin(m);
+	if (!rc)
+		rc = meta_pool_get(m, &prow);
+	if (!rc) {
+		prow.clean = 1;
+		rc = meta_pool_put(m, &prow);
+	}
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc && m)
+		meta_rollback(m);
+	meta_close(m);
+	if (rc)
+		return fail(r, rc, "cannot finish the pool: %s", strerror(-rc));
+	return 0;
+}
+
 static void restore_free(struct restore *r)
 {
 	for (size_t i = 0; i < r->nr_defs; i++)
@@ -2014,10 +2088,22 @@ int pool_restore(const char *dir, FILE *in, const char *data_path, char *msg, si
 	/* the input is sound: now make the pool */
 	if (!rc)
 		rc = make_pool(&r, dir, data_path, &mk);
+	if (!rc && (rc = restore_marker(&mk, true)))
+		fail(&r, rc, "cannot mark the restore in progress: %s", strerror(-rc));
 	if (!rc)
 		rc = write_meta(&r, &mk);
 	if (!rc)
+		rc = restore_point("restore/after_meta");
+	/* the metadata is whole and durable (and unclean, so an open after a
+	 * crash from here on scrubs free blocks, as finish_pool does) */
+	if (!rc && (rc = restore_marker(&mk, false)))
+		fail(&r, rc, "cannot clear the restore marker: %s", strerror(-rc));
+	if (!rc)
+		rc = restore_point("restore/before_finish");
+	if (!rc)
 		rc = finish_pool(&r, &mk);
+	if (!rc)
+		rc = seal_pool(&r, &mk);
 	if (rc) {
 		remove_made(&mk);
 		if (!r.err)

@@ -81,7 +81,6 @@ struct meta_ix_recv {
 int meta_ix_open(const char *path, bool rdonly, struct meta_ix **out);
 void meta_ix_close(struct meta_ix *x);
 /* Give device from[i] the id to[i], for all i, in one transaction. */
-int meta_ix_renumber_devices(struct meta_ix *x, const uint64_t *from, const uint64_t *to, size_t n);
 int meta_ix_recv_put(struct meta_ix *x, const struct meta_ix_recv *r);
 /* -ENOENT when there is no row (or no table yet). */
 int meta_ix_recv_get(struct meta_ix *x, uint64_t dev_id, struct meta_ix_recv *r);

@@ -89,6 +89,8 @@ int meta_device_foreach(struct meta *m, meta_device_cb cb, void *arg);
 int meta_device_insert(struct meta *m, struct meta_device_row *row); /* sets row->id */
 int meta_device_update(struct meta *m, const struct meta_device_row *row);
 int meta_device_delete(struct meta *m, uint64_t id);
+/* Give devices from[i] the ids to[i], inside the caller's transaction. */
+int meta_device_renumber(struct meta *m, const uint64_t *from, const uint64_t *to, size_t n);
 
 typedef int (*meta_set_cb)(void *arg, const struct meta_set_row *row);
 int meta_set_foreach(struct meta *m, meta_set_cb cb, void *arg);

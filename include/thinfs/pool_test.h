@@ -27,6 +27,10 @@ int pool_test_dblock(struct volume *vol, uint64_t vblock, uint64_t *dblock);
 int pool_test_provision(struct volume *vol, uint64_t first, uint64_t n);
 /* Make the nth allocation of change tracking (or data-file punch) from now
  * fail, once; nth < 0: all of them; 0: none. */
+/* Crash points of pool_restore: "restore/after_meta" (metadata written, the
+ * restore marker still there), "restore/before_finish" (marker gone, an
+ * adopted image's free blocks not punched yet).  Process-wide. */
+void pool_test_set_restore_hook(pool_crash_hook hook, void *arg);
 enum pool_test_failure { POOL_TEST_FAIL_ALLOC, POOL_TEST_FAIL_PUNCH };
 void pool_test_fail(struct pool *pool, enum pool_test_failure what, int nth);
 

@@ -9,10 +9,12 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/wait.h>
 
 #include "unit_helpers.h"
 #include "thinfs/interop.h"
 #include "thinfs/interop_internal.h"
+#include "thinfs/pool_test.h"
 
 #define BS 4096u
 
@@ -325,6 +327,90 @@ static void test_restore_adopts_data(void **state)
 	free(x0);
 	free(x1);
 	fx_free(f);
+}
+
+static const char *restore_crash_at;
+
+static int restore_crash(void *arg, const char *point)
+{
+	if (!strcmp(point, restore_crash_at))
+		_exit(0); /* the power goes here */
+	return 0;
+}
+
+/* A restore that dies at `point`, adopting an image with junk in free block 255. */
+static void crashed_restore(const char *point, char *dir2, char *data2, size_t len)
+{
+	struct fixture *f = fx_new(BS, 256);
+	char src[160], msg[POOL_MSG_MAX], junk[BS];
+	char *x0;
+	pid_t pid;
+	int st, fd;
+
+	build_busy_pool(f);
+	x0 = dump_of(f->p);
+	assert_int_equal(pool_close(f->p), 0);
+	f->p = NULL;
+	snprintf(src, sizeof(src), "%s/data", f->pool);
+	snprintf(data2, len, "%s.image", f->dir);
+	copy_file(src, data2);
+	fd = open(data2, O_WRONLY);
+	memset(junk, 'J', sizeof(junk));
+	assert_int_equal(pwrite(fd, junk, BS, 255 * BS), BS);
+	close(fd);
+	snprintf(dir2, len, "%s.restored", f->dir);
+	pid = fork();
+	if (pid == 0) {
+		restore_crash_at = point;
+		pool_test_set_restore_hook(restore_crash, NULL);
+		restore_str(dir2, x0, data2, msg);
+		_exit(1); /* never got to the point */
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_int_equal(WEXITSTATUS(st), 0);
+	free(x0);
+	fx_free(f);
+}
+
+/* Killed after its metadata: the pool must not look complete. */
+static void test_restore_crash_after_meta_needs_check(void **state)
+{
+	char dir2[160], data2[160], msg[POOL_MSG_MAX];
+	struct pool_status st;
+	struct pool *p;
+
+	crashed_restore("restore/after_meta", dir2, data2, sizeof(dir2));
+	assert_int_equal(pool_open(dir2, 0, "unit", &p, msg, sizeof(msg)), 0);
+	pool_status(p, &st);
+	assert_true(st.needs_check);
+	assert_string_equal(st.mode, "ro");
+	pool_close(p);
+	fx_rmrf(dir2);
+	unlink(data2);
+}
+
+/* Killed before the image's free blocks were punched: the next open does it. */
+static void test_restore_crash_before_punch_scrubbed(void **state)
+{
+	char dir2[160], data2[160], msg[POOL_MSG_MAX], buf[BS];
+	struct pool_status st;
+	struct pool *p;
+	int fd;
+
+	crashed_restore("restore/before_finish", dir2, data2, sizeof(dir2));
+	assert_int_equal(pool_open(dir2, 0, "unit", &p, msg, sizeof(msg)), 0);
+	pool_status(p, &st);
+	assert_string_equal(st.mode, "rw");
+	pool_close(p);
+	fd = open(data2, O_RDONLY);
+	assert_int_equal(pread(fd, buf, BS, 255 * BS), BS);
+	close(fd);
+	for (size_t i = 0; i < BS; i++)
+		if (buf[i])
+			fail_msg("free block 255 of the adopted image still holds old data");
+	check_clean(dir2);
+	fx_rmrf(dir2);
+	unlink(data2);
 }
 
 static void test_dump_read_only_pool(void **state)
@@ -1024,6 +1110,8 @@ int main(void)
 	    cmocka_unit_test(test_dump_escapes_names_in_comments),
 	    cmocka_unit_test(test_dump_restore_dump_identical),
 	    cmocka_unit_test(test_restore_adopts_data),
+	    cmocka_unit_test(test_restore_crash_after_meta_needs_check),
+	    cmocka_unit_test(test_restore_crash_before_punch_scrubbed),
 	    cmocka_unit_test(test_dump_read_only_pool),
 	    cmocka_unit_test(test_restore_handwritten_def_ref),
 	    cmocka_unit_test(test_restore_derives_tree_for_overlapping_sets),
