@@ -301,3 +301,47 @@ pfs_cut() {
 pfs_remount() {
 	timeout 30 umount "$PFS" && mount "$PL" "$PFS" || fail "remount of the pool's xfs"
 }
+
+# ---- additions for the interruption tests (44-46) ----
+
+# pfs_make_fs xfs|ext4 [SIZE]: like pfs_make, on the file system named
+pfs_make_fs() {
+	truncate -s "${2:-1G}" "$T/pfs.img"
+	PL=$(losetup -f --show "$T/pfs.img")
+	case $1 in
+	xfs) mkfs.xfs -q -f "$PL" ;;
+	ext4) mkfs.ext4 -q -F "$PL" ;;
+	*) fail "pfs_make_fs: unknown file system $1" ;;
+	esac && mount "$PL" "$PFS" || fail "$1 for the pool"
+}
+
+# pfs_wb_sane: another crash test running beside this one may have left
+# vm.dirty_writeback_centisecs at 0 when pfs_init read it; restoring that
+# would leave background writeback off for good, so restore the default
+pfs_wb_sane() {
+	[ "$OLD_WB" != 0 ] || OLD_WB=500
+}
+
+# pfs_cut_now: the power cut at this instant (shutdown without log flush, then
+# kill -9), the teardown, and the log replay of a remount, as pfs_cut; works
+# for an XFS or an ext4 pool file system
+pfs_cut_now() {
+	xfs_io -x -c shutdown "$PFS" || fail "shutdown of $PFS"
+	{ # (stderr: no "Killed" notice from the shell)
+		kill -KILL "$PID"
+		timeout 10 umount "$M" || { fuse_abort; timeout 10 umount -l "$M"; }
+		wait "$PID"
+	} 2> /dev/null
+	PID=""
+	pfs_remount
+}
+
+# stop_served: unmount $M and wait for a daemon started by pfs_serve; returns
+# its exit status
+stop_served() {
+	local rc=0
+	timeout 30 umount "$M" 2> /dev/null || { fuse_abort; timeout 10 umount -l "$M"; rc=1; }
+	wait "$PID" 2> /dev/null || rc=$?
+	PID=""
+	return $rc
+}
