@@ -77,8 +77,10 @@ struct dio {
  * carries a tag (the batch's generation and its index), and a completion
  * whose tag is not one the current batch is waiting for means the ring is out
  * of step: it is torn down and made anew (reset on any doubt).  A completion
- * that reports -EINTR or -EAGAIN, or fewer bytes than asked, is continued
- * from where it stopped, with pread/pwrite if the ring is gone.
+ * that reports -EINTR, -EAGAIN or -ECANCELED (seen from io-wq workers of
+ * buffered writes when the daemon is stopped and continued), or fewer bytes
+ * than asked, is continued from where it stopped; after a few such rounds
+ * without progress, or with no ring, with pread/pwrite.
  */
 struct thread_ring {
 	struct io_uring ring;
@@ -276,7 +278,7 @@ static bool ring_run(int fd, bool write, const struct dio_seg *s, size_t n, ssiz
 		if (res[i] >= 1024 && fault_hit(3))
 			res[i] = (res[i] / 2) & ~(ssize_t)511; /* as if short: continued */
 		else if (res[i] >= 0 && fault_hit(2))
-			res[i] = -EAGAIN; /* as if not done: done again */
+			res[i] = (tag & 1) ? -EAGAIN : -ECANCELED; /* as if not done: done again */
 		io_uring_cqe_seen(ring, cqe);
 		reaped++;
 	}
@@ -289,22 +291,34 @@ static bool ring_run(int fd, bool write, const struct dio_seg *s, size_t n, ssiz
 	return true;
 }
 
+/* The transfer was not done, and doing it again is right. */
+static bool not_done(ssize_t res)
+{
+	return res == -EINTR || res == -EAGAIN || res == -ECANCELED;
+}
+
+#define RING_RETRIES 3
+
 /* Transfer all of [buf, len) at offset: continued after short counts and
- * retried after EINTR/EAGAIN results.  A read past the end of the file
- * reads zeros; a write that makes no progress is -EIO. */
+ * retried after not-done results.  A read past the end of the file reads
+ * zeros; a write that makes no progress is -EIO. */
 static int full_rw(int fd, bool write, void *buf, size_t len, uint64_t offset)
 {
 	char *p = buf;
+	int retries = 0;
 
 	while (len) {
 		size_t chunk = len > (1u << 30) ? (1u << 30) : len;
 		struct dio_seg seg = { p, chunk, offset };
 		ssize_t n;
 
-		if (!ring_run(fd, write, &seg, 1, &n))
+		if (retries >= RING_RETRIES || !ring_run(fd, write, &seg, 1, &n))
 			n = plain_rw(fd, write, p, chunk, offset);
-		if (n == -EINTR || n == -EAGAIN)
+		if (not_done(n)) {
+			retries++;
 			continue;
+		}
+		retries = 0;
 		if (n < 0)
 			return (int)n;
 		if (n == 0) {
@@ -630,7 +644,7 @@ static int ring_batch(int fd, bool write, const struct dio_seg *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		ssize_t r = res[i];
 
-		if (r < 0 && r != -EINTR && r != -EAGAIN) {
+		if (r < 0 && !not_done(r)) {
 			if (!rc)
 				rc = (int)r;
 			continue;
