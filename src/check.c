@@ -269,7 +269,7 @@ int pool_check(const char *dir, bool repair, FILE *out, char *msg, size_t msglen
 		rc = check_layers(&c);
 	} else if (c.worst < CHECK_FATAL) {
 		/* a repair may run on a pool forced read-only: that is what it is for */
-		pool->forced_ro = false;
+		pool_mode_repair(pool);
 		c.worst = 0;
 		c.problems = 0;
 		rc = pool_txn(pool, op_repair, &c);

@@ -110,7 +110,7 @@ const struct tmap *tview_find(const struct tview *v, uint64_t vblock)
 void interop_lock(struct pool *pool)
 {
 	/* a failed commit leaves the last durable state, which is what we read */
-	if (!pool->rdonly)
+	if (pool->mode != POOL_MODE_READER)
 		pool_commit(pool);
 	pthread_mutex_lock(&pool->lock);
 }

@@ -659,7 +659,7 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 	if (!pool)
 		return -ENOMEM;
 	pool->lock_fd = -1;
-	pool->rdonly = rdonly;
+	pool->mode = rdonly ? POOL_MODE_READER : POOL_MODE_WRITE;
 	/* writers first: under a steady stream of I/O a commit (and so an fsync)
 	 * must not wait forever; no path takes the read side twice */
 	pthread_rwlockattr_t rwa;
@@ -741,8 +741,8 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 			 "needs_check is set (marker file): run thinctl check --repair");
 	}
 	if (!rdonly && pool->prow.needs_check)
-		pool->forced_ro = true;
-	if (!rdonly && !pool->forced_ro) {
+		pool->mode = POOL_MODE_READ_ONLY;
+	if (pool->mode == POOL_MODE_WRITE) {
 		if (!pool->prow.clean) {
 			rc = pool_scrub_free_blocks(pool);
 			if (rc) {
@@ -804,8 +804,7 @@ void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblo
 		if (!n) {
 			/* cannot track it, so it can never be committed: fail every
 			 * later sync rather than report it durable */
-			pool->dirty = true;
-			pool_go_readonly(pool, "out of memory tracking changes");
+			pool_fail(pool, -EIO, "out of memory tracking changes");
 			return;
 		}
 		dev->dirty = n;
@@ -844,7 +843,7 @@ void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vbl
 	if (!(e & VM_DIRTY))
 		pool_device_mark_dirty(pool, dev, vblock);
 	vmap_set(&dev->vm, vblock, VM_DIRTY | (e & VM_ROW));
-	pool->out_of_space = false;
+	pool_space_short(pool, false);
 	pool->dirty = true;
 }
 
@@ -938,36 +937,48 @@ static void write_needs_check_marker(struct pool *pool, const char *why)
 }
 
 /*
- * Enter read-only mode after an error.  needs_check is persisted on top of
- * the last durable pool row (never the in-memory one, which may hold a
- * failed change such as a grow's nr_data_blocks); where meta.db will not
- * take it, a marker file in the pool directory keeps it, so that a remount
- * never forgets the failure.  Changes that were not committed can never be
- * made durable now: no later sync may report success (sticky error).
+ * WRITE or OUT_OF_SPACE -> FAILED (enum pool_mode in pool_internal.h).
+ * needs_check is persisted on top of the last durable pool row (never the
+ * in-memory one, which may hold a failed change such as a grow's
+ * nr_data_blocks); where meta.db will not take it, a marker file in the pool
+ * directory keeps it, so that a remount never forgets the failure.
  */
-void pool_go_readonly(struct pool *pool, const char *why)
+void pool_fail(struct pool *pool, int err, const char *why)
 {
 	struct meta_pool_row durable;
 	bool saved = false;
 
-	if (pool->dirty && !pool->sticky_err)
-		pool->sticky_err = -EIO;
-	if (pool->forced_ro)
+	if (!pool_mode_writable(pool))
 		return;
-	pool->forced_ro = true;
+	pool->mode = POOL_MODE_FAILED;
+	pool->fail_err = err;
 	snprintf(pool->ro_reason, sizeof(pool->ro_reason), "%s", why);
 	meta_rollback(pool->meta);
 	pool->prow.needs_check = 1;
 	/* (the crash point lets a test make the database refuse it) */
-	if (!pool->rdonly && !pool_crash_point(pool, "readonly/persist") &&
-	    !meta_pool_get(pool->meta, &durable) && !meta_begin(pool->meta)) {
+	if (!pool_crash_point(pool, "readonly/persist") && !meta_pool_get(pool->meta, &durable) &&
+	    !meta_begin(pool->meta)) {
 		durable.needs_check = 1;
 		saved = !meta_pool_put(pool->meta, &durable) && !meta_commit(pool->meta);
 		if (!saved)
 			meta_rollback(pool->meta);
 	}
-	if (!saved && !pool->rdonly)
+	if (!saved)
 		write_needs_check_marker(pool, why);
+}
+
+void pool_space_short(struct pool *pool, bool short_of_space)
+{
+	if (short_of_space && pool->mode == POOL_MODE_WRITE)
+		pool->mode = POOL_MODE_OUT_OF_SPACE;
+	else if (!short_of_space && pool->mode == POOL_MODE_OUT_OF_SPACE)
+		pool->mode = POOL_MODE_WRITE;
+}
+
+void pool_mode_repair(struct pool *pool)
+{
+	if (pool->mode == POOL_MODE_READ_ONLY)
+		pool->mode = POOL_MODE_WRITE;
 }
 
 static int writeback_device(struct pool *pool, struct device *dev)
@@ -1125,7 +1136,7 @@ static void release_freed(struct pool *pool)
 	}
 	space_release(&pool->space, list, kept);
 	if (kept)
-		pool->out_of_space = false; /* blocks came back */
+		pool_space_short(pool, false); /* blocks came back */
 	free(list);
 }
 
@@ -1146,10 +1157,10 @@ int pool_txn(struct pool *pool, txn_op op, void *arg)
 	uint64_t target;
 	int rc;
 
-	if (pool->rdonly || pool->forced_ro)
+	if (pool->mode == POOL_MODE_FAILED)
+		return pool->fail_err;
+	if (!pool_mode_writable(pool))
 		return -EROFS;
-	if (pool->sticky_err)
-		return pool->sticky_err;
 	/* no data I/O is in flight (io lock held for writing): every change
 	 * counted so far has completed, and the flush below covers it */
 	target = __atomic_load_n(&pool->change_seq, __ATOMIC_ACQUIRE);
@@ -1159,8 +1170,7 @@ int pool_txn(struct pool *pool, txn_op op, void *arg)
 		rc = dio_flush(pool->dio);
 #endif
 	if (rc) {
-		pool->sticky_err = -EIO;
-		pool_go_readonly(pool, "flushing the data file failed");
+		pool_fail(pool, -EIO, "flushing the data file failed");
 		return -EIO;
 	}
 	rc = pool_crash_point(pool, "commit/after_flush");
@@ -1194,15 +1204,15 @@ int pool_txn(struct pool *pool, txn_op op, void *arg)
 		 * changed in it (a grow's nr_data_blocks) never became durable */
 		pool->prow = before;
 		meta_rollback(pool->meta);
-		pool_go_readonly(pool, rc == -ENOSPC ? "the metadata file system is full"
-						     : "a metadata commit failed");
 		/* the changes in memory can never be made durable: no later sync
 		 * may report success; and the views are the only record of the
 		 * writes since the last commit, so none may be dropped */
-		pool->sticky_err = rc == -ENOSPC ? -ENOSPC : -EIO;
+		pool_fail(pool, rc == -ENOSPC ? -ENOSPC : -EIO,
+			  rc == -ENOSPC ? "the metadata file system is full"
+					: "a metadata commit failed");
 		for (struct device *d = pool->devices; d; d = d->next)
 			d->pinned = d->vm_loaded;
-		return pool->sticky_err;
+		return pool->fail_err;
 	}
 	pool->nr_commits++;
 	pool->dirty = false;
@@ -1238,7 +1248,7 @@ int pool_commit(struct pool *pool)
 {
 	int rc;
 
-	if (pool->rdonly)
+	if (pool->mode == POOL_MODE_READER)
 		return 0;
 	/* the timer's common case: nothing to do, and no reason to drain I/O */
 	pthread_mutex_lock(&pool->lock);
@@ -1252,7 +1262,7 @@ int pool_commit(struct pool *pool)
 	pool_crash_point(pool, "timer/before_lock");
 	pthread_mutex_lock(&pool->commit_lock);
 	admin_lock(pool);
-	rc = pool->forced_ro ? 0 : pool_commit_locked(pool);
+	rc = pool_mode_writable(pool) ? pool_commit_locked(pool) : 0;
 #ifdef THINFS_TEST_BUG_TIMER_SYNCED
 	/* the old bug, for a negative control: claim durable what a commit that
 	 * found nothing to do never flushed */
@@ -1272,8 +1282,7 @@ static int sync_data(struct pool *pool)
 
 	if (rc) {
 		pthread_mutex_lock(&pool->lock);
-		pool->sticky_err = -EIO;
-		pool_go_readonly(pool, "flushing the data file failed");
+		pool_fail(pool, -EIO, "flushing the data file failed");
 		pthread_mutex_unlock(&pool->lock);
 		return -EIO;
 	}
@@ -1287,11 +1296,11 @@ int pool_sync(struct pool *pool)
 	int rc = 0;
 
 	__atomic_add_fetch(&pool->nr_fsyncs, 1, __ATOMIC_RELAXED);
-	if (pool->rdonly)
+	if (pool->mode == POOL_MODE_READER)
 		return 0;
 	pthread_mutex_lock(&pool->commit_lock);
-	if (pool->sticky_err) {
-		rc = pool->sticky_err;
+	if (pool->mode == POOL_MODE_FAILED) {
+		rc = pool->fail_err;
 		goto out;
 	}
 	/* a flush that started after our writes covered them (synced_seq only
@@ -1299,19 +1308,19 @@ int pool_sync(struct pool *pool)
 	if (__atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE) >= mine && mine)
 		goto out;
 	pthread_mutex_lock(&pool->lock);
-	bool dirty = pool->dirty && !pool->forced_ro;
+	bool dirty = pool->dirty && pool_mode_writable(pool);
 	pthread_mutex_unlock(&pool->lock);
 	if (dirty) {
 		/* only mappings need the I/O drained; a data flush does not */
 		admin_lock(pool);
-		if (pool->dirty && !pool->forced_ro)
+		if (pool->dirty && pool_mode_writable(pool))
 			rc = pool_txn(pool, NULL, NULL);
 		admin_unlock(pool);
 	}
 	/* no mapping changed (in-place writes only), or the pool went
 	 * read-only: flushing the data is what is left to do */
 	if (!rc && __atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE) < mine)
-		rc = pool->sticky_err ? pool->sticky_err : sync_data(pool);
+		rc = pool->mode == POOL_MODE_FAILED ? pool->fail_err : sync_data(pool);
 out:
 	pthread_mutex_unlock(&pool->commit_lock);
 	return rc;
@@ -1323,9 +1332,9 @@ int pool_close(struct pool *pool)
 
 	if (!pool)
 		return 0;
-	if (!pool->rdonly && !pool->crashed) {
+	if (pool->mode != POOL_MODE_READER) {
 		admin_lock(pool);
-		if (!pool->forced_ro) {
+		if (pool_mode_writable(pool)) {
 			rc = pool_commit_locked(pool);
 			/* blocks whose punch failed may hold old data: leave the
 			 * pool unclean, so the next open scrubs them */
@@ -1348,7 +1357,7 @@ int pool_close(struct pool *pool)
 	meta_close(pool->meta);
 	dio_close(pool->dio);
 	if (pool->lock_fd >= 0) {
-		if (!pool->rdonly && ftruncate(pool->lock_fd, 0) < 0)
+		if (pool->mode != POOL_MODE_READER && ftruncate(pool->lock_fd, 0) < 0)
 			rc = rc ? rc : -errno;
 		close(pool->lock_fd);
 	}

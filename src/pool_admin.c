@@ -22,9 +22,9 @@
 
 static int check_writable(struct pool *pool, char *msg, size_t msglen)
 {
-	if (pool->rdonly)
+	if (pool->mode == POOL_MODE_READER)
 		return set_msg(msg, msglen, -EROFS, "pool is open read-only");
-	if (pool->forced_ro)
+	if (!pool_mode_writable(pool))
 		return set_msg(msg, msglen, -EROFS,
 			       "pool is read-only (%s); run thinctl check --repair",
 			       pool->ro_reason[0] ? pool->ro_reason : "needs_check is set");
@@ -425,7 +425,7 @@ static int op_finish_deletes(struct pool *pool, void *arg)
 void pool_finish_deletes(struct pool *pool)
 {
 	admin_lock(pool);
-	if (!pool->rdonly && !pool->forced_ro)
+	if (pool_mode_writable(pool))
 		pool_txn(pool, op_finish_deletes, NULL);
 	pool->devices_pending_delete = false;
 	admin_unlock(pool);
@@ -657,7 +657,7 @@ int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 	if (rc)
 		set_msg(msg, msglen, rc, "cannot grow the pool: %s", strerror(-rc));
 	else
-		pool->out_of_space = false;
+		pool_space_short(pool, false);
 out:
 	admin_unlock(pool);
 	return rc;

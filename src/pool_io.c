@@ -70,11 +70,11 @@ void pool_volume_close(struct volume *vol)
 
 	admin_lock(pool);
 	if (--d->open_count == 0) {
-		if (d->deleted && !pool->rdonly && !pool->forced_ro) {
+		if (d->deleted && pool_mode_writable(pool)) {
 			pool->devices_pending_delete = true;
 		} else if (d->nr_dirty || d->nr_hidden) {
 			/* keep the view until its changes are committed */
-			if (!pool->rdonly && !pool->forced_ro)
+			if (pool_mode_writable(pool))
 				pool_txn(pool, op_release, NULL);
 		}
 		pool_maybe_unload_vmap(d);
@@ -230,7 +230,7 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 		pthread_mutex_unlock(&pool->lock);
 		return 0;
 	}
-	if (pool->forced_ro) {
+	if (!pool_mode_writable(pool)) {
 		pthread_mutex_unlock(&pool->lock);
 		return -EROFS;
 	}
@@ -238,11 +238,11 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 	if (rc) {
 		bool freed_pending = pool->space.nr_freed > 0;
 		if (!freed_pending)
-			pool->out_of_space = true;
+			pool_space_short(pool, true);
 		pthread_mutex_unlock(&pool->lock);
 		return freed_pending ? NEED_COMMIT : -ENOSPC;
 	}
-	pool->out_of_space = false;
+	pool_space_short(pool, false);
 	old = e;
 	vmap_set(&d->vm, vb, vm_make(nb) | VM_OWN | VM_PROV | VM_DIRTY | (e & (VM_ROW | VM_DIRTY)));
 	if (!(old & VM_DIRTY))
@@ -321,7 +321,7 @@ static int provision_run(struct pool *pool, struct device *d, uint64_t vb, uint6
 	if (nr > PROVISION_RUN_MAX)
 		nr = PROVISION_RUN_MAX;
 	pthread_mutex_lock(&pool->lock);
-	if (pool->forced_ro)
+	if (!pool_mode_writable(pool))
 		goto none;
 	while (n < nr && !vm_mapped(e = vmap_get(&d->vm, vb + n)) && !(e & VM_PROV))
 		old[n++] = e;
@@ -344,7 +344,7 @@ static int provision_run(struct pool *pool, struct device *d, uint64_t vb, uint6
 	d->row.mapped += n;
 	d->row_dirty = true;
 	pool->dirty = true;
-	pool->out_of_space = false;
+	pool_space_short(pool, false);
 	pthread_mutex_unlock(&pool->lock);
 
 	rc = dio_write(pool->dio, data, n * bs, first * bs);
@@ -457,9 +457,8 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 
 static int check_write(struct volume *vol)
 {
-	if (vol->pool->rdonly || vol->dev->row.read_only)
-		return -EROFS;
-	if (vol->pool->forced_ro)
+	/* a hint, unlocked: provisioning checks the mode again under the lock */
+	if (!pool_mode_writable(vol->pool) || vol->dev->row.read_only)
 		return -EROFS;
 	return 0;
 }

@@ -28,9 +28,10 @@ int pool_status(struct pool *pool, struct pool_status *st)
 			st->nr_devices++;
 	for (struct set *s = pool->sets; s; s = s->next)
 		st->nr_sets++;
-	st->read_only = pool->rdonly || pool->forced_ro;
-	st->needs_check = pool->prow.needs_check || pool->forced_ro;
-	st->out_of_space = pool->out_of_space || st->used_blocks >= st->nr_data_blocks;
+	st->read_only = !pool_mode_writable(pool);
+	st->needs_check = pool->prow.needs_check || pool->mode >= POOL_MODE_READ_ONLY;
+	st->out_of_space = pool->mode == POOL_MODE_OUT_OF_SPACE ||
+			   st->used_blocks >= st->nr_data_blocks;
 	if (st->needs_check)
 		snprintf(st->mode, sizeof(st->mode), "ro");
 	else if (st->out_of_space)

@@ -639,7 +639,7 @@ int pool_receive(struct pool *pool, const char *name, FILE *in, char *msg, size_
 	rc = pool_name_valid(name, msg, msglen);
 	if (rc)
 		return rc;
-	if (pool->rdonly)
+	if (pool->mode == POOL_MODE_READER)
 		return set_msg(msg, msglen, -EROFS, "pool is open read-only");
 	rc = read_header(&c.rd, &h, msg, msglen);
 	if (rc)

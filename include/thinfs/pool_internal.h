@@ -49,10 +49,11 @@ struct hidden {
 	uint64_t vblock, dblock;
 };
 
+/* A device: every field [L] (pool->lock), changed shape only under [A]. */
 struct device {
 	struct meta_device_row row;
 	struct layer *layer;
-	struct vmap vm;
+	struct vmap vm;  /* entries [L]; a PROV entry belongs to its provisioner */
 	bool vm_loaded;
 	unsigned open_count;
 	bool deleted;   /* gone from the namespace; released on last close */
@@ -73,48 +74,88 @@ struct set {
 /* test hooks: called at named crash points; a non-zero return "crashes" */
 typedef int (*pool_crash_hook)(void *arg, const char *point);
 
+/*
+ * The pool's mode: one field, changed only by the functions named below (all
+ * in pool.c), written under the pool lock (with the io lock held for writing
+ * where a commit is involved).  The data path reads it without the lock as a
+ * fast refusal; every decision that matters is taken again under the lock.
+ *
+ *   pool_open(POOL_OPEN_RDONLY) ............................... -> READER
+ *       a consistent read view: no lock file, no writes, never changes.
+ *   pool_open(read-write) ..................................... -> WRITE,
+ *       or -> READ_ONLY when needs_check is set (in meta.db, or the
+ *       needs_check marker file): reads only; nothing is pending, so a sync
+ *       succeeds.  Left only by pool_mode_repair() (check --repair).
+ *   WRITE -> OUT_OF_SPACE: pool_space_short(true), a write that needs a
+ *       block found none (writes to mapped, unshared blocks go on).
+ *   OUT_OF_SPACE -> WRITE: pool_space_short(false), an allocation
+ *       succeeded, freed blocks were released, or the pool grew.
+ *   WRITE, OUT_OF_SPACE -> FAILED: pool_fail(err, why), exactly when
+ *       the data flush before a commit fails, a metadata commit fails, or
+ *       a change cannot be tracked (out of memory).  What was accepted since
+ *       the last commit can never become durable: every later sync returns
+ *       fail_err, writes and changes -EROFS, reads go on, the views are kept;
+ *       needs_check is persisted over the last durable pool row (or in the
+ *       marker file).  Final for this open.
+ */
+enum pool_mode {
+	POOL_MODE_READER,
+	POOL_MODE_WRITE,
+	POOL_MODE_OUT_OF_SPACE,
+	POOL_MODE_READ_ONLY,
+	POOL_MODE_FAILED,
+};
+
+/*
+ * Locks: [i] immutable after pool_open; [L] pool->lock; [A] admin_lock
+ * (io lock for writing + pool lock); [C] commit_lock; [a] atomic.
+ */
 struct pool {
-	char *dir;
-	char *meta_path;
-	int lock_fd;
-	bool rdonly;      /* opened read-only */
-	bool forced_ro;   /* an error made it read-only */
-	struct meta *meta;
-	struct dio *dio;
-	struct space space;
-	struct meta_pool_row prow;
-	struct layer *layers;
-	struct device *devices;
-	struct set *sets;
-	uint64_t block_size;
-	unsigned block_shift;
+	char *dir;               /* [i] */
+	char *meta_path;         /* [i] */
+	int lock_fd;             /* [i] */
+	enum pool_mode mode;     /* [L] written; read unlocked as a hint */
+	int fail_err;            /* [L] the error every sync returns in FAILED */
+	struct meta *meta;       /* [L] the one connection */
+	struct dio *dio;         /* [i] thread-safe itself */
+	struct space space;      /* [L] */
+	struct meta_pool_row prow; /* [L] the durable row, plus the open transaction's changes */
+	struct layer *layers;    /* [L] */
+	struct device *devices;  /* [L] */
+	struct set *sets;        /* [L] */
+	uint64_t block_size;     /* [i] */
+	unsigned block_shift;    /* [i] */
 
 	pthread_rwlock_t io_lock;
 	pthread_mutex_t lock;
 	pthread_mutex_t commit_lock;
 	pthread_cond_t prov_cv; /* a provisioning finished */
 
-	bool dirty;           /* something to commit */
-	bool out_of_space;
-	uint64_t change_seq;  /* bumped by every completed change */
-	uint64_t synced_seq;  /* changes up to here are durable */
-	int sticky_err;       /* a failed flush: no later sync may succeed */
+	bool dirty;           /* [L] something to commit */
+	uint64_t change_seq;  /* [a] bumped by every completed change */
+	uint64_t synced_seq;  /* [a] changes up to here are durable; moved only by
+			       * pool_txn and sync_data, after a flush that began
+			       * once they had completed */
 
-	/* counters */
+	/* counters: [L], nr_fsyncs and nr_cow [a] */
 	uint64_t nr_commits, nr_fsyncs, nr_punches, nr_cow;
 
-	bool devices_pending_delete; /* deleted-while-open devices found at open */
-	char ro_reason[256];
+	bool devices_pending_delete; /* [L] deleted-while-open devices to finish */
+	char ro_reason[256];         /* [L] why READ_ONLY or FAILED */
 
-	uint64_t *unpunched;   /* freed and durable, but their punch failed */
+	uint64_t *unpunched;   /* [A] freed and durable, but their punch failed */
 	size_t nr_unpunched, cap_unpunched;
-	bool unpunched_lost;   /* some could not even be remembered */
+	bool unpunched_lost;   /* [A] some could not even be remembered */
 
-	pool_crash_hook crash_hook;
+	pool_crash_hook crash_hook; /* tests only */
 	void *crash_arg;
-	bool crashed;
-	int fail_alloc, fail_punch; /* test failures (pool_test_fail) */
+	int fail_alloc, fail_punch; /* test failures (pool_test_fail) [L] */
 };
+
+static inline bool pool_mode_writable(const struct pool *pool)
+{
+	return pool->mode == POOL_MODE_WRITE || pool->mode == POOL_MODE_OUT_OF_SPACE;
+}
 
 #define POOL_NEEDS_CHECK_MARKER "needs_check"
 
@@ -127,7 +168,12 @@ int pool_clear_needs_check_marker(struct pool *pool);
 int pool_scrub_free_blocks(struct pool *pool);
 struct device *pool_find_device(struct pool *pool, const char *name);
 int pool_commit_locked(struct pool *pool);
-void pool_go_readonly(struct pool *pool, const char *why);
+/* WRITE/OUT_OF_SPACE -> FAILED (see enum pool_mode); pool lock held. */
+void pool_fail(struct pool *pool, int err, const char *why);
+/* WRITE <-> OUT_OF_SPACE; nothing in other modes; pool lock held. */
+void pool_space_short(struct pool *pool, bool short_of_space);
+/* READ_ONLY -> WRITE for check --repair's transaction; admin lock held. */
+void pool_mode_repair(struct pool *pool);
 int pool_device_load_vmap(struct pool *pool, struct device *dev);
 void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblock);
 void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t dblock);
