@@ -345,3 +345,17 @@ stop_served() {
 	PID=""
 	return $rc
 }
+
+# pfs_try_serve [WRAPPER...]: pfs_serve, but a daemon that refuses the pool
+# (after a cut under a control it may be damaged) returns 1, not a failure
+pfs_try_serve() {
+	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+		"$@" "$THINFS" "$P" "$M" -f >> "$T/daemon.log" 2>&1 &
+	PID=$!
+	if ! wait_mounted "$M"; then
+		{ wait "$PID"; } 2> /dev/null
+		PID=""
+		return 1
+	fi
+	FUSE_DEV=$(mountpoint -d "$M")
+}
