@@ -30,12 +30,15 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # FAIL (the runner counts a passing control as a failure).  Test builds only.
 CONTROL_BINS := $(BUILD)/tests/control_crash_noflush $(BUILD)/tests/control_ring_resubmit \
 	$(BUILD)/tests/control_timer_race
+# the crash-state enumeration against both commit-protocol bugs
+CONTROL_BINS += $(BUILD)/tests/control_enum_noflush $(BUILD)/tests/control_enum_punch
 ifneq ($(wildcard src/thinfs.c),)
 CONTROL_BINS += $(BUILD)/bug-noflush/thinfs
 endif
 BUG_NOFLUSH_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-noflush/%.o)
 BUG_RING_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-ring/%.o)
 BUG_TIMER_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-timer/%.o)
+BUG_PUNCH_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-punch/%.o)
 TOOL_BINS :=
 ifneq ($(wildcard tools/thinctl.c),)
 TOOL_BINS += $(BUILD)/thinctl
@@ -97,6 +100,13 @@ $(BUILD)/bug-timer/%.o: src/%.c $(wildcard include/thinfs/*.h)
 	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_TIMER_SYNCED -c -o $@ $<
 $(BUILD)/tests/control_timer_race: tests/unit/test_durability.c $(BUG_TIMER_OBJS) | $(BUILD)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_TIMER_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
+$(BUILD)/tests/control_enum_noflush: tests/unit/test_enumerate.c $(BUG_NOFLUSH_OBJS) | $(BUILD)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_NOFLUSH_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
+$(BUILD)/bug-punch/%.o: src/%.c $(wildcard include/thinfs/*.h)
+	@mkdir -p $(BUILD)/bug-punch
+	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_PUNCH_BEFORE_COMMIT -c -o $@ $<
+$(BUILD)/tests/control_enum_punch: tests/unit/test_enumerate.c $(BUG_PUNCH_OBJS) | $(BUILD)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_PUNCH_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit_helpers.h $(LIB) | $(BUILD)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
 
