@@ -56,7 +56,15 @@ files_down() {
 	if grep -q " $T/fs " /proc/self/mounts; then
 		timeout 30 umount "$T/fs" 2> /dev/null || timeout 10 umount -l "$T/fs"
 	fi
-	[ -n "$L" ] && { timeout 10 losetup -d "$L"; L=""; }
+	if [ -n "$L" ]; then
+		timeout 10 losetup -d "$L"
+		# detaching is asynchronous: wait until the device lets go of its file
+		for _ in $(seq 50); do
+			losetup "$L" > /dev/null 2>&1 || break
+			sleep 0.1
+		done
+		L=""
+	fi
 	return 0
 }
 
@@ -254,7 +262,7 @@ files_cut() {
 	sysctl -qw vm.dirty_writeback_centisecs="$OLD_WB"
 	files_down
 	timeout 10 umount "$M" 2> /dev/null || { fuse_abort; timeout 10 umount -l "$M"; }
-	pfs_remount
+	pfs_remount_wait
 	tc check "$P" > "$T/check.log" 2>&1 || { echo "   $what: check: $(head -2 "$T/check.log" | tr '\n' ' ')"; rc=1; }
 	if ! pfs_try_serve; then
 		echo "   $what: the pool does not open after the cut"
