@@ -1319,7 +1319,7 @@ int pool_sync(struct pool *pool)
 	}
 	/* no mapping changed (in-place writes only), or the pool went
 	 * read-only: flushing the data is what is left to do */
-	if (!rc && __atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE) < mine)
+	if (!rc && (__atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE) < mine || !mine))
 		rc = pool->mode == POOL_MODE_FAILED ? pool->fail_err : sync_data(pool);
 out:
 	pthread_mutex_unlock(&pool->commit_lock);
@@ -1340,6 +1340,11 @@ int pool_close(struct pool *pool)
 			 * pool unclean, so the next open scrubs them */
 			if (!rc && (pool->nr_unpunched || pool->unpunched_lost))
 				release_freed(pool);
+			/* clean means "free blocks are holes and every write is
+			 * durable": flush the punches and any in-place writes no
+			 * commit covered before saying so (crash enumeration) */
+			if (!rc && !pool->nr_unpunched && !pool->unpunched_lost)
+				rc = dio_flush(pool->dio);
 			if (!rc && !pool->nr_unpunched && !pool->unpunched_lost) {
 				pool->prow.clean = 1;
 				rc = meta_begin(pool->meta);
