@@ -7,16 +7,17 @@
  * record) written one at a time with O_SYNC (with --direct also O_DIRECT) to
  * FILE, at random 4 KiB-aligned offsets or, with --stride, at START,
  * START+STRIDE, ... (each record into a fresh block).  After each write
- * returns, one line "ack SEQ OFFSET CRC" is appended to ACKLOG with write +
- * fdatasync on the log's own file system, before the next write starts.  So
- * ACKLOG lists exactly what the application was promised.  Each run first
- * appends "run SEQ0" (seqs continue across runs of the same log) and, if it
+ * returns, one line "ack SEQ OFFSET CRC TIME" is appended to ACKLOG with
+ * write + fdatasync on the log's own file system, before the next write
+ * starts: ACKLOG lists exactly what the application was promised, and TIME
+ * (CLOCK_REALTIME, ns) when the write had returned.  Each run first appends
+ * "run SEQ0 TSTART" (seqs continue across runs of the same log) and, if it
  * was not cut short, "end SEQ" at its end.  With --snap-dir DIR --snap-every
  * N it makes a snapshot set every N acks: "setbegin NAME SEQ", mkdir
  * DIR/NAME, "set NAME SEQ" (SEQ: the last acknowledged record before it).
- * A write that fails (the daemon is gone: ENOTCONN, EIO) ends the run with
- * exit 3; that is how a run under a cut ends.  Each ack line also carries the
- * time (CLOCK_REALTIME, ns) at which the write had returned.
+ * The volume failing (the daemon is gone: ENOTCONN, ECONNABORTED, EIO), at
+ * a write or already at the open, ends the run with exit 3; that is how a
+ * run under a cut ends.
  *
  * cut: the power cut itself: the shutdown ioctl without a log flush
  * (XFS_IOC_GOINGDOWN, NOLOGFLUSH; ext4 answers the same ioctl) on DIR's file
@@ -318,18 +319,22 @@ static uint64_t rnd(void)
 
 static int do_write(void)
 {
+	uint64_t t_start = now_ns();
 	int fd = open(g.file, O_RDWR | O_SYNC | O_CLOEXEC | (g.direct ? O_DIRECT : 0));
 	unsigned char *buf;
 	struct stat sb;
 	uint64_t seq0, seq, n = 0, nr_slots;
 
-	if (fd < 0)
-		die("open %s: %s", g.file, strerror(errno));
-	if (!g.size) {
-		if (fstat(fd, &sb) < 0)
-			die("stat %s: %s", g.file, strerror(errno));
-		g.size = (uint64_t)sb.st_size;
+	/* the volume failing before the first write is a run cut short too
+	 * (a kill can land while the open or the stat is in flight) */
+	if (fd < 0 || (!g.size && fstat(fd, &sb) < 0)) {
+		if (!g.quiet)
+			fprintf(stderr, "ackwriter: 0 acked; %s %s: %s\n", fd < 0 ? "open" : "stat",
+				g.file, strerror(errno));
+		return 3;
 	}
+	if (!g.size)
+		g.size = (uint64_t)sb.st_size;
 	nr_slots = g.size / REC;
 	if (!nr_slots)
 		die("%s: smaller than one record", g.file);
@@ -342,7 +347,7 @@ static int do_write(void)
 	/* past every seq that may be on disk, acked or in flight */
 	seq0 = g.max_seq + 2;
 	rng = (g.seed * 0x9e3779b97f4a7c15ull ^ seq0) | 1;
-	log_line("run %" PRIu64 "\n", seq0);
+	log_line("run %" PRIu64 " %" PRIu64 "\n", seq0, t_start);
 	for (seq = seq0; !g.count || n < g.count; seq++, n++) {
 		uint64_t off = g.have_stride ? g.start + n * g.stride : (rnd() % nr_slots) * REC;
 		uint32_t crc;
@@ -360,6 +365,8 @@ static int do_write(void)
 					"ackwriter: %" PRIu64 " acked; seq %" PRIu64
 					" at %" PRIu64 " failed: %s\n",
 					n, seq, off, w < 0 ? strerror(errno) : "short write");
+			free(buf);
+			close(fd);
 			return 3;
 		}
 		log_line("ack %" PRIu64 " %" PRIu64 " %08x %" PRIu64 "\n", seq, off, crc, now_ns());
@@ -373,6 +380,8 @@ static int do_write(void)
 				if (!g.quiet)
 					fprintf(stderr, "ackwriter: %" PRIu64 " acked; set %s: %s\n",
 						n + 1, name, strerror(errno));
+				free(buf);
+				close(fd);
 				return 3;
 			}
 			log_line("set %s %" PRIu64 "\n", name, seq);
