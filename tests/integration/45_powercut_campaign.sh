@@ -100,7 +100,7 @@ reap() {
 	wait "$1"
 }
 
-n_cuts=0 n_kills=0 n_acked=0 n_sets=0 n_inflight=0 n_files=0 n_late=0 late_seen=0
+n_cuts=0 n_kills=0 n_acked=0 n_sets=0 n_inflight=0 n_files=0 n_late=0 late_seen=0 slowest_first=0
 
 # ---- record rounds ----
 
@@ -140,7 +140,7 @@ verify_all() {
 # crash KIND WHAT: a cut (shutdown without log flush + kill -9) or a kill
 # (kill -9 only) while ackwriter writes; then check, restart, verify
 crash() {
-	local kind=$1 what=$2 before after rc=0 t0=$SECONDS
+	local kind=$1 what=$2 before after rc=0 t0=$SECONDS first
 	before=$(grep -c '^ack ' "$T/ack" 2> /dev/null)
 	kill -0 "$PID" 2> /dev/null || { wait "$PID"; fail "$what: the daemon had exited ($?) before the round"; }
 	sysctl -qw vm.dirty_writeback_centisecs=0
@@ -167,6 +167,10 @@ crash() {
 	verify_all "$what"
 	after=$(grep -c '^ack ' "$T/ack")
 	n_acked=$((n_acked + after - before))
+	# how long the restarted daemon took to acknowledge this run's first write
+	first=$(awk '/^run / { r = $3; d = "" } /^ack / && r && d == "" { d = int(($5 - r) / 1e6) }
+		END { print d }' "$T/ack")
+	[ -n "$first" ] && [ "$first" -gt "$slowest_first" ] && slowest_first=$first
 	# (the acks of this run taken once its cut had begun: the whole log's
 	# count less the count before)
 	n_late=$((n_late + ${LATE:-0} - late_seen)) late_seen=${LATE:-0}
@@ -378,6 +382,7 @@ if command -v eatmydata > /dev/null; then
 fi
 say "$n_cuts cuts and $n_kills kills: $n_acked acknowledged records ($n_late of them returned once" \
 	"their cut had begun: in flight; $n_inflight in-flight records found after the crashes)," \
-	"$n_sets set verifications, $n_files fsynced files, all verified"
+	"$n_sets set verifications, $n_files fsynced files, all verified; the slowest first ack of a" \
+	"round took $slowest_first ms"
 echo "counts: cuts=$n_cuts kills=$n_kills"
 echo "PASS $TEST_NAME"
