@@ -20,7 +20,7 @@
 #include <pthread.h>
 
 #include "unit_helpers.h"
-#include "thinfs/dataio.h"
+#include "engine/dataio.h"
 #include "thinfs/pool_test.h"
 
 #define BS (64u * 1024)

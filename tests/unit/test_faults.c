@@ -8,6 +8,7 @@
  * check --repair; nothing acknowledged before the fault is lost.
  */
 #include "unit_helpers.h"
+#include "engine/dataio.h"
 #include "thinfs/pool_test.h"
 
 #define BS 4096u

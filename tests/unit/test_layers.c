@@ -9,10 +9,10 @@
 #include <sqlite3.h>
 
 #include "unit_helpers.h"
-#include "thinfs/dataio.h"
-#include "thinfs/meta.h"
-#include "thinfs/space.h"
-#include "thinfs/vmap.h"
+#include "engine/dataio.h"
+#include "engine/meta.h"
+#include "engine/space.h"
+#include "engine/vmap.h"
 
 static char tmpdir[64];
 

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include "unit_helpers.h"
+#include "engine/dataio.h"
 #include "thinfs/pool_test.h"
 
 #define BS 4096u

@@ -16,7 +16,7 @@
 #include <pthread.h>
 
 #include "unit_helpers.h"
-#include "thinfs/dataio.h"
+#include "engine/dataio.h"
 
 #define FILE_SIZE (8u << 20)
 #define REGION (FILE_SIZE / 2)

@@ -34,8 +34,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "thinfs/dataio.h"
-#include "thinfs/util.h"
+#include "dataio.h"
+#include "util.h"
 
 #define RING_ENTRIES 64
 #define COPY_CHUNK (1u << 20)

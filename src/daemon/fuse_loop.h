@@ -7,7 +7,7 @@
 
 #include <signal.h>
 
-#include "thinfs/fuse_ops.h"
+#include "fuse_ops.h"
 
 /* Block the stop signals (SIGTERM, SIGHUP and SIGINT unless ignored) in the
  * calling thread, and so in every thread it starts afterwards; ignore

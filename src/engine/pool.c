@@ -30,9 +30,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "thinfs/pool_internal.h"
+#include "pool_internal.h"
 #include "thinfs/pool_test.h"
-#include "thinfs/util.h"
+#include "util.h"
 
 
 /* ---- paths and checks ---- */

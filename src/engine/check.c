@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/pool_internal.h"
-#include "thinfs/util.h"
+#include "pool_internal.h"
+#include "util.h"
 
 struct checker {
 	struct pool *pool;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/vmap.h"
+#include "vmap.h"
 
 #define PAGE_SHIFT 12
 #define PAGE_ENTRIES (1ull << PAGE_SHIFT)

@@ -41,8 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/interop_internal.h"
-#include "thinfs/util.h"
+#include "interop_internal.h"
+#include "engine/util.h"
 
 #define SEND_MAGIC "THINFSND"
 #define SEND_VERSION 1u

@@ -20,9 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "thinfs/pool_internal.h"
+#include "pool_internal.h"
 #include "thinfs/pool_test.h"
-#include "thinfs/util.h"
+#include "util.h"
 
 struct volume {
 	struct pool *pool;

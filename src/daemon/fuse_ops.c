@@ -51,7 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "thinfs/fuse_ops.h"
+#include "fuse_ops.h"
 
 #define SNAPDIR_NAME ".snapshots"
 #define SNAPDIR_INO 2

@@ -25,8 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "thinfs/meta.h"
-#include "thinfs/util.h"
+#include "meta.h"
+#include "util.h"
 
 enum stmt_id {
 	S_BEGIN,

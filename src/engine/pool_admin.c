@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/pool_internal.h"
-#include "thinfs/util.h"
+#include "pool_internal.h"
+#include "util.h"
 
 #define MAX_DEVICE_SIZE ((uint64_t)INT64_MAX)
 

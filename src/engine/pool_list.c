@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/pool_internal.h"
+#include "pool_internal.h"
 
 int pool_status(struct pool *pool, struct pool_status *st)
 {

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "thinfs/pool.h"
-#include "thinfs/util.h"
+#include "util.h"
 
 int64_t util_now(void)
 {

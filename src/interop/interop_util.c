@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/interop_internal.h"
+#include "interop_internal.h"
 
 struct lrow {
 	uint64_t vblock, dblock, time;

@@ -25,7 +25,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "thinfs/fuse_loop.h"
+#include "fuse_loop.h"
 
 /* What precedes a WRITE's data in a request: fuse_in_header, fuse_write_in
  * (<linux/fuse.h>, protocol 7.9 and later). */

@@ -38,8 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/interop_internal.h"
-#include "thinfs/util.h"
+#include "interop_internal.h"
+#include "engine/util.h"
 
 struct knode {
 	struct layer *l;

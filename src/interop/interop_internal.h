@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "thinfs/interop.h"
-#include "thinfs/pool_internal.h"
+#include "engine/pool_internal.h"
 
 /* One mapping of a device's view. */
 struct tmap {

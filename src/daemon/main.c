@@ -36,8 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "thinfs/fuse_loop.h"
-#include "thinfs/fuse_ops.h"
+#include "fuse_loop.h"
+#include "fuse_ops.h"
 #include "thinfs/pool.h"
 
 #ifndef THINFS_VERSION

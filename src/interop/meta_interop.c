@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/interop_internal.h"
-#include "thinfs/meta.h"
+#include "interop_internal.h"
+#include "engine/meta.h"
 
 struct meta_ix {
 	sqlite3 *db;

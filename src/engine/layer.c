@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/pool_internal.h"
+#include "pool_internal.h"
 
 struct layer *layer_new(struct pool *pool, uint64_t id, struct layer *parent)
 {

@@ -20,11 +20,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "thinfs/dataio.h"
-#include "thinfs/meta.h"
+#include "dataio.h"
+#include "meta.h"
 #include "thinfs/pool.h"
-#include "thinfs/space.h"
-#include "thinfs/vmap.h"
+#include "space.h"
+#include "vmap.h"
 
 #define DELETED_SET ".deleted" /* devices deleted while open, until last close */
 

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thinfs/meta.h"
-#include "thinfs/space.h"
+#include "meta.h"
+#include "space.h"
 
 #define WORD_BITS 64
 #define CHUNK_BYTES (META_SPACE_CHUNK_BITS / 8)

@@ -48,9 +48,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "thinfs/interop_internal.h"
+#include "interop_internal.h"
 #include "thinfs/pool_test.h"
-#include "thinfs/util.h"
+#include "engine/util.h"
 
 #define MAX_VBLOCK (1ull << 52)
 #define MAX_DEVICE_SIZE ((uint64_t)INT64_MAX)

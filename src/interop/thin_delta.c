@@ -21,8 +21,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "thinfs/interop_internal.h"
-#include "thinfs/util.h"
+#include "interop_internal.h"
+#include "engine/util.h"
 
 static const char *const kind_name[] = {"same", "different", "left_only", "right_only"};
 
