@@ -63,16 +63,6 @@ static struct device *new_device(struct pool *pool)
 	return d;
 }
 
-static void unlink_device(struct pool *pool, struct device *dev)
-{
-	for (struct device **pp = &pool->devices; *pp; pp = &(*pp)->next) {
-		if (*pp == dev) {
-			*pp = dev->next;
-			return;
-		}
-	}
-}
-
 /* ---- create ---- */
 
 struct create_args {
@@ -291,37 +281,6 @@ int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msgl
 
 /* ---- delete ---- */
 
-static int free_row(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
-{
-	struct pool *pool = arg;
-
-	if (dblock != META_TOMBSTONE)
-		space_free(&pool->space, dblock);
-	return 0;
-}
-
-/* Release a device that nobody has open: its own rows, then its leaf. */
-static int delete_device(struct pool *pool, struct device *d)
-{
-	struct layer *l = d->layer;
-	int rc = meta_map_foreach(pool->meta, l->id, 0, free_row, pool);
-
-	if (!rc)
-		rc = meta_map_delete_from(pool->meta, l->id, 0);
-	if (!rc)
-		rc = meta_device_delete(pool->meta, d->row.id);
-	if (rc)
-		return rc;
-	l->dev = NULL;
-	l->nr_rows = 0;
-	unlink_device(pool, d);
-	pool_free_device(d);
-	rc = layer_remove_leaf(pool, l);
-	if (!rc)
-		rc = pool_reload_vmaps(pool);
-	return rc;
-}
-
 /* Hide an open device until its last close. */
 static int defer_delete(struct pool *pool, struct device *d)
 {
@@ -334,7 +293,7 @@ static int defer_delete(struct pool *pool, struct device *d)
 
 static int remove_device(struct pool *pool, struct device *d)
 {
-	return d->open_count ? defer_delete(pool, d) : delete_device(pool, d);
+	return d->open_count ? defer_delete(pool, d) : pool_release_device(pool, d);
 }
 
 static int op_delete(struct pool *pool, void *arg)
@@ -402,33 +361,6 @@ int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen
 				msglen);
 	admin_unlock(pool);
 	return rc;
-}
-
-static int op_finish_deletes(struct pool *pool, void *arg)
-{
-	bool again = true;
-	int rc = 0;
-
-	while (again && !rc) {
-		again = false;
-		for (struct device *d = pool->devices; d; d = d->next) {
-			if (d->deleted && !d->open_count) {
-				rc = delete_device(pool, d);
-				again = true;
-				break;
-			}
-		}
-	}
-	return rc;
-}
-
-void pool_finish_deletes(struct pool *pool)
-{
-	admin_lock(pool);
-	if (pool_mode_writable(pool))
-		pool_txn(pool, op_finish_deletes, NULL);
-	pool->devices_pending_delete = false;
-	admin_unlock(pool);
 }
 
 /* ---- rename ---- */

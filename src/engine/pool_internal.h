@@ -159,6 +159,13 @@ static inline bool pool_mode_writable(const struct pool *pool)
 
 #define POOL_NEEDS_CHECK_MARKER "needs_check"
 
+/* pool_format.c: the pool directory is private (not group/other writable) */
+int pool_check_dir_private(const char *dir, char *msg, size_t msglen);
+/* pool_mode.c: is the needs_check marker file there? */
+bool needs_check_marked(struct pool *pool);
+/* pool_txn.c: after a durable commit, punch the freed blocks and reuse them */
+void pool_release_freed(struct pool *pool);
+
 /* pool.c */
 bool pool_test_alloc_fails(struct pool *pool);
 bool pool_test_punch_fails(struct pool *pool);
@@ -178,6 +185,10 @@ int pool_device_load_vmap(struct pool *pool, struct device *dev);
 void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblock);
 void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t dblock);
 int pool_crash_point(struct pool *pool, const char *point);
+/* pool_release.c: release a device nobody has open, inside a transaction */
+int pool_release_device(struct pool *pool, struct device *d);
+/* pool_release.c: finish the deletes that waited for a last close (takes the
+ * admin lock itself) */
 void pool_finish_deletes(struct pool *pool);
 /* Unmap one whole block of dev (lock held): frees an own block (released after
  * the commit), hides an ancestor's. */

@@ -112,26 +112,6 @@ int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 	return n;
 }
 
-void pool_device_fill_info(const struct device *d, struct pool_device_info *info)
-{
-	memset(info, 0, sizeof(*info));
-	info->id = d->row.id;
-	/* a device deleted while open is in no set: it is only hidden */
-	snprintf(info->set, sizeof(info->set), "%s", d->deleted ? "" : d->row.set);
-	snprintf(info->name, sizeof(info->name), "%s", d->row.name);
-	info->size = d->row.size;
-	info->origin_id = d->row.origin;
-	info->creation_time = d->row.creation_time;
-	info->snap_time = d->row.snap_time;
-	info->ctime_sec = d->row.ctime;
-	info->mtime_sec = d->row.mtime;
-	info->read_only = d->row.read_only;
-	info->uid = d->row.uid;
-	info->gid = d->row.gid;
-	info->mode = d->row.mode;
-	info->mapped_blocks = d->row.mapped;
-}
-
 int pool_device_info(struct pool *pool, const char *dev, struct pool_device_info *info)
 {
 	struct device *d;

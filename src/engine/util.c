@@ -108,3 +108,12 @@ int pool_parse_size(const char *s, uint64_t *bytes)
 	*bytes = v * mult;
 	return 0;
 }
+
+char *util_path_join(const char *dir, const char *name)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}

@@ -46,4 +46,7 @@ static inline uint64_t div_round_up(uint64_t a, uint64_t b)
 	return (a + b - 1) / b;
 }
 
+/* dir + "/" + name, malloc()ed; NULL when out of memory. */
+char *util_path_join(const char *dir, const char *name);
+
 #endif
