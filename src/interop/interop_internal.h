@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * interop_internal.h - what the interop sources (thin_dump.c, thin_restore.c,
+ * interop_internal.h - what the interop sources (thin_dump.c, restore*.c,
  * thin_delta.c, send_receive.c) share: a device's view with mapping times,
  * a consistent read lock, CRC32C, and meta_interop.c's SQL.  Not for the
  * front ends.

@@ -160,7 +160,7 @@ static size_t utf8_len(const unsigned char *s)
 
 /*
  * Inside a comment nothing is an entity, and "--" may not appear: so names
- * get an escaping of our own, undone by thin_restore.c: & < > " as the usual
+ * get an escaping of our own, undone by restore_parse.c: & < > " as the usual
  * entities, a '-' after a '-' as &#45;, and every byte that is not part of a
  * character XML allows (controls, invalid UTF-8) as &#xHH; (one byte each).
  */

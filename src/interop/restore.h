@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * restore.h - pool_restore's shared state, private to its four files:
- * restore.c (the driver), restore_util.c (helpers), restore_parse.c (the XML and the
- * thinfs comments), restore_tree.c (devices, sharing sets, the layer tree,
- * hiding) and restore_write.c (the new pool on disk).
- * * thin_restore.c - a new pool from thin_dump XML (thin_dump.c's output, or
+ * restore.h - pool_restore's shared state, private to its five files:
+ * restore.c (the driver), restore_util.c (helpers), restore_parse.c (the XML
+ * and the thinfs comments), restore_tree.c (devices, sharing sets, the layer
+ * tree, hiding) and restore_write.c (the new pool on disk).
+ *
+ * Restore makes a new pool from thin_dump XML (thin_dump.c's output, or
  * thin-provisioning-tools' own, with <def>/<ref> shared runs).
  *
  * dm-thin describes each device's view; thinfs stores views as a tree of
@@ -36,10 +37,11 @@
  *     the sharing cannot be represented: refused); where it maps nothing, its
  *     leaf gets a tombstone.  For a thinfs dump's own tree this always holds.
  *  5. Write: pool_format (or, to adopt a data image, our own meta_create,
- *     since format empties the data), then one metadata transaction with the
- *     layers, rows, devices, sets, space map and pool row; device ids are set
- *     to dm-thin's (meta_interop.c); then pool_check must find nothing; an
- *     adopted image gets its unmapped blocks punched.
+ *     since format empties the data), a needs_check marker while the
+ *     metadata is written, then one metadata transaction with the layers,
+ *     rows, devices (with dm-thin's ids), sets, space map and an unclean pool
+ *     row; then pool_check must find nothing; an adopted image gets its
+ *     unmapped blocks punched, and only then is the pool marked clean.
  * Any error removes what this call created (never an adopted image).
  */#ifndef THINFS_RESTORE_H
 #define THINFS_RESTORE_H

@@ -18,7 +18,7 @@
  * by vblock; a device's transaction is the pool's (thinfs has none per device).
  *
  * What dm-thin has no field for goes in comments that the tools skip and
- * thin_restore.c reads:
+ * restore_parse.c reads:
  *   <!-- thinfs dump version="1" -->
  *   <!-- thinfs set name="" ctime="" -->                 one per snapshot set
  *   <!-- thinfs layer id="" parent="" -->                the layer tree
