@@ -3,7 +3,7 @@
  * fuse_ops.h - the FUSE front end: a mounted pool as a directory of sparse
  * files (DESIGN.md 1.3), on libfuse3's low-level API.
  *
- * The daemon (src/thinfs.c) opens the pool, makes the per-mount state with
+ * The daemon (main.c) opens the pool, makes the per-mount state with
  * fsops_new(), hands fsops_ll_ops and that state to fuse_session_new(), runs
  * the session loop, then frees the state with fsops_free() before it closes
  * the pool.  The FUSE layer holds no pool logic and speaks no SQL: every
