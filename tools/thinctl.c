@@ -47,7 +47,8 @@ static int fail(const struct cmd *cmd, const char *fmt, ...)
 
 	fprintf(stderr, "%s: %s: ", prog, cmd->name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	/* clang 14's valist checker misreads this (a false positive) */
+	vfprintf(stderr, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	va_end(ap);
 	fputc('\n', stderr);
 	return 1;
@@ -602,7 +603,7 @@ struct progress {
 static void *progress_loop(void *arg)
 {
 	struct progress *p = arg;
-	struct timespec ts = { 0, 250 * 1000 * 1000 };
+	struct timespec ts = { 0, 250000000L };
 	bool shown = false;
 
 	for (int tick = 0; !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); tick++) {

@@ -34,7 +34,7 @@
 /* At least libfuse's se->bufsize: 256 pages plus a 4 KiB header in 3.14 and
  * 3.15.  Later versions size it from fs.fuse.max_pages_limit, so there the
  * buffers are left to libfuse (correct, with the bounce copy). */
-#define RECV_BUFSIZE ((256u + 1) * PAGE)
+#define RECV_BUFSIZE (((size_t)256 + 1) * PAGE)
 
 struct worker {
 	pthread_t thread;

@@ -132,10 +132,8 @@ static int check_reused_data(const char *path, bool force, char *msg, size_t msg
 		return set_msg(msg, msglen, -EINVAL,
 			       "data path %s is an SQLite database (a pool's metadata?); refusing", path);
 	}
-	if (S_ISBLK(sb.st_mode))
-		has_data = true;
-	else if (lseek(fd, 0, SEEK_DATA) >= 0)
-		has_data = true;
+	/* a block device, or a file with any data extent */
+	has_data = S_ISBLK(sb.st_mode) || lseek(fd, 0, SEEK_DATA) >= 0;
 	bool foreign = fgetxattr(fd, META_UUID_XATTR, uuid, sizeof(uuid)) > 0;
 	close(fd);
 	if ((has_data || foreign) && !force)

@@ -335,7 +335,8 @@ static int provision_run(struct pool *pool, struct device *d, uint64_t vb, uint6
 	got = space_alloc_run(&pool->space, goal, n, &first);
 	if (got < 0)
 		goto none; /* write_block tells ENOSPC from blocks awaiting a commit */
-	n = (uint64_t)got;
+	if ((uint64_t)got < n)
+		n = (uint64_t)got; /* a run may come out shorter, never longer */
 	for (uint64_t i = 0; i < n; i++) {
 		vmap_set(&d->vm, vb + i, vm_make(first + i) | VM_OWN | VM_PROV | VM_DIRTY | old[i]);
 		if (!(old[i] & VM_DIRTY))
