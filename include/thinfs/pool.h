@@ -37,6 +37,10 @@ struct pool_format_opts {
 	uint64_t data_size;    /* bytes; 0 = size of an existing --data, else error */
 	const char *data_path; /* NULL = POOL/data */
 	bool force;            /* overwrite an existing pool */
+	const char *uuid;      /* the pool's uuid (restore keeps a dump's); NULL: new */
+	bool keep_data;        /* adopt data_path as it is (restore --data): its
+				* content is kept, never punched (the caller's
+				* metadata says which blocks are in use) */
 };
 
 /* Create a pool in `dir` (created if missing).  Durable on return. */

@@ -237,8 +237,14 @@ int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg,
 		data_exists = true;
 	}
 	/* every check before anything is removed: a refused format changes nothing */
+	if (opts->keep_data && (!data_exists || default_data)) {
+		rc = set_msg(msg, msglen, -ENOENT, "data %s does not exist (nothing to adopt)",
+			     data_path);
+		goto out;
+	}
 	if (data_exists && !(opts->force && default_data)) {
-		rc = check_reused_data(data_path, opts->force, msg, msglen);
+		/* an adopted image holds data by definition: only a database is refused */
+		rc = check_reused_data(data_path, opts->force || opts->keep_data, msg, msglen);
 		if (rc)
 			goto out;
 	}
@@ -270,8 +276,9 @@ int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg,
 			data_size = cur;
 		if (!rc && data_size > cur)
 			rc = dio_is_blockdev(d) ? -ENOSPC : dio_grow(d, data_size);
-		/* a reused data file starts empty: no old data may show through */
-		if (!rc)
+		/* a reused data file starts empty: no old data may show through
+		 * (an adopted one keeps it: its first open punches what is free) */
+		if (!rc && !opts->keep_data)
 			rc = dio_punch(d, 0, data_size);
 		if (!rc)
 			rc = dio_flush(d);
@@ -301,7 +308,10 @@ int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg,
 			goto out;
 		data_created = true;
 	}
-	util_uuid(row.uuid);
+	if (opts->uuid && *opts->uuid && strlen(opts->uuid) < sizeof(row.uuid))
+		snprintf(row.uuid, sizeof(row.uuid), "%s", opts->uuid);
+	else
+		util_uuid(row.uuid);
 	if (stat(data_path, &sb) == 0 && S_ISREG(sb.st_mode))
 		setxattr(data_path, META_UUID_XATTR, row.uuid, strlen(row.uuid), 0);
 	row.block_size = bs;

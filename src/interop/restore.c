@@ -77,8 +77,6 @@ int pool_restore(const char *dir, FILE *in, const char *data_path, char *msg, si
 		rc = rs_restore_point("restore/before_finish");
 	if (!rc)
 		rc = rs_finish_pool(&r, &mk);
-	if (!rc)
-		rc = rs_seal_pool(&r, &mk);
 	if (rc) {
 		rs_remove_made(&mk);
 		if (!r.err)

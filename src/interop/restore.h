@@ -194,7 +194,6 @@ int rs_restore_point(const char *point);
 int rs_restore_marker(struct made *mk, bool on);
 int rs_write_meta(struct restore *r, struct made *mk);
 int rs_finish_pool(struct restore *r, struct made *mk);
-int rs_seal_pool(struct restore *r, struct made *mk);
 void rs_remove_made(struct made *mk);
 
 #endif

@@ -56,6 +56,11 @@ void rs_remove_made(struct made *mk)
 /* Create the pool's files (empty metadata): format, or adopt an image. */
 int rs_make_pool(struct restore *r, const char *dir, const char *adopt, struct made *mk)
 {
+	struct pool_format_opts o = { .block_size = r->block_size,
+				      .data_size = r->nr_data_blocks * r->block_size,
+				      .data_path = adopt,
+				      .uuid = r->uuid[0] ? r->uuid : NULL,
+				      .keep_data = adopt != NULL };
 	struct stat sb;
 	int rc;
 
@@ -67,67 +72,19 @@ int rs_make_pool(struct restore *r, const char *dir, const char *adopt, struct m
 	if (lstat(mk->meta_path, &sb) == 0)
 		return rs_fail(r, -EEXIST, "%s already holds a pool (restore makes a new one)", dir);
 	mk->dir_created = stat(dir, &sb) < 0;
-	if (!adopt) {
-		struct pool_format_opts o = {.block_size = r->block_size,
-					     .data_size = r->nr_data_blocks * r->block_size};
-		if (lstat(mk->data_path, &sb) == 0)
-			return rs_fail(r, -EEXIST,
-				    "%s exists (to keep a data image, restore with --data)",
-				    mk->data_path);
-		rc = pool_format(dir, &o, r->msg, r->msglen);
-		if (rc) {
-			r->err = rc;
-			return rc;
-		}
-		mk->pool_made = mk->data_created = true;
-		return 0;
-	}
-	/* adopt: the image keeps its content, so no pool_format (it empties it) */
-	char real[PATH_MAX], meta_real[PATH_MAX];
-	struct dio *d;
-	uint64_t size, need = r->nr_data_blocks * r->block_size;
-	if (stat(adopt, &sb) < 0)
-		return rs_fail(r, -errno, "data %s: %s", adopt, strerror(errno));
-	if (!S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode))
-		return rs_fail(r, -EINVAL, "data %s is not a regular file or block device", adopt);
-	if (!realpath(adopt, real))
-		return rs_fail(r, -errno, "data %s: %s", adopt, strerror(errno));
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return rs_fail(r, -errno, "cannot create %s: %s", dir, strerror(errno));
-	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode))
-		return rs_fail(r, -ENOTDIR, "%s is not a directory", dir);
-	if (sb.st_mode & (S_IWGRP | S_IWOTH))
-		return rs_fail(r, -EPERM, "%s is writable by group or others; refusing (chmod go-w)",
-			    dir);
-	if (realpath(dir, meta_real)) {
-		char mdb[PATH_MAX + 16];
-		snprintf(mdb, sizeof(mdb), "%s/meta.db", meta_real);
-		if (!strncmp(real, mdb, strlen(mdb)))
-			return rs_fail(r, -EINVAL, "data path %s is the metadata database", adopt);
-	}
-	rc = dio_open(adopt, false, &d, r->msg, r->msglen);
-	if (rc) {
-		r->err = rc;
-		return rc;
-	}
-	rc = dio_size(d, &size);
-	if (!rc && size < need)
-		rc = dio_is_blockdev(d) ? -ENOSPC : dio_grow(d, need);
-	dio_close(d);
-	if (rc)
-		return rs_fail(r, rc, "data %s holds %llu bytes, %llu needed: %s", adopt,
-			    (unsigned long long)size, (unsigned long long)need,
-			    rc == -ENOSPC ? "too small" : strerror(-rc));
-	struct meta_pool_row row = {
-	    .block_size = r->block_size, .nr_data_blocks = r->nr_data_blocks, .created = r->now};
-	util_uuid(row.uuid);
-	snprintf(row.data_path, sizeof(row.data_path), "%s", real);
-	rc = meta_create(mk->meta_path, &row, r->msg, r->msglen);
+	if (!adopt && lstat(mk->data_path, &sb) == 0)
+		return rs_fail(r, -EEXIST, "%s exists (to keep a data image, restore with --data)",
+			       mk->data_path);
+	/* the same checks and steps as thinctl format; an adopted image keeps
+	 * its content (the first open after the metadata punches its free
+	 * blocks) */
+	rc = pool_format(dir, &o, r->msg, r->msglen);
 	if (rc) {
 		r->err = rc;
 		return rc;
 	}
 	mk->pool_made = true;
+	mk->data_created = !adopt;
 	mk->adopted = adopt;
 	return 0;
 }
@@ -336,57 +293,16 @@ int rs_finish_pool(struct restore *r, struct made *mk)
 		rc = rs_fail(r, -EUCLEAN, "the restored pool fails its check: %s", report);
 	}
 	free(report);
-	if (rc || !mk->adopted)
+	if (rc)
 		return rc;
-	/* free blocks of an adopted image read zeros from now on */
-	struct dio *d = NULL;
+	/* the last step, as after any unclean stop: the first read-write open
+	 * punches every data extent in a free block (an adopted image's old
+	 * data), and the close marks the pool clean */
 	struct pool *pool;
-	rc = pool_open(mk->dir_path, POOL_OPEN_RDONLY, NULL, &pool, r->msg, r->msglen);
+	rc = pool_open(mk->dir_path, 0, "thinctl restore", &pool, r->msg, r->msglen);
 	if (rc)
 		return r->err = rc;
-	rc = dio_open(data, false, &d, r->msg, r->msglen);
-	for (uint64_t b = 0; !rc && b < r->nr_data_blocks;) {
-		if (space_is_used(&pool->space, b)) {
-			b++;
-			continue;
-		}
-		uint64_t e = b + 1;
-		while (e < r->nr_data_blocks && !space_is_used(&pool->space, e))
-			e++;
-		rc = dio_punch(d, b * r->block_size, (e - b) * r->block_size);
-		b = e;
-	}
-	if (d) {
-		if (!rc)
-			rc = dio_flush(d);
-		dio_close(d);
-	}
-	pool_close(pool);
-	if (rc)
-		return rs_fail(r, rc, "cannot punch the free blocks of %s: %s", data, strerror(-rc));
-	return 0;
-}
-
-/* The last step: the pool is complete and its free blocks read zeros. */
-int rs_seal_pool(struct restore *r, struct made *mk)
-{
-	struct meta *m = NULL;
-	struct meta_pool_row prow;
-	int rc = meta_open(mk->meta_path, false, &m, r->msg, r->msglen);
-
-	if (!rc)
-		rc = meta_begin(m);
-	if (!rc)
-		rc = meta_pool_get(m, &prow);
-	if (!rc) {
-		prow.clean = 1;
-		rc = meta_pool_put(m, &prow);
-	}
-	if (!rc)
-		rc = meta_commit(m);
-	if (rc && m)
-		meta_rollback(m);
-	meta_close(m);
+	rc = pool_close(pool);
 	if (rc)
 		return rs_fail(r, rc, "cannot finish the pool: %s", strerror(-rc));
 	return 0;
