@@ -37,6 +37,8 @@ if [ "$TIER" = all ] || [ "$TIER" = unit ]; then
 	done
 	# the library's files call each other without cycles
 	run_one layout/deps sh "$TOP/tests/check-deps.sh" "$BUILD"
+	# every document, scenario and invariant the code cites exists
+	run_one docs/refs sh "$TOP/tests/check-doc-refs.sh"
 	# negative controls: the test must fail against the broken build
 	for t in "$BUILD"/tests/control_*; do
 		[ -x "$t" ] || continue

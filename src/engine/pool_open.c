@@ -387,6 +387,11 @@ int pool_close(struct pool *pool)
 			 * pool unclean, so the next open scrubs them */
 			if (!rc && (pool->nr_unpunched || pool->unpunched_lost))
 				pool_release_freed(pool);
+			/* clean means "free blocks are holes and every write is
+			 * durable": flush the punches and any in-place writes no
+			 * commit covered before saying so (crash enumeration) */
+			if (!rc && !pool->nr_unpunched && !pool->unpunched_lost)
+				rc = dio_flush(pool->dio);
 			if (!rc && !pool->nr_unpunched && !pool->unpunched_lost) {
 				pool->prow.clean = 1;
 				rc = meta_begin(pool->meta);

@@ -374,7 +374,7 @@ int pool_sync(struct pool *pool)
 	}
 	/* no mapping changed (in-place writes only), or the pool went
 	 * read-only: flushing the data is what is left to do */
-	if (!rc && __atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE) < mine)
+	if (!rc && (__atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE) < mine || !mine))
 		rc = pool->mode == POOL_MODE_FAILED ? pool->fail_err : sync_data(pool);
 out:
 	pthread_mutex_unlock(&pool->commit_lock);

@@ -333,7 +333,22 @@ pfs_cut_now() {
 		wait "$PID"
 	} 2> /dev/null
 	PID=""
-	pfs_remount
+	pfs_remount_wait
+}
+
+# pfs_remount_wait: pfs_remount, but wait up to 10 s while the file system is
+# busy: a killed daemon's io_uring rings are torn down by a kernel worker
+# after the process is gone, and they hold the data file until then
+pfs_remount_wait() {
+	local i
+	for i in $(seq 100); do
+		timeout 30 umount "$PFS" 2> /dev/null && break
+		grep -q " $PFS " /proc/self/mounts || break
+		[ "$i" = 1 ] && echo "   ($PFS busy after the daemon exited: waiting)" >&2
+		sleep 0.1
+	done
+	grep -q " $PFS " /proc/self/mounts && fail "$PFS stays busy after the daemon exited"
+	mount "$PL" "$PFS" || fail "remount of the pool's file system"
 }
 
 # stop_served: unmount $M and wait for a daemon started by pfs_serve; returns
