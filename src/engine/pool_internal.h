@@ -26,7 +26,8 @@
 #include "space.h"
 #include "vmap.h"
 
-#define DELETED_SET ".deleted" /* devices deleted while open, until last close */
+#include "engine/pool_view.h" /* DELETED_SET, POOL_MAX_DATA_BLOCKS */
+_Static_assert(POOL_MAX_DATA_BLOCKS == VM_DMASK - 1, "view entries address every data block");
 
 struct device;
 

@@ -13,12 +13,10 @@
 #include <stdint.h>
 
 #include "thinfs/interop.h"
-#include "engine/pool_internal.h"
+#include "engine/pool_view.h"
 
 /* One mapping of a device's view. */
-struct tmap {
-	uint64_t vblock, dblock, time;
-};
+#define tmap pool_view_mapping
 
 /* A device's view: its mappings sorted by vblock. */
 struct tview {
@@ -26,18 +24,22 @@ struct tview {
 	size_t n;
 };
 
+/* A device as interop sees it: its committed row. */
+struct idev {
+	struct meta_device_row row;
+};
+
 /* interop_util.c */
-/* Resolve the committed view of device d, with times (pool lock held). */
-int interop_view(struct pool *pool, struct device *d, struct tview *v);
+/* Resolve the committed view of device d, with times (inside interop_lock). */
+int interop_view(struct pool *pool, const struct idev *d, struct tview *v);
 void tview_free(struct tview *v);
 /* The mapping of vblock in v, or NULL (binary search). */
 const struct tmap *tview_find(const struct tview *v, uint64_t vblock);
-/* A consistent view of the metadata: a read-write pool commits first (so the
- * database holds every completed change), then the pool lock is taken. */
+/* A consistent view of the metadata (pool_view_begin/end). */
 void interop_lock(struct pool *pool);
 void interop_unlock(struct pool *pool);
-/* A live (not deleted) device by name, with the pool lock held. */
-struct device *interop_find_device(struct pool *pool, const char *name);
+/* A live (not deleted) device by name, inside interop_lock: 0 or -ENOENT. */
+int interop_find_device(struct pool *pool, const char *name, struct idev *out);
 /* Escape s for the inside of an XML comment's quoted value (see thin_dump.c). */
 void interop_put_escaped(FILE *out, const char *s);
 

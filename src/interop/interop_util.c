@@ -4,87 +4,23 @@
  * device's view with mapping times, the consistent read lock, the escaping of
  * names inside XML comments, and CRC32C.
  *
- * A view is resolved like layer_resolve() does it, but keeps each row's time:
- * the rows of the device's leaf and of every ancestor are gathered with their
- * distance from the leaf, sorted by (vblock, distance), and the nearest row of
- * each vblock wins; a winning tombstone means "unmapped".
+ * The views come from the engine's committed read (engine/pool_view.h):
+ * interop sees rows, never struct pool.
  *
- * Locking: interop_view() and interop_find_device() need the pool lock, which
- * interop_lock() takes after committing a read-write pool, so the database
- * (what the views read) holds every change completed before the call.
+ * Locking: interop_view() and interop_find_device() run inside
+ * interop_lock(), which commits a read-write pool and then holds its lock.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "interop_internal.h"
 
-struct lrow {
-	uint64_t vblock, dblock, time;
-	uint32_t level;
-};
-
-struct gather {
-	struct lrow *r;
-	size_t n, cap;
-	uint32_t level;
-};
-
-static int gather_row(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
+int interop_view(struct pool *pool, const struct idev *d, struct tview *v)
 {
-	struct gather *g = arg;
-
-	if (g->n == g->cap) {
-		size_t cap = g->cap ? g->cap * 2 : 1024;
-		struct lrow *n = realloc(g->r, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		g->r = n;
-		g->cap = cap;
-	}
-	g->r[g->n++] = (struct lrow){vblock, dblock, time, g->level};
-	return 0;
-}
-
-static int cmp_lrow(const void *a, const void *b)
-{
-	const struct lrow *x = a, *y = b;
-
-	if (x->vblock != y->vblock)
-		return x->vblock < y->vblock ? -1 : 1;
-	return x->level < y->level ? -1 : x->level > y->level;
-}
-
-int interop_view(struct pool *pool, struct device *d, struct tview *v)
-{
-	struct gather g = {0};
-	size_t out = 0;
-	int rc = 0;
-
 	memset(v, 0, sizeof(*v));
-	for (struct layer *l = d->layer; l && !rc; l = l->parent, g.level++)
-		rc = meta_map_foreach(pool->meta, l->id, 0, gather_row, &g);
-	if (rc) {
-		free(g.r);
-		return rc;
-	}
-	if (g.level > 1 && g.n > 1)
-		qsort(g.r, g.n, sizeof(*g.r), cmp_lrow);
-	v->m = malloc((g.n ? g.n : 1) * sizeof(*v->m));
-	if (!v->m) {
-		free(g.r);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < g.n; i++) {
-		if (i && g.r[i].vblock == g.r[i - 1].vblock)
-			continue; /* hidden by a nearer row */
-		if (g.r[i].dblock == META_TOMBSTONE)
-			continue;
-		v->m[out++] = (struct tmap){g.r[i].vblock, g.r[i].dblock, g.r[i].time};
-	}
-	v->n = out;
-	free(g.r);
-	return 0;
+	return pool_view_mappings(pool, d->row.layer, &v->m, &v->n);
 }
 
 void tview_free(struct tview *v)
@@ -109,22 +45,17 @@ const struct tmap *tview_find(const struct tview *v, uint64_t vblock)
 
 void interop_lock(struct pool *pool)
 {
-	/* a failed commit leaves the last durable state, which is what we read */
-	if (pool->mode != POOL_MODE_READER)
-		pool_commit(pool);
-	pthread_mutex_lock(&pool->lock);
+	pool_view_begin(pool);
 }
 
 void interop_unlock(struct pool *pool)
 {
-	pthread_mutex_unlock(&pool->lock);
+	pool_view_end(pool);
 }
 
-struct device *interop_find_device(struct pool *pool, const char *name)
+int interop_find_device(struct pool *pool, const char *name, struct idev *out)
 {
-	struct device *d = pool_find_device(pool, name);
-
-	return d && !d->deleted ? d : NULL;
+	return pool_view_device(pool, name, &out->row);
 }
 
 /* Length of the valid UTF-8 sequence at s (a character XML allows), or 0. */

@@ -124,7 +124,7 @@ static void start_superblock(struct restore *r, const XML_Char **atts)
 		return;
 	}
 	r->block_size = n[3] * 512;
-	if (!n[4] || n[4] > VM_DMASK - 1) {
+	if (!n[4] || n[4] > POOL_MAX_DATA_BLOCKS) {
 		rs_fail(r, -EINVAL, "nr_data_blocks %llu is out of range", (unsigned long long)n[4]);
 		return;
 	}

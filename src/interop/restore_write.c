@@ -15,6 +15,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "engine/space.h"
 #include "engine/util.h"
 #include "restore.h"
 #include "thinfs/pool_test.h"

@@ -116,7 +116,7 @@ static struct summary summarize(const struct tview *v)
 }
 
 /* The identity a device carries (pool lock held). */
-static void identity_of(struct pool *pool, struct meta_ix *x, struct device *d,
+static void identity_of(struct pool *pool, struct meta_ix *x, struct idev *d,
 			struct ix_identity *id)
 {
 	struct meta_ix_recv rr;
@@ -127,7 +127,9 @@ static void identity_of(struct pool *pool, struct meta_ix *x, struct device *d,
 		return;
 	}
 	memset(id, 0, sizeof(*id));
-	snprintf(id->uuid, sizeof(id->uuid), "%s", pool->prow.uuid);
+	struct meta_pool_row prow;
+	pool_view_pool_row(pool, &prow);
+	snprintf(id->uuid, sizeof(id->uuid), "%s", prow.uuid);
 	id->dev_id = d->row.id;
 	id->creation_time = d->row.creation_time;
 	id->ctime = d->row.ctime;
@@ -139,7 +141,7 @@ static bool same_identity(const struct ix_identity *a, const struct ix_identity 
 	       a->creation_time == b->creation_time && a->ctime == b->ctime;
 }
 
-static void full_name(const struct device *d, char *out, size_t len)
+static void full_name(const struct idev *d, char *out, size_t len)
 {
 	snprintf(out, len, "%s%s%s", d->row.set, d->row.set[0] ? "/" : "", d->row.name);
 }
@@ -300,7 +302,7 @@ static bool all_zero(const unsigned char *p, size_t len)
 static int send_blocks(struct pool *pool, struct writer *w, const char *snap, const struct plan *p,
 		       uint64_t size)
 {
-	uint64_t bs = pool->block_size;
+	uint64_t bs = pool_view_block_size(pool);
 	unsigned char *buf = malloc(bs);
 	struct volume *vol;
 	int rc;
@@ -354,25 +356,28 @@ static int send_blocks(struct pool *pool, struct writer *w, const char *snap, co
 int pool_send(struct pool *pool, const char *snap, const char *from, FILE *out, char *msg,
 	      size_t msglen)
 {
-	struct header h = {.block_size = pool->block_size};
+	struct header h = {.block_size = pool_view_block_size(pool)};
 	struct tview vs = {0}, vbase = {0};
 	struct plan p = {0};
 	struct writer w = {.out = out};
 	struct meta_ix *x = NULL;
-	struct device *ds, *db = NULL;
+	struct idev dsv, dbv, *ds = NULL, *db = NULL;
 	unsigned char hbuf[2048], end[36];
 	int rc;
 
 	/* the pool's own connection is idle or reading: a second one may read */
-	if (meta_ix_open(pool->meta_path, true, &x))
+	if (meta_ix_open(pool_view_meta_path(pool), true, &x))
 		x = NULL;
 	interop_lock(pool);
-	ds = interop_find_device(pool, snap);
+	if (!interop_find_device(pool, snap, &dsv))
+		ds = &dsv;
 	if (!ds) {
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", snap);
 		goto out_unlock;
 	}
-	if (from && !(db = interop_find_device(pool, from))) {
+	if (from && !interop_find_device(pool, from, &dbv))
+		db = &dbv;
+	if (from && !db) {
 		rc = set_msg(msg, msglen, -ENOENT, "base volume '%s' does not exist", from);
 		goto out_unlock;
 	}
@@ -387,7 +392,7 @@ int pool_send(struct pool *pool, const char *snap, const char *from, FILE *out, 
 	h.snap_sum = summarize(&vs);
 	identity_of(pool, x, ds, &h.snap);
 	full_name(ds, h.snap_name, sizeof(h.snap_name));
-	p.limit = div_round_up(h.size, pool->block_size);
+	p.limit = div_round_up(h.size, pool_view_block_size(pool));
 	if (db) {
 		h.flags |= F_INCREMENTAL;
 		h.base_sum = summarize(&vbase);
@@ -503,24 +508,33 @@ static int read_header(struct reader *r, struct header *h, char *msg, size_t msg
 	return 0;
 }
 
-/* The local device with the stream's base identity (pool lock held). */
-static struct device *find_base(struct pool *pool, struct meta_ix *x, const struct header *h)
+/* The local device with the stream's base identity (inside interop_lock):
+ * 0 with *out, -ENOENT, or -ENOMEM. */
+static int find_base(struct pool *pool, struct meta_ix *x, const struct header *h,
+		     struct idev *out)
 {
-	struct device *found = NULL;
+	struct meta_device_row *rows;
+	size_t n;
+	bool found = false;
+	int rc = pool_view_devices(pool, &rows, &n);
 
-	for (struct device *d = pool->devices; d; d = d->next) {
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct idev d = { rows[i] };
 		struct ix_identity id;
 		char name[NAME_BYTES];
-		if (d->deleted)
-			continue;
-		identity_of(pool, x, d, &id);
+		identity_of(pool, x, &d, &id);
 		if (!same_identity(&id, &h->base))
 			continue;
-		full_name(d, name, sizeof(name));
-		if (!found || !strcmp(name, h->base_name))
-			found = d;
+		full_name(&d, name, sizeof(name));
+		if (!found || !strcmp(name, h->base_name)) {
+			*out = d;
+			found = true;
+		}
 	}
-	return found;
+	free(rows);
+	return found ? 0 : -ENOENT;
 }
 
 struct recv {
@@ -534,7 +548,7 @@ struct recv {
 
 static int apply_records(struct recv *c, char *msg, size_t msglen)
 {
-	uint64_t bs = c->pool->block_size, nblocks = div_round_up(c->h->size, bs);
+	uint64_t bs = pool_view_block_size(c->pool), nblocks = div_round_up(c->h->size, bs);
 	unsigned char hdr[REC_HDR], tail[4];
 
 	for (;;) {
@@ -606,13 +620,14 @@ static int check_result(struct pool *pool, const char *tmp, const struct header 
 			struct meta_ix_recv *rec)
 {
 	struct tview v;
-	struct device *d;
+	struct idev dv, *d = &dv;
 	struct summary s;
 	int rc;
 
 	interop_lock(pool);
-	d = interop_find_device(pool, tmp);
-	rc = d ? interop_view(pool, d, &v) : -ENOENT;
+	rc = interop_find_device(pool, tmp, d);
+	if (!rc)
+		rc = interop_view(pool, d, &v);
 	if (!rc) {
 		s = summarize(&v);
 		tview_free(&v);
@@ -639,27 +654,28 @@ int pool_receive(struct pool *pool, const char *name, FILE *in, char *msg, size_
 	rc = pool_name_valid(name, msg, msglen);
 	if (rc)
 		return rc;
-	if (pool->mode == POOL_MODE_READER)
+	if (!pool_view_writable(pool))
 		return set_msg(msg, msglen, -EROFS, "pool is open read-only");
 	rc = read_header(&c.rd, &h, msg, msglen);
 	if (rc)
 		return rc;
-	if (h.block_size != pool->block_size)
+	if (h.block_size != pool_view_block_size(pool))
 		return set_msg(
 		    msg, msglen, -EINVAL, "the stream's block size %llu is not the pool's %llu",
-		    (unsigned long long)h.block_size, (unsigned long long)pool->block_size);
+		    (unsigned long long)h.block_size, (unsigned long long)pool_view_block_size(pool));
 	snprintf(tmp, sizeof(tmp), "%.*s.partial", POOL_NAME_MAX - 8, name);
-	rc = meta_ix_open(pool->meta_path, false, &x);
+	rc = meta_ix_open(pool_view_meta_path(pool), false, &x);
 	if (rc)
 		return set_msg(msg, msglen, rc, "cannot open the metadata: %s", strerror(-rc));
+	struct idev exists;
 	interop_lock(pool);
-	if (interop_find_device(pool, name))
+	if (!interop_find_device(pool, name, &exists))
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
-	else if (interop_find_device(pool, tmp))
+	else if (!interop_find_device(pool, tmp, &exists))
 		rc = set_msg(msg, msglen, -EEXIST,
 			     "'%s' exists (an interrupted receive?); delete it first", tmp);
 	if (!rc && (h.flags & F_INCREMENTAL)) {
-		struct device *b = find_base(pool, x, &h);
+		struct idev bv, *b = find_base(pool, x, &h, &bv) ? NULL : &bv;
 		struct tview v;
 		if (!b) {
 			rc = set_msg(msg, msglen, -ENOENT,
@@ -695,8 +711,8 @@ int pool_receive(struct pool *pool, const char *name, FILE *in, char *msg, size_
 	}
 	if (rc)
 		goto out;
-	c.buf = malloc(pool->block_size > 28 ? pool->block_size : 28);
-	c.zeros = calloc(1, pool->block_size);
+	c.buf = malloc(pool_view_block_size(pool) > 28 ? pool_view_block_size(pool) : 28);
+	c.zeros = calloc(1, pool_view_block_size(pool));
 	rc = c.buf && c.zeros ? pool_volume_open(pool, tmp, &c.vol) : -ENOMEM;
 	if (rc) {
 		set_msg(msg, msglen, rc, "cannot open '%s': %s", tmp, strerror(-rc));

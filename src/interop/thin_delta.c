@@ -111,14 +111,18 @@ int pool_delta(struct pool *pool, const char *a, const char *b, int format, FILE
 	       size_t msglen)
 {
 	struct tview va = {0}, vb = {0};
-	struct device *da, *db;
+	struct idev dav, dbv, *da = &dav, *db = &dbv;
+	struct meta_pool_row prow;
 	int rc;
 
 	if (format != POOL_DELTA_XML && format != POOL_DELTA_RANGES)
 		return set_msg(msg, msglen, -EINVAL, "unknown delta format %d", format);
 	interop_lock(pool);
-	da = interop_find_device(pool, a);
-	db = interop_find_device(pool, b);
+	if (interop_find_device(pool, a, da))
+		da = NULL;
+	if (interop_find_device(pool, b, db))
+		db = NULL;
+	pool_view_pool_row(pool, &prow);
 	if (!da || !db) {
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", da ? b : a);
 		goto out;
@@ -135,16 +139,16 @@ int pool_delta(struct pool *pool, const char *a, const char *b, int format, FILE
 		fprintf(out,
 			"<superblock uuid=\"%s\" time=\"%llu\" transaction=\"%llu\" "
 			"data_block_size=\"%llu\" nr_data_blocks=\"%llu\">\n",
-			pool->prow.uuid, (unsigned long long)pool->prow.pool_time,
-			(unsigned long long)pool->prow.transaction_id,
-			(unsigned long long)(pool->block_size / 512),
-			(unsigned long long)pool->prow.nr_data_blocks);
+			prow.uuid, (unsigned long long)prow.pool_time,
+			(unsigned long long)prow.transaction_id,
+			(unsigned long long)(prow.block_size / 512),
+			(unsigned long long)prow.nr_data_blocks);
 		fprintf(out, "  <diff left=\"%llu\" right=\"%llu\">\n",
 			(unsigned long long)da->row.id, (unsigned long long)db->row.id);
 		delta_walk(&va, &vb, put_xml, &c);
 		fputs("  </diff>\n</superblock>\n", out);
 	} else {
-		struct ranges_ctx c = {.out = out, .block_size = pool->block_size};
+		struct ranges_ctx c = {.out = out, .block_size = prow.block_size};
 		c.limit = da->row.size > db->row.size ? da->row.size : db->row.size;
 		delta_walk(&va, &vb, put_range, &c);
 		flush_range(&c);

@@ -42,40 +42,39 @@
 #include "engine/util.h"
 
 struct knode {
-	struct layer *l;
-	uint64_t min_dev; /* smallest id of a dumped device below */
-	uint64_t live;	  /* dumped devices below */
+	uint64_t id, parent; /* the layer and its parent layer (0: a root) */
+	uint64_t min_dev;    /* smallest id of a dumped device below */
+	uint64_t live;	     /* dumped devices below */
+	uint64_t branches;   /* children with dumped devices below */
 	struct knode *kparent;
 	uint64_t canon; /* preorder number of a kept interior layer, else 0 */
 	bool kept, leaf;
 };
 
 struct ktree {
-	struct knode *n;
+	struct knode *n; /* sorted by layer id */
 	size_t nr;
-	struct knode **by_ptr; /* sorted by layer pointer */
 };
 
-static int cmp_by_ptr(const void *a, const void *b)
+static int cmp_knode_id(const void *a, const void *b)
 {
-	uintptr_t x = (uintptr_t)(*(struct knode *const *)a)->l;
-	uintptr_t y = (uintptr_t)(*(struct knode *const *)b)->l;
+	const struct knode *x = a, *y = b;
 
-	return x < y ? -1 : x > y;
+	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static struct knode *knode_of(struct ktree *t, struct layer *l)
+static struct knode *knode_of(struct ktree *t, uint64_t id)
 {
 	size_t lo = 0, hi = t->nr;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if ((uintptr_t)t->by_ptr[mid]->l < (uintptr_t)l)
+		if (t->n[mid].id < id)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < t->nr && t->by_ptr[lo]->l == l ? t->by_ptr[lo] : NULL;
+	return lo < t->nr && t->n[lo].id == id ? &t->n[lo] : NULL;
 }
 
 /* kept nodes ordered by (kept parent, smallest device below): siblings adjacent */
@@ -92,52 +91,60 @@ static int cmp_siblings(const void *a, const void *b)
 static void ktree_free(struct ktree *t)
 {
 	free(t->n);
-	free(t->by_ptr);
 	memset(t, 0, sizeof(*t));
 }
 
-/* The pool's layer tree restricted to the live devices, numbered canonically. */
-static int ktree_build(struct pool *pool, struct ktree *t)
+/* The layers, and how many dumped devices lie below each. */
+static int ktree_load(struct pool *pool, const struct meta_device_row *devs, size_t nr_devs,
+		      struct ktree *t)
+{
+	struct pool_view_layer *layers;
+	int rc = pool_view_layers(pool, &layers, &t->nr);
+
+	if (rc)
+		return rc;
+	t->n = calloc(t->nr ? t->nr : 1, sizeof(*t->n));
+	if (!t->n) {
+		free(layers);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->nr; i++)
+		t->n[i] = (struct knode){ .id = layers[i].id, .parent = layers[i].parent,
+					  .min_dev = UINT64_MAX };
+	free(layers);
+	qsort(t->n, t->nr, sizeof(*t->n), cmp_knode_id);
+	for (size_t d = 0; d < nr_devs; d++) {
+		struct knode *k = knode_of(t, devs[d].layer);
+		if (!k)
+			return -EUCLEAN;
+		k->leaf = true;
+		for (size_t depth = 0; k; k = k->parent ? knode_of(t, k->parent) : NULL) {
+			if (++depth > t->nr)
+				return -EUCLEAN; /* a cycle */
+			k->live++;
+			if (devs[d].id < k->min_dev)
+				k->min_dev = devs[d].id;
+		}
+	}
+	for (size_t i = 0; i < t->nr; i++) {
+		struct knode *p = t->n[i].parent ? knode_of(t, t->n[i].parent) : NULL;
+		if (p && t->n[i].live > 0)
+			p->branches++;
+	}
+	return 0;
+}
+
+/* Number the kept interior layers in preorder, children by smallest device. */
+static int ktree_number(struct ktree *t)
 {
 	struct knode **kept = NULL, **stack = NULL;
-	size_t nr_kept = 0, i = 0, sp = 0;
+	size_t nr_kept = 0, sp = 0;
 	uint64_t next = 1;
 	int rc = -ENOMEM;
 
-	memset(t, 0, sizeof(*t));
-	for (struct layer *l = pool->layers; l; l = l->next)
-		t->nr++;
-	t->n = calloc(t->nr ? t->nr : 1, sizeof(*t->n));
-	t->by_ptr = calloc(t->nr ? t->nr : 1, sizeof(*t->by_ptr));
-	if (!t->n || !t->by_ptr)
-		goto out;
-	for (struct layer *l = pool->layers; l; l = l->next, i++) {
-		t->n[i].l = l;
-		t->n[i].min_dev = UINT64_MAX;
-		t->by_ptr[i] = &t->n[i];
-	}
-	qsort(t->by_ptr, t->nr, sizeof(*t->by_ptr), cmp_by_ptr);
-	for (struct device *d = pool->devices; d; d = d->next) {
-		if (d->deleted)
-			continue;
-		for (struct layer *l = d->layer; l; l = l->parent) {
-			struct knode *k = knode_of(t, l);
-			if (!k) {
-				rc = -EUCLEAN;
-				goto out;
-			}
-			k->live++;
-			if (d->row.id < k->min_dev)
-				k->min_dev = d->row.id;
-		}
-		knode_of(t, d->layer)->leaf = true;
-	}
-	for (i = 0; i < t->nr; i++) {
+	for (size_t i = 0; i < t->nr; i++) {
 		struct knode *k = &t->n[i];
-		size_t branches = 0;
-		for (size_t c = 0; c < k->l->nr_children; c++)
-			branches += knode_of(t, k->l->children[c])->live > 0;
-		k->kept = k->leaf || branches >= 2;
+		k->kept = k->leaf || k->branches >= 2;
 		nr_kept += k->kept;
 	}
 	kept = calloc(nr_kept ? nr_kept : 1, sizeof(*kept));
@@ -145,20 +152,19 @@ static int ktree_build(struct pool *pool, struct ktree *t)
 	if (!kept || !stack)
 		goto out;
 	nr_kept = 0;
-	for (i = 0; i < t->nr; i++) {
+	for (size_t i = 0; i < t->nr; i++) {
 		struct knode *k = &t->n[i];
 		if (!k->kept)
 			continue;
-		for (struct layer *a = k->l->parent; a && !k->kparent; a = a->parent) {
-			struct knode *ka = knode_of(t, a);
-			if (ka->kept)
-				k->kparent = ka;
-		}
+		for (struct knode *a = k->parent ? knode_of(t, k->parent) : NULL; a && !k->kparent;
+		     a = a->parent ? knode_of(t, a->parent) : NULL)
+			if (a->kept)
+				k->kparent = a;
 		kept[nr_kept++] = k;
 	}
 	qsort(kept, nr_kept, sizeof(*kept), cmp_siblings);
 	/* preorder: push the roots (in reverse, so the smallest pops first) */
-	for (i = nr_kept; i-- > 0;)
+	for (size_t i = nr_kept; i-- > 0;)
 		if (!kept[i]->kparent)
 			stack[sp++] = kept[i];
 	while (sp) {
@@ -185,6 +191,19 @@ static int ktree_build(struct pool *pool, struct ktree *t)
 out:
 	free(kept);
 	free(stack);
+	return rc;
+}
+
+/* The pool's layer tree restricted to the dumped devices, numbered canonically. */
+static int ktree_build(struct pool *pool, const struct meta_device_row *devs, size_t n,
+		       struct ktree *t)
+{
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	rc = ktree_load(pool, devs, n, t);
+	if (!rc)
+		rc = ktree_number(t);
 	if (rc)
 		ktree_free(t);
 	return rc;
@@ -211,26 +230,22 @@ static void put_layers(FILE *out, struct ktree *t)
 
 static int cmp_set_name(const void *a, const void *b)
 {
-	return strcmp((*(struct set *const *)a)->row.name, (*(struct set *const *)b)->row.name);
+	return strcmp(((const struct meta_set_row *)a)->name, ((const struct meta_set_row *)b)->name);
 }
 
 static int put_sets(FILE *out, struct pool *pool)
 {
-	struct set **list;
-	size_t n = 0, i = 0;
+	struct meta_set_row *list;
+	size_t n;
+	int rc = pool_view_sets(pool, &list, &n);
 
-	for (struct set *s = pool->sets; s; s = s->next)
-		n++;
-	list = calloc(n ? n : 1, sizeof(*list));
-	if (!list)
-		return -ENOMEM;
-	for (struct set *s = pool->sets; s; s = s->next)
-		list[i++] = s;
+	if (rc)
+		return rc;
 	qsort(list, n, sizeof(*list), cmp_set_name);
-	for (i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		fputs("  <!-- thinfs set name=\"", out);
-		interop_put_escaped(out, list[i]->row.name);
-		fprintf(out, "\" ctime=\"%lld\" -->\n", (long long)list[i]->row.ctime);
+		interop_put_escaped(out, list[i].name);
+		fprintf(out, "\" ctime=\"%lld\" -->\n", (long long)list[i].ctime);
 	}
 	free(list);
 	return 0;
@@ -238,16 +253,15 @@ static int put_sets(FILE *out, struct pool *pool)
 
 static int cmp_dev_id(const void *a, const void *b)
 {
-	uint64_t x = (*(struct device *const *)a)->row.id, y = (*(struct device *const *)b)->row.id;
+	uint64_t x = ((const struct meta_device_row *)a)->id;
+	uint64_t y = ((const struct meta_device_row *)b)->id;
 
 	return x < y ? -1 : x > y;
 }
 
-static void put_device(FILE *out, struct pool *pool, struct device *d, const struct tview *v,
-		       uint64_t parent_layer)
+static void put_device(FILE *out, uint64_t transaction_id, const struct meta_device_row *r,
+		       const struct tview *v, uint64_t parent_layer)
 {
-	const struct meta_device_row *r = &d->row;
-
 	fprintf(out, "  <!-- thinfs device dev_id=\"%llu\" set=\"", (unsigned long long)r->id);
 	interop_put_escaped(out, r->set);
 	fputs("\" name=\"", out);
@@ -261,7 +275,7 @@ static void put_device(FILE *out, struct pool *pool, struct device *d, const str
 	fprintf(out,
 		"  <device dev_id=\"%llu\" mapped_blocks=\"%zu\" transaction=\"%llu\" "
 		"creation_time=\"%llu\" snap_time=\"%llu\">\n",
-		(unsigned long long)r->id, v->n, (unsigned long long)pool->prow.transaction_id,
+		(unsigned long long)r->id, v->n, (unsigned long long)transaction_id,
 		(unsigned long long)r->creation_time, (unsigned long long)r->snap_time);
 	for (size_t i = 0; i < v->n;) {
 		size_t j = i + 1;
@@ -289,45 +303,40 @@ static void put_device(FILE *out, struct pool *pool, struct device *d, const str
 
 int pool_dump(struct pool *pool, FILE *out, char *msg, size_t msglen)
 {
-	struct device **devs = NULL;
-	struct ktree t = {0};
-	size_t n = 0, i = 0;
+	struct meta_device_row *devs = NULL;
+	struct meta_pool_row prow;
+	struct ktree t = { 0 };
+	size_t n = 0;
 	int rc;
 
 	interop_lock(pool);
-	rc = ktree_build(pool, &t);
+	pool_view_pool_row(pool, &prow);
+	rc = pool_view_devices(pool, &devs, &n);
+	if (!rc)
+		rc = ktree_build(pool, devs, n, &t);
 	if (rc)
 		goto out;
-	for (struct device *d = pool->devices; d; d = d->next)
-		n += !d->deleted;
-	devs = calloc(n ? n : 1, sizeof(*devs));
-	if (!devs) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (struct device *d = pool->devices; d; d = d->next)
-		if (!d->deleted)
-			devs[i++] = d;
 	qsort(devs, n, sizeof(*devs), cmp_dev_id);
 	fprintf(out,
 		"<superblock uuid=\"%s\" time=\"%llu\" transaction=\"%llu\" flags=\"0\" "
 		"version=\"2\" data_block_size=\"%llu\" nr_data_blocks=\"%llu\">\n",
-		pool->prow.uuid, (unsigned long long)pool->prow.pool_time,
-		(unsigned long long)pool->prow.transaction_id,
-		(unsigned long long)(pool->block_size / 512),
-		(unsigned long long)pool->prow.nr_data_blocks);
+		prow.uuid, (unsigned long long)prow.pool_time,
+		(unsigned long long)prow.transaction_id, (unsigned long long)(prow.block_size / 512),
+		(unsigned long long)prow.nr_data_blocks);
 	fputs("  <!-- thinfs dump version=\"1\" -->\n", out);
 	rc = put_sets(out, pool);
 	if (rc)
 		goto out;
 	put_layers(out, &t);
-	for (i = 0; i < n && !rc; i++) {
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct idev d = { devs[i] };
 		struct tview v;
-		struct knode *leaf = knode_of(&t, devs[i]->layer);
-		rc = interop_view(pool, devs[i], &v);
+		struct knode *leaf = knode_of(&t, devs[i].layer);
+		rc = interop_view(pool, &d, &v);
 		if (rc)
 			break;
-		put_device(out, pool, devs[i], &v, leaf->kparent ? leaf->kparent->canon : 0);
+		put_device(out, prow.transaction_id, &devs[i], &v,
+			   leaf->kparent ? leaf->kparent->canon : 0);
 		tview_free(&v);
 	}
 	if (!rc)
