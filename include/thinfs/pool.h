@@ -70,8 +70,10 @@ int pool_snapshot(struct pool *pool, const char *origin, const char *name, char 
 		  size_t msglen);
 /* Atomic snapshot of every top-level device into set `set` (read-only members). */
 int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msglen);
-/* Delete a device.  If it is open, it disappears from the namespace now and its
- * blocks are released when the last handle closes. */
+/* Delete a device.  Open handles: the device leaves the namespace at once
+ * (its name may be reused), and every handle keeps reading and writing it
+ * as before; its blocks are released at the last close (or, after a crash,
+ * at the next open of the pool). */
 int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen);
 /* Delete a snapshot set and all its members. */
 int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen);
@@ -84,13 +86,18 @@ int pool_rename_set(struct pool *pool, const char *oldname, const char *newname,
  * or hidden until its last close if open, in the same transaction). */
 int pool_rename_replace(struct pool *pool, const char *oldname, const char *newname, char *msg,
 			size_t msglen);
-/* Set a device's virtual size in bytes; shrinking unmaps the tail. */
+/* Set a device's virtual size in bytes; shrinking unmaps the tail and zeroes
+ * what a partial last block holds past the new end.  Open handles see the new
+ * size at once: reads past it are short, writes past it -EFBIG.  Durable on
+ * return; a failed commit leaves the size as it was (and the pool FAILED). */
 int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, size_t msglen);
 /* Resize the device behind an open handle (also one deleted while open). */
 int pool_volume_resize(struct volume *vol, uint64_t size, char *msg, size_t msglen);
 /* Grow the data capacity to data_size bytes (never shrinks). */
 int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen);
-/* Owner and mode of a device's file (persisted). */
+/* Owner and mode of a device's file (persisted, durable on return).  Acts on
+ * the device named now; open handles are not affected (the kernel checks
+ * permissions at open).  A failed commit leaves them as they were. */
 int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gid, uint32_t mode);
 
 /* ---- queries ---- */

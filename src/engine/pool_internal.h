@@ -194,8 +194,26 @@ void pool_finish_deletes(struct pool *pool);
 /* Unmap one whole block of dev (lock held): frees an own block (released after
  * the commit), hides an ancestor's. */
 void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vblock);
+/*
+ * An administrative change, run by pool_txn inside its transaction, after the
+ * data flush and the write-back of the mappings, before the space map and the
+ * pool row are saved and the transaction commits.  The contract, as
+ * dm-transaction-manager.h writes its own:
+ *  - do everything that can be refused (names, sizes, existence, the mode)
+ *    before calling pool_txn, with the admin lock held so nothing changes in
+ *    between: an op should fail only when the database or memory does;
+ *  - an op may change rows through meta_* and in-memory state under the pool
+ *    lock (devices, layers, sets, prow), and free blocks with space_free
+ *    (they are reused only after the commit is durable);
+ *  - if the op or the commit fails, the transaction is rolled back, prow is
+ *    restored, and the pool goes FAILED; in-memory changes the op made are
+ *    NOT undone (the caller undoes what a mount would show, e.g. a size),
+ *    and the views are kept as the only record of the writes since the
+ *    last commit.
+ */
 typedef int (*txn_op)(struct pool *pool, void *arg);
-/* Run op inside one commit (pool.c); io lock (write) and pool lock held. */
+/* Run op (may be NULL: a plain commit) inside one commit; io lock (write)
+ * and pool lock held.  0, or the error every later sync returns too. */
 int pool_txn(struct pool *pool, txn_op op, void *arg);
 int pool_reload_vmaps(struct pool *pool);
 void pool_free_device(struct device *dev);
