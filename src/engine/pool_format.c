@@ -143,199 +143,248 @@ static int check_reused_data(const char *path, bool force, char *msg, size_t msg
 	return 0;
 }
 
-int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg, size_t msglen)
-{
-	struct meta_pool_row row = { 0 };
-	char data_real[PATH_MAX], meta_real[PATH_MAX], fstype[256];
-	char *meta_path = NULL, *data_path = NULL, *lock_path = NULL;
-	uint64_t bs = opts->block_size ? opts->block_size : POOL_DEFAULT_BLOCK_SIZE;
-	uint64_t data_size = opts->data_size;
-	bool data_exists = false, data_created = false, meta_created = false;
-	bool default_data = !opts->data_path;
-	struct stat sb;
-	int rc, lock_fd = -1;
+/* One format, as its steps see it. */
+struct format_job {
+	const char *dir;
+	const struct pool_format_opts *opts;
+	char *msg;
+	size_t msglen;
+	char *meta_path, *data_path, *lock_path;
+	char data_real[PATH_MAX], meta_real[PATH_MAX];
+	uint64_t block_size, data_size;
+	bool default_data, data_exists, data_created, meta_created;
+	int lock_fd;
+};
 
-	if (!is_pow2(bs) || bs < POOL_MIN_BLOCK_SIZE || bs > POOL_MAX_BLOCK_SIZE)
-		return set_msg(msg, msglen, -EINVAL,
-			       "block size %llu is not a power of two from 4K to 1G",
-			       (unsigned long long)bs);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return set_msg(msg, msglen, -errno, "cannot create %s: %s", dir, strerror(errno));
-	rc = pool_check_dir_private(dir, msg, msglen);
-	if (rc)
-		return rc;
-	meta_path = util_path_join(dir, "meta.db");
-	lock_path = util_path_join(dir, "lock");
-	data_path = default_data ? util_path_join(dir, "data") : strdup(opts->data_path);
-	if (!meta_path || !lock_path || !data_path) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	rc = canonical(meta_path, meta_real);
+/* The pool's three paths, resolved as far as they exist. */
+static int format_paths(struct format_job *j)
+{
+	int rc;
+
+	j->meta_path = util_path_join(j->dir, "meta.db");
+	j->lock_path = util_path_join(j->dir, "lock");
+	j->data_path = j->default_data ? util_path_join(j->dir, "data") : strdup(j->opts->data_path);
+	if (!j->meta_path || !j->lock_path || !j->data_path)
+		return -ENOMEM;
+	rc = canonical(j->meta_path, j->meta_real);
 	if (!rc)
-		rc = canonical(data_path, data_real);
-	if (rc) {
-		set_msg(msg, msglen, rc, "cannot resolve %s: %s", data_path, strerror(-rc));
-		goto out;
+		rc = canonical(j->data_path, j->data_real);
+	if (rc)
+		return set_msg(j->msg, j->msglen, rc, "cannot resolve %s: %s", j->data_path,
+			       strerror(-rc));
+	return 0;
+}
+
+/* The data may never be the database (or its journal), part of the pool, or
+ * inside a thinfs mount (a pool over itself). */
+static int format_check_data_path(struct format_job *j)
+{
+	char fstype[256];
+
+	if (!strcmp(j->data_real, j->meta_real) || same_file(j->data_path, j->meta_path) ||
+	    !strncmp(j->data_real, j->meta_real, strlen(j->meta_real)))
+		return set_msg(j->msg, j->msglen, -EINVAL, "data path %s is the metadata database",
+			       j->data_path);
+	if (same_file(j->data_path, j->lock_path) || same_file(j->data_path, j->dir))
+		return set_msg(j->msg, j->msglen, -EINVAL, "data path %s is part of the pool itself",
+			       j->data_path);
+	mount_fstype(j->data_real, fstype, sizeof(fstype));
+	if (!strcmp(fstype, "fuse.thinfs"))
+		return set_msg(j->msg, j->msglen, -ELOOP,
+			       "data path %s is inside a thinfs mount (a pool over itself)",
+			       j->data_path);
+	return 0;
+}
+
+/* An existing pool needs --force; one in use is never formatted over. */
+static int format_take_pool(struct format_job *j)
+{
+	struct stat sb;
+
+	if (lstat(j->meta_path, &sb) == 0) {
+		if (!j->opts->force)
+			return set_msg(j->msg, j->msglen, -EEXIST,
+				       "%s already holds a pool (use --force to overwrite it)",
+				       j->dir);
+		if (!S_ISREG(sb.st_mode))
+			return set_msg(j->msg, j->msglen, -EINVAL, "%s is not a regular file",
+				       j->meta_path);
 	}
-	/* the data may never be the database (or its journal), nor inside a thinfs mount */
-	if (!strcmp(data_real, meta_real) || same_file(data_path, meta_path) ||
-	    !strncmp(data_real, meta_real, strlen(meta_real))) {
-		rc = set_msg(msg, msglen, -EINVAL, "data path %s is the metadata database",
-			     data_path);
-		goto out;
-	}
-	if (same_file(data_path, lock_path) || same_file(data_path, dir)) {
-		rc = set_msg(msg, msglen, -EINVAL, "data path %s is part of the pool itself",
-			     data_path);
-		goto out;
-	}
-	mount_fstype(data_real, fstype, sizeof(fstype));
-	if (!strcmp(fstype, "fuse.thinfs")) {
-		rc = set_msg(msg, msglen, -ELOOP,
-			     "data path %s is inside a thinfs mount (a pool over itself)", data_path);
-		goto out;
-	}
-	if (lstat(meta_path, &sb) == 0) {
-		if (!opts->force) {
-			rc = set_msg(msg, msglen, -EEXIST,
-				     "%s already holds a pool (use --force to overwrite it)", dir);
-			goto out;
-		}
-		if (!S_ISREG(sb.st_mode)) {
-			rc = set_msg(msg, msglen, -EINVAL, "%s is not a regular file", meta_path);
-			goto out;
-		}
-	}
-	/* take the lock, so a pool in use is never formatted over */
-	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (lock_fd < 0) {
-		rc = set_msg(msg, msglen, -errno, "cannot open %s: %s", lock_path, strerror(errno));
-		goto out;
-	}
-	if (flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	j->lock_fd = open(j->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (j->lock_fd < 0)
+		return set_msg(j->msg, j->msglen, -errno, "cannot open %s: %s", j->lock_path,
+			       strerror(errno));
+	if (flock(j->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		char holder[256] = "";
-		ssize_t n = pread(lock_fd, holder, sizeof(holder) - 1, 0);
+		ssize_t n = pread(j->lock_fd, holder, sizeof(holder) - 1, 0);
 		holder[n > 0 ? n : 0] = 0;
 		holder[strcspn(holder, "\n")] = 0;
-		rc = set_msg(msg, msglen, -EBUSY, "pool %s is in use by %s", dir,
-			     *holder ? holder : "another process");
-		goto out;
+		return set_msg(j->msg, j->msglen, -EBUSY, "pool %s is in use by %s", j->dir,
+			       *holder ? holder : "another process");
 	}
-	if (lstat(data_path, &sb) == 0) {
-		if (S_ISLNK(sb.st_mode) && stat(data_path, &sb) < 0) {
-			rc = set_msg(msg, msglen, -ENOENT, "data path %s is a dangling symlink",
-				     data_path);
-			goto out;
-		}
-		if (!S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode)) {
-			rc = set_msg(msg, msglen, -EINVAL,
-				     "data path %s is not a regular file or block device",
-				     data_path);
-			goto out;
-		}
-		data_exists = true;
+	return 0;
+}
+
+/* What lies at the data path may be used: a file or block device, never a
+ * database, and one holding data only with --force (or to adopt it). */
+static int format_check_data(struct format_job *j)
+{
+	struct stat sb;
+
+	if (lstat(j->data_path, &sb) == 0) {
+		if (S_ISLNK(sb.st_mode) && stat(j->data_path, &sb) < 0)
+			return set_msg(j->msg, j->msglen, -ENOENT,
+				       "data path %s is a dangling symlink", j->data_path);
+		if (!S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode))
+			return set_msg(j->msg, j->msglen, -EINVAL,
+				       "data path %s is not a regular file or block device",
+				       j->data_path);
+		j->data_exists = true;
 	}
-	/* every check before anything is removed: a refused format changes nothing */
-	if (opts->keep_data && (!data_exists || default_data)) {
-		rc = set_msg(msg, msglen, -ENOENT, "data %s does not exist (nothing to adopt)",
-			     data_path);
-		goto out;
-	}
-	if (data_exists && !(opts->force && default_data)) {
+	if (j->opts->keep_data && (!j->data_exists || j->default_data))
+		return set_msg(j->msg, j->msglen, -ENOENT,
+			       "data %s does not exist (nothing to adopt)", j->data_path);
+	if (j->data_exists && !(j->opts->force && j->default_data))
 		/* an adopted image holds data by definition: only a database is refused */
-		rc = check_reused_data(data_path, opts->force || opts->keep_data, msg, msglen);
-		if (rc)
-			goto out;
-	}
-	if (opts->force) {
-		/* overwrite: the old metadata goes; a default data file is remade */
-		unlink(meta_path);
-		char *side = NULL;
-		if (asprintf(&side, "%s-wal", meta_path) >= 0) {
-			unlink(side);
-			free(side);
-		}
-		if (asprintf(&side, "%s-shm", meta_path) >= 0) {
-			unlink(side);
-			free(side);
-		}
-		if (default_data && data_exists) {
-			unlink(data_path);
-			data_exists = false;
+		return check_reused_data(j->data_path, j->opts->force || j->opts->keep_data, j->msg,
+					 j->msglen);
+	return 0;
+}
+
+/* --force: the old metadata goes, and a default data file is made anew. */
+static void format_clear_old(struct format_job *j)
+{
+	static const char *const sides[] = { "", "-wal", "-shm" };
+
+	for (size_t i = 0; i < sizeof(sides) / sizeof(sides[0]); i++) {
+		char *p = NULL;
+		if (asprintf(&p, "%s%s", j->meta_path, sides[i]) >= 0) {
+			unlink(p);
+			free(p);
 		}
 	}
-	if (data_exists) {
+	if (j->default_data && j->data_exists) {
+		unlink(j->data_path);
+		j->data_exists = false;
+	}
+}
+
+/* The data file at its size: an existing one grown (and emptied unless
+ * adopted), or a new sparse one. */
+static int format_prepare_data(struct format_job *j)
+{
+	uint64_t bs = j->block_size;
+	int rc = 0;
+
+	if (j->data_exists) {
 		struct dio *d;
 		uint64_t cur;
-		rc = dio_open(data_path, false, &d, msg, msglen);
+		rc = dio_open(j->data_path, false, &d, j->msg, j->msglen);
 		if (rc)
-			goto out;
+			return rc;
 		rc = dio_size(d, &cur);
-		if (!rc && !data_size)
-			data_size = cur;
-		if (!rc && data_size > cur)
-			rc = dio_is_blockdev(d) ? -ENOSPC : dio_grow(d, data_size);
+		if (!rc && !j->data_size)
+			j->data_size = cur;
+		if (!rc && j->data_size > cur)
+			rc = dio_is_blockdev(d) ? -ENOSPC : dio_grow(d, j->data_size);
 		/* a reused data file starts empty: no old data may show through
 		 * (an adopted one keeps it: its first open punches what is free) */
-		if (!rc && !opts->keep_data)
-			rc = dio_punch(d, 0, data_size);
+		if (!rc && !j->opts->keep_data)
+			rc = dio_punch(d, 0, j->data_size);
 		if (!rc)
 			rc = dio_flush(d);
 		dio_close(d);
-		if (rc) {
-			set_msg(msg, msglen, rc, "cannot prepare data %s: %s", data_path,
-				strerror(-rc));
-			goto out;
-		}
-	} else {
-		if (!data_size)
-			data_size = 1ull << 30;
-	}
-	if (data_size / bs < 1) {
-		rc = set_msg(msg, msglen, -EINVAL, "data size %llu is smaller than one block (%llu)",
-			     (unsigned long long)data_size, (unsigned long long)bs);
-		goto out;
-	}
-	if (data_size / bs > VM_DMASK - 1) {
-		rc = set_msg(msg, msglen, -EINVAL, "data size too large for block size %llu",
-			     (unsigned long long)bs);
-		goto out;
-	}
-	if (!data_exists) {
-		rc = dio_create(data_path, data_size / bs * bs, msg, msglen);
 		if (rc)
-			goto out;
-		data_created = true;
+			return set_msg(j->msg, j->msglen, rc, "cannot prepare data %s: %s",
+				       j->data_path, strerror(-rc));
+	} else if (!j->data_size) {
+		j->data_size = 1ull << 30;
 	}
-	if (opts->uuid && *opts->uuid && strlen(opts->uuid) < sizeof(row.uuid))
-		snprintf(row.uuid, sizeof(row.uuid), "%s", opts->uuid);
+	if (j->data_size / bs < 1)
+		return set_msg(j->msg, j->msglen, -EINVAL,
+			       "data size %llu is smaller than one block (%llu)",
+			       (unsigned long long)j->data_size, (unsigned long long)bs);
+	if (j->data_size / bs > VM_DMASK - 1)
+		return set_msg(j->msg, j->msglen, -EINVAL,
+			       "data size too large for block size %llu", (unsigned long long)bs);
+	if (!j->data_exists) {
+		rc = dio_create(j->data_path, j->data_size / bs * bs, j->msg, j->msglen);
+		j->data_created = !rc;
+	}
+	return rc;
+}
+
+/* meta.db with the pool row, the data file labelled, the directory synced. */
+static int format_write_meta(struct format_job *j)
+{
+	struct meta_pool_row row = { 0 };
+	const char *uuid = j->opts->uuid;
+	struct stat sb;
+	int rc;
+
+	if (uuid && *uuid && strlen(uuid) < sizeof(row.uuid))
+		snprintf(row.uuid, sizeof(row.uuid), "%s", uuid);
 	else
 		util_uuid(row.uuid);
-	if (stat(data_path, &sb) == 0 && S_ISREG(sb.st_mode))
-		setxattr(data_path, META_UUID_XATTR, row.uuid, strlen(row.uuid), 0);
-	row.block_size = bs;
-	row.nr_data_blocks = data_size / bs;
+	if (stat(j->data_path, &sb) == 0 && S_ISREG(sb.st_mode))
+		setxattr(j->data_path, META_UUID_XATTR, row.uuid, strlen(row.uuid), 0);
+	row.block_size = j->block_size;
+	row.nr_data_blocks = j->data_size / j->block_size;
 	row.created = util_now();
-	snprintf(row.data_path, sizeof(row.data_path), "%s", default_data ? "data" : data_real);
-	rc = meta_create(meta_path, &row, msg, msglen);
+	snprintf(row.data_path, sizeof(row.data_path), "%s",
+		 j->default_data ? "data" : j->data_real);
+	rc = meta_create(j->meta_path, &row, j->msg, j->msglen);
 	if (rc)
-		goto out;
-	meta_created = true;
-	rc = util_fsync_dir(dir);
+		return rc;
+	j->meta_created = true;
+	rc = util_fsync_dir(j->dir);
 	if (rc)
-		set_msg(msg, msglen, rc, "cannot sync %s: %s", dir, strerror(-rc));
-out:
+		set_msg(j->msg, j->msglen, rc, "cannot sync %s: %s", j->dir, strerror(-rc));
+	return rc;
+}
+
+int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg, size_t msglen)
+{
+	struct format_job j = {
+		.dir = dir, .opts = opts, .msg = msg, .msglen = msglen, .lock_fd = -1,
+		.block_size = opts->block_size ? opts->block_size : POOL_DEFAULT_BLOCK_SIZE,
+		.data_size = opts->data_size, .default_data = !opts->data_path,
+	};
+	int rc;
+
+	if (!is_pow2(j.block_size) || j.block_size < POOL_MIN_BLOCK_SIZE ||
+	    j.block_size > POOL_MAX_BLOCK_SIZE)
+		return set_msg(msg, msglen, -EINVAL,
+			       "block size %llu is not a power of two from 4K to 1G",
+			       (unsigned long long)j.block_size);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return set_msg(msg, msglen, -errno, "cannot create %s: %s", dir, strerror(errno));
+	rc = pool_check_dir_private(dir, msg, msglen);
+	if (!rc)
+		rc = format_paths(&j);
+	if (!rc)
+		rc = format_check_data_path(&j);
+	if (!rc)
+		rc = format_take_pool(&j);
+	/* every check before anything is removed: a refused format changes nothing */
+	if (!rc)
+		rc = format_check_data(&j);
+	if (!rc && opts->force)
+		format_clear_old(&j);
+	if (!rc)
+		rc = format_prepare_data(&j);
+	if (!rc)
+		rc = format_write_meta(&j);
 	if (rc) {
-		if (meta_created)
-			unlink(meta_path);
-		if (data_created)
-			unlink(data_path);
+		if (j.meta_created)
+			unlink(j.meta_path);
+		if (j.data_created)
+			unlink(j.data_path);
 	}
-	if (lock_fd >= 0)
-		close(lock_fd);
-	free(meta_path);
-	free(data_path);
-	free(lock_path);
+	if (j.lock_fd >= 0)
+		close(j.lock_fd);
+	free(j.meta_path);
+	free(j.data_path);
+	free(j.lock_path);
 	return rc;
 }
