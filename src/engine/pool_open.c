@@ -227,22 +227,17 @@ static int check_data(struct pool *pool, char *msg, size_t msglen)
 	return 0;
 }
 
-int pool_open(const char *dir, unsigned flags, const char *holder, struct pool **out, char *msg,
-	      size_t msglen)
+/* A zeroed pool with its locks made (writers first: under a steady stream
+ * of I/O a commit, and so an fsync, must not wait forever). */
+static struct pool *pool_alloc(const char *dir, bool rdonly)
 {
 	struct pool *pool = calloc(1, sizeof(*pool));
-	bool rdonly = flags & POOL_OPEN_RDONLY;
-	char *data_path = NULL;
-	struct stat sb;
-	int rc;
+	pthread_rwlockattr_t rwa;
 
 	if (!pool)
-		return -ENOMEM;
+		return NULL;
 	pool->lock_fd = -1;
 	pool->mode = rdonly ? POOL_MODE_READER : POOL_MODE_WRITE;
-	/* writers first: under a steady stream of I/O a commit (and so an fsync)
-	 * must not wait forever; no path takes the read side twice */
-	pthread_rwlockattr_t rwa;
 	pthread_rwlockattr_init(&rwa);
 	pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&pool->io_lock, &rwa);
@@ -252,113 +247,11 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 	pthread_cond_init(&pool->prov_cv, NULL);
 	pool->dir = strdup(dir);
 	pool->meta_path = util_path_join(dir, "meta.db");
-	if (!pool->dir || !pool->meta_path) {
-		rc = -ENOMEM;
-		goto out_free;
-	}
-	if (stat(dir, &sb) < 0) {
-		rc = set_msg(msg, msglen, -errno, "%s: %s", dir, strerror(errno));
-		goto out_free;
-	}
-	if (!S_ISDIR(sb.st_mode)) {
-		rc = set_msg(msg, msglen, -ENOTDIR, "%s is not a pool directory", dir);
-		goto out_free;
-	}
-	if (lstat(pool->meta_path, &sb) < 0) {
-		rc = set_msg(msg, msglen, -ENOENT, "%s is not a thinfs pool (no meta.db)", dir);
-		goto out_free;
-	}
-	if (!rdonly) {
-		rc = pool_check_dir_private(dir, msg, msglen);
-		if (!rc && (sb.st_mode & (S_IWGRP | S_IWOTH)))
-			rc = set_msg(msg, msglen, -EPERM,
-				     "%s is writable by group or others; refusing", pool->meta_path);
-		if (!rc)
-			rc = open_lock(pool, holder, msg, msglen);
-		if (rc)
-			goto out_free;
-	}
-	rc = meta_open(pool->meta_path, rdonly, &pool->meta, msg, msglen);
-	if (rc)
-		goto out_free;
-	rc = rdonly ? meta_begin_read(pool->meta) : 0;
-	if (!rc)
-		rc = meta_pool_get(pool->meta, &pool->prow);
-	if (rc) {
-		set_msg(msg, msglen, rc, "%s is not a thinfs pool: %s", dir,
-			meta_errmsg(pool->meta));
-		goto out_free;
-	}
-	pool->block_size = pool->prow.block_size;
-	if (!is_pow2(pool->block_size) || pool->block_size < POOL_MIN_BLOCK_SIZE ||
-	    pool->block_size > POOL_MAX_BLOCK_SIZE) {
-		rc = set_msg(msg, msglen, -EUCLEAN, "%s: damaged pool (block size %llu)", dir,
-			     (unsigned long long)pool->block_size);
-		goto out_free;
-	}
-	pool->block_shift = (unsigned)__builtin_ctzll(pool->block_size);
-	data_path = pool->prow.data_path[0] == '/' ? strdup(pool->prow.data_path)
-						   : util_path_join(dir, pool->prow.data_path);
-	if (!data_path) {
-		rc = -ENOMEM;
-		goto out_free;
-	}
-	rc = dio_open(data_path, rdonly, &pool->dio, msg, msglen);
-	if (!rc)
-		rc = check_data(pool, msg, msglen);
-	if (rc)
-		goto out_free;
-	rc = load_state(pool);
-	if (rc) {
-		set_msg(msg, msglen, rc, "%s: cannot load the metadata (%s); run thinctl check",
-			dir, rc == -EUCLEAN ? "damaged" : strerror(-rc));
-		goto out_free;
-	}
-	if (needs_check_marked(pool)) {
-		/* an error meta.db could not record: the marker kept it */
-		pool->prow.needs_check = 1;
-		snprintf(pool->ro_reason, sizeof(pool->ro_reason), "%s",
-			 "needs_check is set (marker file): run thinctl check --repair");
-	}
-	if (!rdonly && pool->prow.needs_check)
-		pool->mode = POOL_MODE_READ_ONLY;
-	if (pool->mode == POOL_MODE_WRITE) {
-		if (!pool->prow.clean) {
-			rc = pool_scrub_free_blocks(pool);
-			if (rc) {
-				set_msg(msg, msglen, rc, "cannot scrub free blocks: %s",
-					strerror(-rc));
-				goto out_free;
-			}
-		}
-		/* mark in use: a crash from now on is an unclean stop */
-		pool->prow.clean = 0;
-		rc = meta_begin(pool->meta);
-		if (!rc)
-			rc = meta_pool_put(pool->meta, &pool->prow);
-		if (!rc)
-			rc = meta_commit(pool->meta);
-		if (rc) {
-			meta_rollback(pool->meta);
-			set_msg(msg, msglen, rc, "cannot write %s: %s", pool->meta_path,
-				meta_errmsg(pool->meta));
-			goto out_free;
-		}
-		/* devices deleted while open when the pool stopped: finish them */
-		for (struct device *d = pool->devices; d; d = d->next) {
-			if (d->deleted) {
-				pool->devices_pending_delete = true;
-				break;
-			}
-		}
-	}
-	free(data_path);
-	*out = pool;
-	if (pool->devices_pending_delete)
-		pool_finish_deletes(pool);
-	return 0;
-out_free:
-	free(data_path);
+	return pool;
+}
+
+static void pool_free(struct pool *pool)
+{
 	free_state(pool);
 	if (pool->meta)
 		meta_close(pool->meta);
@@ -366,11 +259,152 @@ out_free:
 		dio_close(pool->dio);
 	if (pool->lock_fd >= 0)
 		close(pool->lock_fd);
+	pthread_rwlock_destroy(&pool->io_lock);
+	pthread_mutex_destroy(&pool->lock);
+	pthread_mutex_destroy(&pool->commit_lock);
+	pthread_cond_destroy(&pool->prov_cv);
 	free(pool->unpunched);
 	free(pool->dir);
 	free(pool->meta_path);
 	free(pool);
+}
+
+/* The directory holds a pool; a read-write open also wants it private and
+ * takes the lock. */
+static int open_dir(struct pool *pool, const char *holder, char *msg, size_t msglen)
+{
+	struct stat sb;
+	int rc;
+
+	if (stat(pool->dir, &sb) < 0)
+		return set_msg(msg, msglen, -errno, "%s: %s", pool->dir, strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		return set_msg(msg, msglen, -ENOTDIR, "%s is not a pool directory", pool->dir);
+	if (lstat(pool->meta_path, &sb) < 0)
+		return set_msg(msg, msglen, -ENOENT, "%s is not a thinfs pool (no meta.db)",
+			       pool->dir);
+	if (pool->mode == POOL_MODE_READER)
+		return 0;
+	rc = pool_check_dir_private(pool->dir, msg, msglen);
+	if (!rc && (sb.st_mode & (S_IWGRP | S_IWOTH)))
+		rc = set_msg(msg, msglen, -EPERM, "%s is writable by group or others; refusing",
+			     pool->meta_path);
+	if (!rc)
+		rc = open_lock(pool, holder, msg, msglen);
 	return rc;
+}
+
+/* meta.db and its pool row (a read view begins here for a read-only open). */
+static int open_meta(struct pool *pool, char *msg, size_t msglen)
+{
+	bool rdonly = pool->mode == POOL_MODE_READER;
+	int rc = meta_open(pool->meta_path, rdonly, &pool->meta, msg, msglen);
+
+	if (rc)
+		return rc;
+	rc = rdonly ? meta_begin_read(pool->meta) : 0;
+	if (!rc)
+		rc = meta_pool_get(pool->meta, &pool->prow);
+	if (rc)
+		return set_msg(msg, msglen, rc, "%s is not a thinfs pool: %s", pool->dir,
+			       meta_errmsg(pool->meta));
+	pool->block_size = pool->prow.block_size;
+	if (!is_pow2(pool->block_size) || pool->block_size < POOL_MIN_BLOCK_SIZE ||
+	    pool->block_size > POOL_MAX_BLOCK_SIZE)
+		return set_msg(msg, msglen, -EUCLEAN, "%s: damaged pool (block size %llu)",
+			       pool->dir, (unsigned long long)pool->block_size);
+	pool->block_shift = (unsigned)__builtin_ctzll(pool->block_size);
+	return 0;
+}
+
+/* The data file the pool row names, checked against the row. */
+static int open_data(struct pool *pool, char *msg, size_t msglen)
+{
+	const char *name = pool->prow.data_path;
+	char *path = name[0] == '/' ? strdup(name) : util_path_join(pool->dir, name);
+	int rc;
+
+	if (!path)
+		return -ENOMEM;
+	rc = dio_open(path, pool->mode == POOL_MODE_READER, &pool->dio, msg, msglen);
+	free(path);
+	if (!rc)
+		rc = check_data(pool, msg, msglen);
+	return rc;
+}
+
+/* A read-write open: recover from an unclean stop (scrub free blocks), then
+ * mark the pool in use, so a crash from now on is an unclean stop. */
+static int open_for_writing(struct pool *pool, char *msg, size_t msglen)
+{
+	int rc;
+
+	if (!pool->prow.clean) {
+		rc = pool_scrub_free_blocks(pool);
+		if (rc)
+			return set_msg(msg, msglen, rc, "cannot scrub free blocks: %s",
+				       strerror(-rc));
+	}
+	pool->prow.clean = 0;
+	rc = meta_begin(pool->meta);
+	if (!rc)
+		rc = meta_pool_put(pool->meta, &pool->prow);
+	if (!rc)
+		rc = meta_commit(pool->meta);
+	if (rc) {
+		meta_rollback(pool->meta);
+		return set_msg(msg, msglen, rc, "cannot write %s: %s", pool->meta_path,
+			       meta_errmsg(pool->meta));
+	}
+	/* devices deleted while open when the pool stopped: finished below */
+	for (struct device *d = pool->devices; d; d = d->next)
+		if (d->deleted)
+			pool->devices_pending_delete = true;
+	return 0;
+}
+
+int pool_open(const char *dir, unsigned flags, const char *holder, struct pool **out, char *msg,
+	      size_t msglen)
+{
+	struct pool *pool = pool_alloc(dir, flags & POOL_OPEN_RDONLY);
+	int rc;
+
+	if (!pool)
+		return -ENOMEM;
+	rc = pool->dir && pool->meta_path ? 0 : -ENOMEM;
+	if (!rc)
+		rc = open_dir(pool, holder, msg, msglen);
+	if (!rc)
+		rc = open_meta(pool, msg, msglen);
+	if (!rc)
+		rc = open_data(pool, msg, msglen);
+	if (!rc) {
+		rc = load_state(pool);
+		if (rc)
+			set_msg(msg, msglen, rc,
+				"%s: cannot load the metadata (%s); run thinctl check", dir,
+				rc == -EUCLEAN ? "damaged" : strerror(-rc));
+	}
+	if (rc) {
+		pool_free(pool);
+		return rc;
+	}
+	if (needs_check_marked(pool)) {
+		/* an error meta.db could not record: the marker kept it */
+		pool->prow.needs_check = 1;
+		snprintf(pool->ro_reason, sizeof(pool->ro_reason), "%s",
+			 "needs_check is set (marker file): run thinctl check --repair");
+	}
+	if (pool->mode == POOL_MODE_WRITE && pool->prow.needs_check)
+		pool->mode = POOL_MODE_READ_ONLY;
+	if (pool->mode == POOL_MODE_WRITE && (rc = open_for_writing(pool, msg, msglen))) {
+		pool_free(pool);
+		return rc;
+	}
+	*out = pool;
+	if (pool->devices_pending_delete)
+		pool_finish_deletes(pool);
+	return 0;
 }
 
 int pool_close(struct pool *pool)
@@ -405,21 +439,9 @@ int pool_close(struct pool *pool)
 		}
 		admin_unlock(pool);
 	}
-	free_state(pool);
-	meta_close(pool->meta);
-	dio_close(pool->dio);
-	if (pool->lock_fd >= 0) {
-		if (pool->mode != POOL_MODE_READER && ftruncate(pool->lock_fd, 0) < 0)
-			rc = rc ? rc : -errno;
-		close(pool->lock_fd);
-	}
-	pthread_rwlock_destroy(&pool->io_lock);
-	pthread_mutex_destroy(&pool->lock);
-	pthread_mutex_destroy(&pool->commit_lock);
-	pthread_cond_destroy(&pool->prov_cv);
-	free(pool->unpunched);
-	free(pool->dir);
-	free(pool->meta_path);
-	free(pool);
+	/* the lock file names no holder once the pool is closed */
+	if (pool->lock_fd >= 0 && pool->mode != POOL_MODE_READER && ftruncate(pool->lock_fd, 0) < 0)
+		rc = rc ? rc : -errno;
+	pool_free(pool);
 	return rc;
 }
