@@ -204,47 +204,64 @@ int pool_test_dblock(struct volume *vol, uint64_t vblock, uint64_t *dblock)
  * Write n bytes at boff of vblock vb (data NULL = zeros, and then an unmapped
  * block stays unmapped).  Called with the io lock held for reading.
  */
-static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_t boff, size_t n,
-		       const void *data)
+/* Write (data) or zero (NULL) n bytes at byte off of the data file. */
+static int write_or_zero(struct pool *pool, const void *data, size_t n, uint64_t off)
 {
-	uint64_t bs = pool->block_size, e, nb, old;
-	bool whole = boff == 0 && n == bs;
-	void *bounce = NULL;
+	void *zeros;
 	int rc;
 
-	pthread_mutex_lock(&pool->lock);
-	e = settled_entry(pool, d, vb);
-	if ((e & VM_OWN) && vm_mapped(e)) {
-		pthread_mutex_unlock(&pool->lock);
+	if (data)
+		return dio_write(pool->dio, data, n, off);
+	zeros = dio_buffer(n);
+	if (!zeros)
+		return -ENOMEM;
+	memset(zeros, 0, n);
+	rc = dio_write(pool->dio, zeros, n, off);
+	free(zeros);
+	return rc;
+}
+
+/* Fill new block nb for a write of n bytes at boff: the old block's content
+ * first when it is copied on write (old mapped, the write partial), zeros
+ * where the rest must read zero and the file cannot be trusted to (a block
+ * device), else just the bytes written (a fresh block is a hole). */
+static int fill_new_block(struct pool *pool, uint64_t old, uint64_t nb, uint64_t boff, size_t n,
+			  const void *data)
+{
+	uint64_t bs = pool->block_size;
+	bool whole = boff == 0 && n == bs;
+	bool cow = vm_mapped(old) && !whole;
+	bool zero_rest = !data || (!whole && dio_is_blockdev(pool->dio));
+	char *bounce;
+	int rc = 0;
+
+	if (!cow && !zero_rest)
+		return dio_write(pool->dio, data, n, nb * bs + boff);
+	bounce = dio_buffer(bs);
+	if (!bounce)
+		return -ENOMEM;
+	if (cow) {
+		rc = dio_read(pool->dio, bounce, bs, vm_dblock(old) * bs);
+		__atomic_add_fetch(&pool->nr_cow, 1, __ATOMIC_RELAXED);
+	} else {
+		memset(bounce, 0, bs);
+	}
+	if (!rc) {
 		if (data)
-			return dio_write(pool->dio, data, n, vm_dblock(e) * bs + boff);
-		bounce = dio_buffer(n);
-		if (!bounce)
-			return -ENOMEM;
-		memset(bounce, 0, n);
-		rc = dio_write(pool->dio, bounce, n, vm_dblock(e) * bs + boff);
-		free(bounce);
-		return rc;
+			memcpy(bounce + boff, data, n);
+		else
+			memset(bounce + boff, 0, n);
+		rc = dio_write(pool->dio, bounce, bs, nb * bs);
 	}
-	if (!data && !vm_mapped(e)) {
-		pthread_mutex_unlock(&pool->lock);
-		return 0;
-	}
-	if (!pool_mode_writable(pool)) {
-		pthread_mutex_unlock(&pool->lock);
-		return -EROFS;
-	}
-	rc = space_alloc(&pool->space, &nb);
-	if (rc) {
-		bool freed_pending = pool->space.nr_freed > 0;
-		if (!freed_pending)
-			pool_space_short(pool, true);
-		pthread_mutex_unlock(&pool->lock);
-		return freed_pending ? NEED_COMMIT : -ENOSPC;
-	}
-	pool_space_short(pool, false);
-	old = e;
-	vmap_set(&d->vm, vb, vm_make(nb) | VM_OWN | VM_PROV | VM_DIRTY | (e & (VM_ROW | VM_DIRTY)));
+	free(bounce);
+	return rc;
+}
+
+/* Map new block nb at vb (marked PROV until its data is in place); lock held. */
+static void start_provision(struct pool *pool, struct device *d, uint64_t vb, uint64_t old,
+			    uint64_t nb)
+{
+	vmap_set(&d->vm, vb, vm_make(nb) | VM_OWN | VM_PROV | VM_DIRTY | (old & (VM_ROW | VM_DIRTY)));
 	if (!(old & VM_DIRTY))
 		pool_device_mark_dirty(pool, d, vb);
 	if (!vm_mapped(old)) {
@@ -252,35 +269,12 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 		d->row_dirty = true;
 	}
 	pool->dirty = true;
-	pthread_mutex_unlock(&pool->lock);
+}
 
-	/* fill the new block: old content (copy-on-write) or zeros, then the data */
-	if (vm_mapped(old) && !whole) {
-		bounce = dio_buffer(bs);
-		rc = bounce ? dio_read(pool->dio, bounce, bs, vm_dblock(old) * bs) : -ENOMEM;
-		if (!rc) {
-			if (data)
-				memcpy((char *)bounce + boff, data, n);
-			else
-				memset((char *)bounce + boff, 0, n);
-			rc = dio_write(pool->dio, bounce, bs, nb * bs);
-		}
-		__atomic_add_fetch(&pool->nr_cow, 1, __ATOMIC_RELAXED);
-	} else if (!data || (!whole && dio_is_blockdev(pool->dio))) {
-		bounce = dio_buffer(bs);
-		rc = bounce ? 0 : -ENOMEM;
-		if (bounce)
-			memset(bounce, 0, bs);
-		if (!rc && data)
-			memcpy((char *)bounce + boff, data, n);
-		if (!rc)
-			rc = dio_write(pool->dio, bounce, bs, nb * bs);
-	} else {
-		rc = dio_write(pool->dio, data, n, nb * bs + boff);
-	}
-	free(bounce);
-
-	pthread_mutex_lock(&pool->lock);
+/* The data is in place (rc 0), or not: settle vb; lock held. */
+static void end_provision(struct pool *pool, struct device *d, uint64_t vb, uint64_t old,
+			  uint64_t nb, int rc)
+{
 	if (rc) {
 		/* the old entry stands exactly as it was (a shared block must not be
 		 * written back into this device's own layer); the new block goes
@@ -295,6 +289,45 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 		vmap_set(&d->vm, vb, vmap_get(&d->vm, vb) & ~VM_PROV);
 	}
 	pthread_cond_broadcast(&pool->prov_cv);
+}
+
+static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_t boff, size_t n,
+		       const void *data)
+{
+	uint64_t bs = pool->block_size, old, nb;
+	int rc;
+
+	pthread_mutex_lock(&pool->lock);
+	old = settled_entry(pool, d, vb);
+	if ((old & VM_OWN) && vm_mapped(old)) {
+		/* the device's own block: in place */
+		pthread_mutex_unlock(&pool->lock);
+		return write_or_zero(pool, data, n, vm_dblock(old) * bs + boff);
+	}
+	if (!data && !vm_mapped(old)) {
+		pthread_mutex_unlock(&pool->lock);
+		return 0; /* zeroing what reads zeros already */
+	}
+	if (!pool_mode_writable(pool)) {
+		pthread_mutex_unlock(&pool->lock);
+		return -EROFS;
+	}
+	rc = space_alloc(&pool->space, &nb);
+	if (rc) {
+		bool freed_pending = pool->space.nr_freed > 0;
+		if (!freed_pending)
+			pool_space_short(pool, true);
+		pthread_mutex_unlock(&pool->lock);
+		return freed_pending ? NEED_COMMIT : -ENOSPC;
+	}
+	pool_space_short(pool, false);
+	start_provision(pool, d, vb, old, nb);
+	pthread_mutex_unlock(&pool->lock);
+
+	rc = fill_new_block(pool, old, nb, boff, n, data);
+
+	pthread_mutex_lock(&pool->lock);
+	end_provision(pool, d, vb, old, nb, rc);
 	pthread_mutex_unlock(&pool->lock);
 	return rc;
 }
