@@ -641,11 +641,88 @@ static int check_result(struct pool *pool, const char *tmp, const struct header 
 	return rc;
 }
 
+/* Neither the name nor its temporary twin exists, and an incremental
+ * stream's base is here, unchanged: then *base names it. */
+static int receive_check(struct pool *pool, struct meta_ix *x, const struct header *h,
+			 const char *name, const char *tmp, char *base, char *msg, size_t msglen)
+{
+	struct idev exists, bv;
+	struct tview v;
+	int rc = 0;
+
+	interop_lock(pool);
+	if (!interop_find_device(pool, name, &exists))
+		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
+	else if (!interop_find_device(pool, tmp, &exists))
+		rc = set_msg(msg, msglen, -EEXIST,
+			     "'%s' exists (an interrupted receive?); delete it first", tmp);
+	if (rc || !(h->flags & F_INCREMENTAL))
+		goto out;
+	if (find_base(pool, x, h, &bv)) {
+		rc = set_msg(msg, msglen, -ENOENT,
+			     "no device here is the stream's base '%s' (pool %s, device "
+			     "%llu); receive that one first",
+			     h->base_name, h->base.uuid, (unsigned long long)h->base.dev_id);
+	} else if (!(rc = interop_view(pool, &bv, &v))) {
+		struct summary sum = summarize(&v);
+		tview_free(&v);
+		full_name(&bv, base, NAME_BYTES);
+		if (sum.mapped != h->base_sum.mapped || sum.vbhash != h->base_sum.vbhash)
+			rc = set_msg(msg, msglen, -ESTALE,
+				     "base '%s' no longer matches the stream's base (it changed)",
+				     base);
+	}
+out:
+	interop_unlock(pool);
+	return rc;
+}
+
+/* The new device under its temporary name: a snapshot of the base, or a
+ * new volume; *created once it exists. */
+static int receive_make(struct pool *pool, const struct header *h, const char *base,
+			const char *tmp, bool *created, char *msg, size_t msglen)
+{
+	struct pool_device_info info;
+	int rc;
+
+	if (!(h->flags & F_INCREMENTAL)) {
+		rc = pool_create(pool, tmp, h->size, msg, msglen);
+		*created = !rc;
+		return rc;
+	}
+	rc = pool_snapshot(pool, base, tmp, msg, msglen);
+	*created = !rc;
+	if (!rc)
+		rc = pool_device_info(pool, tmp, &info);
+	if (!rc && info.size != h->size)
+		rc = pool_resize(pool, tmp, h->size, msg, msglen);
+	return rc;
+}
+
+/* Every record into the temporary device, made durable. */
+static int receive_data(struct pool *pool, struct recv *c, const char *tmp, char *msg,
+			size_t msglen)
+{
+	uint64_t bs = pool_view_block_size(pool);
+	int rc;
+
+	c->buf = malloc(bs > 28 ? bs : 28);
+	c->zeros = calloc(1, bs);
+	rc = c->buf && c->zeros ? pool_volume_open(pool, tmp, &c->vol) : -ENOMEM;
+	if (rc)
+		return set_msg(msg, msglen, rc, "cannot open '%s': %s", tmp, strerror(-rc));
+	rc = apply_records(c, msg, msglen);
+	pool_volume_close(c->vol);
+	if (!rc && (rc = pool_sync(pool)))
+		set_msg(msg, msglen, rc, "cannot sync: %s", strerror(-rc));
+	return rc;
+}
+
 int pool_receive(struct pool *pool, const char *name, FILE *in, char *msg, size_t msglen)
 {
-	struct header h = {0};
-	struct recv c = {.pool = pool, .h = &h, .rd = {.in = in}};
-	struct meta_ix_recv rec = {0};
+	struct header h = { 0 };
+	struct recv c = { .pool = pool, .h = &h, .rd = { .in = in } };
+	struct meta_ix_recv rec = { 0 };
 	struct meta_ix *x = NULL;
 	char tmp[POOL_NAME_MAX + 1], base[NAME_BYTES] = "";
 	bool created = false, recorded = false;
@@ -667,70 +744,15 @@ int pool_receive(struct pool *pool, const char *name, FILE *in, char *msg, size_
 	rc = meta_ix_open(pool_view_meta_path(pool), false, &x);
 	if (rc)
 		return set_msg(msg, msglen, rc, "cannot open the metadata: %s", strerror(-rc));
-	struct idev exists;
-	interop_lock(pool);
-	if (!interop_find_device(pool, name, &exists))
-		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
-	else if (!interop_find_device(pool, tmp, &exists))
-		rc = set_msg(msg, msglen, -EEXIST,
-			     "'%s' exists (an interrupted receive?); delete it first", tmp);
-	if (!rc && (h.flags & F_INCREMENTAL)) {
-		struct idev bv, *b = find_base(pool, x, &h, &bv) ? NULL : &bv;
-		struct tview v;
-		if (!b) {
-			rc = set_msg(msg, msglen, -ENOENT,
-				     "no device here is the stream's base '%s' (pool %s, device "
-				     "%llu); receive that one first",
-				     h.base_name, h.base.uuid, (unsigned long long)h.base.dev_id);
-		} else if (!(rc = interop_view(pool, b, &v))) {
-			struct summary s = summarize(&v);
-			tview_free(&v);
-			full_name(b, base, sizeof(base));
-			if (s.mapped != h.base_sum.mapped || s.vbhash != h.base_sum.vbhash)
-				rc = set_msg(msg, msglen, -ESTALE,
-					     "base '%s' no longer matches the stream's base (it "
-					     "changed)",
-					     base);
-		}
-	}
-	interop_unlock(pool);
-	if (rc)
-		goto out;
-	/* the device, under its temporary name */
-	if (h.flags & F_INCREMENTAL) {
-		struct pool_device_info info;
-		rc = pool_snapshot(pool, base, tmp, msg, msglen);
-		created = !rc;
-		if (!rc)
-			rc = pool_device_info(pool, tmp, &info);
-		if (!rc && info.size != h.size)
-			rc = pool_resize(pool, tmp, h.size, msg, msglen);
-	} else {
-		rc = pool_create(pool, tmp, h.size, msg, msglen);
-		created = !rc;
-	}
-	if (rc)
-		goto out;
-	c.buf = malloc(pool_view_block_size(pool) > 28 ? pool_view_block_size(pool) : 28);
-	c.zeros = calloc(1, pool_view_block_size(pool));
-	rc = c.buf && c.zeros ? pool_volume_open(pool, tmp, &c.vol) : -ENOMEM;
-	if (rc) {
-		set_msg(msg, msglen, rc, "cannot open '%s': %s", tmp, strerror(-rc));
-		goto out;
-	}
-	rc = apply_records(&c, msg, msglen);
-	pool_volume_close(c.vol);
+	rc = receive_check(pool, x, &h, name, tmp, base, msg, msglen);
+	if (!rc)
+		rc = receive_make(pool, &h, base, tmp, &created, msg, msglen);
+	if (!rc)
+		rc = receive_data(pool, &c, tmp, msg, msglen);
+	if (!rc && (rc = check_result(pool, tmp, &h, &rec)))
+		set_msg(msg, msglen, rc, "the received device does not match the stream's");
 	if (!rc) {
-		rc = pool_sync(pool);
-		if (rc)
-			set_msg(msg, msglen, rc, "cannot sync: %s", strerror(-rc));
-	}
-	if (!rc) {
-		rc = check_result(pool, tmp, &h, &rec);
-		if (rc)
-			set_msg(msg, msglen, rc, "the received device does not match the stream's");
-	}
-	if (!rc) {
+		/* whose copy it is, then its real name */
 		rec.src = h.snap;
 		rec.received = util_now();
 		rc = meta_ix_recv_put(x, &rec);
@@ -740,7 +762,6 @@ int pool_receive(struct pool *pool, const char *name, FILE *in, char *msg, size_
 	}
 	if (!rc)
 		rc = pool_rename(pool, tmp, name, msg, msglen);
-out:
 	if (rc && created) {
 		pool_delete(pool, tmp, NULL, 0);
 		if (recorded)
