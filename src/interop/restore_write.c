@@ -163,109 +163,130 @@ int rs_restore_marker(struct made *mk, bool on)
 	return rc;
 }
 
-int rs_write_meta(struct restore *r, struct made *mk)
+/* The layers, parents first (each gets its id), then their rows. */
+static int write_layers(struct restore *r, struct meta *m, struct space *sp)
 {
-	struct meta *m = NULL;
-	struct space sp = {0};
-	struct meta_pool_row prow;
-	uint32_t *order = NULL;
-	uint64_t *from = NULL, *to = NULL;
-	size_t nr_renum = 0;
-	int rc;
+	uint32_t *order = malloc((r->nr_nodes ? r->nr_nodes : 1) * sizeof(*order));
+	int rc = order ? 0 : -ENOMEM;
 
-	rc = meta_open(mk->meta_path, false, &m, r->msg, r->msglen);
-	if (rc)
-		return r->err = rc;
-	order = malloc((r->nr_nodes ? r->nr_nodes : 1) * sizeof(*order));
-	from = malloc((r->nr_devs ? r->nr_devs : 1) * sizeof(*from));
-	to = malloc((r->nr_devs ? r->nr_devs : 1) * sizeof(*to));
-	rc = order && from && to ? space_init(&sp, r->nr_data_blocks) : -ENOMEM;
-	if (!rc)
-		rc = meta_begin(m);
-	if (rc)
-		goto out;
-	/* layers, parents first */
-	for (uint32_t i = 0; i < r->nr_nodes; i++)
+	for (uint32_t i = 0; i < r->nr_nodes && !rc; i++)
 		order[i] = i;
-	qsort_r(order, r->nr_nodes, sizeof(*order), cmp_depth, r);
+	if (!rc)
+		qsort_r(order, r->nr_nodes, sizeof(*order), cmp_depth, r);
 	for (size_t i = 0; i < r->nr_nodes && !rc; i++) {
 		struct tnode *t = &r->nodes[order[i]];
 		rc = meta_layer_insert(m, t->parent == NO_NODE ? 0 : r->nodes[t->parent].layer_id,
 				       &t->layer_id);
 	}
+	free(order);
 	if (!rc)
-		rc = write_rows(r, m, &sp);
+		rc = write_rows(r, m, sp);
 	for (size_t i = 0; i < r->nr_nodes && !rc; i++) {
 		struct tnode *t = &r->nodes[i];
 		struct meta_layer_row lr = {
-		    .id = t->layer_id,
-		    .parent = t->parent == NO_NODE ? 0 : r->nodes[t->parent].layer_id,
-		    .nr_rows = t->nr_rows,
+			.id = t->layer_id,
+			.parent = t->parent == NO_NODE ? 0 : r->nodes[t->parent].layer_id,
+			.nr_rows = t->nr_rows,
 		};
 		rc = meta_layer_update(m, &lr);
 	}
-	for (size_t i = 0; i < r->nr_csets && !rc; i++) {
-		struct meta_set_row sr = {.ctime = r->csets[i].ctime};
-		snprintf(sr.name, sizeof(sr.name), "%s", r->csets[i].name);
-		rc = meta_set_insert(m, &sr);
-	}
-	/* devices in id order; meta numbers them, renumbered below */
+	return rc;
+}
+
+/* The devices in id order, then the ids the dump gave them (meta numbers
+ * devices itself), in the same transaction: a crash never leaves wrong ids. */
+static int write_devices(struct restore *r, struct meta *m)
+{
+	uint64_t *from = malloc((r->nr_devs ? r->nr_devs : 1) * sizeof(*from));
+	uint64_t *to = malloc((r->nr_devs ? r->nr_devs : 1) * sizeof(*to));
+	size_t nr_renum = 0;
+	int rc = from && to ? 0 : -ENOMEM;
+
 	for (size_t i = 0; i < r->nr_devs && !rc; i++) {
 		struct rdev *d = &r->devs[i];
-		struct meta_device_row dr = {0};
+		struct meta_device_row dr = {
+			.size = d->size,
+			.layer = r->nodes[rs_leaf_of(r, (uint32_t)i)].layer_id,
+			.origin = d->origin,
+			.creation_time = d->creation_time,
+			.snap_time = d->snap_time,
+			.ctime = d->ctime,
+			.mtime = d->mtime,
+			.read_only = d->read_only,
+			.uid = d->uid,
+			.gid = d->gid,
+			.mode = d->mode,
+			.mapped = d->nr_mapped,
+		};
 		snprintf(dr.set, sizeof(dr.set), "%s", d->set);
 		snprintf(dr.name, sizeof(dr.name), "%s", d->name);
-		dr.size = d->size;
-		dr.layer = r->nodes[rs_leaf_of(r, (uint32_t)i)].layer_id;
-		dr.origin = d->origin;
-		dr.creation_time = d->creation_time;
-		dr.snap_time = d->snap_time;
-		dr.ctime = d->ctime;
-		dr.mtime = d->mtime;
-		dr.read_only = d->read_only;
-		dr.uid = d->uid;
-		dr.gid = d->gid;
-		dr.mode = d->mode;
-		dr.mapped = d->nr_mapped;
 		rc = meta_device_insert(m, &dr);
 		if (!rc && dr.id != d->id) {
 			from[nr_renum] = dr.id;
 			to[nr_renum++] = d->id;
 		}
 	}
-	/* the ids the dump gave, in the same transaction: a crash never leaves
-	 * a pool with the wrong ones */
 	if (!rc && nr_renum)
 		rc = meta_device_renumber(m, from, to, nr_renum);
-	if (!rc)
-		rc = space_save(&sp, m);
-	if (!rc)
-		rc = meta_pool_get(m, &prow);
-	if (!rc) {
-		if (r->uuid[0])
-			snprintf(prow.uuid, sizeof(prow.uuid), "%s", r->uuid);
-		else
-			snprintf(r->uuid, sizeof(r->uuid), "%s", prow.uuid);
-		prow.transaction_id = r->transaction;
-		prow.pool_time = r->time;
-		/* unclean until finish_pool has punched an adopted image's free
-		 * blocks: after a crash before that, the first open scrubs them */
-		prow.clean = 0;
-		rc = meta_pool_put(m, &prow);
-	}
-	if (!rc)
-		rc = meta_commit(m);
-	if (rc) {
-		set_msg(r->msg, r->msglen, rc, "cannot write the metadata: %s", meta_errmsg(m));
-		r->err = rc;
-		meta_rollback(m);
-	}
-out:
-	meta_close(m);
-	space_destroy(&sp);
-	free(order);
 	free(from);
 	free(to);
+	return rc;
+}
+
+/* The pool row: the dump's uuid, transaction id and time, and unclean until
+ * rs_finish_pool (after a crash before that, the first open scrubs). */
+static int write_pool_row(struct restore *r, struct meta *m)
+{
+	struct meta_pool_row prow;
+	int rc = meta_pool_get(m, &prow);
+
+	if (rc)
+		return rc;
+	if (r->uuid[0])
+		snprintf(prow.uuid, sizeof(prow.uuid), "%s", r->uuid);
+	else
+		snprintf(r->uuid, sizeof(r->uuid), "%s", prow.uuid);
+	prow.transaction_id = r->transaction;
+	prow.pool_time = r->time;
+	prow.clean = 0;
+	return meta_pool_put(m, &prow);
+}
+
+/* Everything the dump describes, in one metadata transaction. */
+int rs_write_meta(struct restore *r, struct made *mk)
+{
+	struct meta *m = NULL;
+	struct space sp = { 0 };
+	int rc;
+
+	rc = meta_open(mk->meta_path, false, &m, r->msg, r->msglen);
+	if (rc)
+		return r->err = rc;
+	rc = space_init(&sp, r->nr_data_blocks);
+	if (!rc && !(rc = meta_begin(m))) {
+		rc = write_layers(r, m, &sp);
+		for (size_t i = 0; i < r->nr_csets && !rc; i++) {
+			struct meta_set_row sr = { .ctime = r->csets[i].ctime };
+			snprintf(sr.name, sizeof(sr.name), "%s", r->csets[i].name);
+			rc = meta_set_insert(m, &sr);
+		}
+		if (!rc)
+			rc = write_devices(r, m);
+		if (!rc)
+			rc = space_save(&sp, m);
+		if (!rc)
+			rc = write_pool_row(r, m);
+		if (!rc)
+			rc = meta_commit(m);
+		if (rc) {
+			set_msg(r->msg, r->msglen, rc, "cannot write the metadata: %s",
+				meta_errmsg(m));
+			r->err = rc;
+			meta_rollback(m);
+		}
+	}
+	meta_close(m);
+	space_destroy(&sp);
 	if (rc && !r->err)
 		rs_fail(r, rc, "cannot write the metadata: %s", strerror(-rc));
 	return rc;
