@@ -353,90 +353,98 @@ static int send_blocks(struct pool *pool, struct writer *w, const char *snap, co
 	return rc;
 }
 
-int pool_send(struct pool *pool, const char *snap, const char *from, FILE *out, char *msg,
-	      size_t msglen)
+/* The header and the plan of blocks to send, from one consistent view of
+ * the snapshot (and of the base, for an incremental stream). */
+static int send_plan(struct pool *pool, const char *snap, const char *from, struct header *h,
+		     struct plan *p, char *msg, size_t msglen)
 {
-	struct header h = {.block_size = pool_view_block_size(pool)};
-	struct tview vs = {0}, vbase = {0};
-	struct plan p = {0};
-	struct writer w = {.out = out};
+	struct tview vs = { 0 }, vbase = { 0 };
 	struct meta_ix *x = NULL;
-	struct idev dsv, dbv, *ds = NULL, *db = NULL;
-	unsigned char hbuf[2048], end[36];
+	struct idev ds, db;
 	int rc;
 
 	/* the pool's own connection is idle or reading: a second one may read */
 	if (meta_ix_open(pool_view_meta_path(pool), true, &x))
 		x = NULL;
 	interop_lock(pool);
-	if (!interop_find_device(pool, snap, &dsv))
-		ds = &dsv;
-	if (!ds) {
+	rc = interop_find_device(pool, snap, &ds);
+	if (rc) {
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", snap);
-		goto out_unlock;
+		goto out;
 	}
-	if (from && !interop_find_device(pool, from, &dbv))
-		db = &dbv;
-	if (from && !db) {
+	if (from && interop_find_device(pool, from, &db)) {
 		rc = set_msg(msg, msglen, -ENOENT, "base volume '%s' does not exist", from);
-		goto out_unlock;
+		goto out;
 	}
-	rc = interop_view(pool, ds, &vs);
-	if (!rc && db)
-		rc = interop_view(pool, db, &vbase);
+	rc = interop_view(pool, &ds, &vs);
+	if (!rc && from)
+		rc = interop_view(pool, &db, &vbase);
 	if (rc) {
 		set_msg(msg, msglen, rc, "cannot read the mappings: %s", strerror(-rc));
-		goto out_unlock;
+		goto out;
 	}
-	h.size = ds->row.size;
-	h.snap_sum = summarize(&vs);
-	identity_of(pool, x, ds, &h.snap);
-	full_name(ds, h.snap_name, sizeof(h.snap_name));
-	p.limit = div_round_up(h.size, pool_view_block_size(pool));
-	if (db) {
-		h.flags |= F_INCREMENTAL;
-		h.base_sum = summarize(&vbase);
-		identity_of(pool, x, db, &h.base);
-		full_name(db, h.base_name, sizeof(h.base_name));
-		delta_walk(&vbase, &vs, plan_delta, &p);
+	h->size = ds.row.size;
+	h->snap_sum = summarize(&vs);
+	identity_of(pool, x, &ds, &h->snap);
+	full_name(&ds, h->snap_name, sizeof(h->snap_name));
+	p->limit = div_round_up(h->size, pool_view_block_size(pool));
+	if (from) {
+		h->flags |= F_INCREMENTAL;
+		h->base_sum = summarize(&vbase);
+		identity_of(pool, x, &db, &h->base);
+		full_name(&db, h->base_name, sizeof(h->base_name));
+		delta_walk(&vbase, &vs, plan_delta, p);
 	} else {
 		for (size_t i = 0; i < vs.n; i++)
-			plan_add(&p, vs.m[i].vblock, 1, false);
+			plan_add(p, vs.m[i].vblock, 1, false);
 	}
-out_unlock:
+	if (p->err)
+		rc = set_msg(msg, msglen, p->err, "cannot plan the stream: %s", strerror(-p->err));
+out:
 	interop_unlock(pool);
 	meta_ix_close(x);
 	tview_free(&vs);
 	tview_free(&vbase);
+	return rc;
+}
+
+/* The end record: the counts and the stream checksum, under a checksum of
+ * its own that covers the stream checksum too. */
+static void send_end(struct writer *w)
+{
+	unsigned char end[36], hdr[REC_HDR], tail[4];
+
+	put_u64(end, w->nr_data);
+	put_u64(end + 8, w->nr_zero);
+	put_u64(end + 16, w->nr_unmap);
+	put_u32(end + 24, w->crc);
+	hdr[0] = 'E';
+	put_u64(hdr + 1, 0);
+	put_u64(hdr + 9, w->nr_records);
+	put_u32(tail, crc32c(crc32c(0, hdr, REC_HDR), end, 28));
+	w_put(w, hdr, REC_HDR);
+	w_put(w, end, 28);
+	w_put(w, tail, 4);
+}
+
+int pool_send(struct pool *pool, const char *snap, const char *from, FILE *out, char *msg,
+	      size_t msglen)
+{
+	struct header h = { .block_size = pool_view_block_size(pool) };
+	struct plan p = { 0 };
+	struct writer w = { .out = out };
+	unsigned char hbuf[2048];
+	int rc = send_plan(pool, snap, from, &h, &p, msg, msglen);
+
 	if (rc)
 		goto out;
-	if (p.err) {
-		rc = set_msg(msg, msglen, p.err, "cannot plan the stream: %s", strerror(-p.err));
-		goto out;
-	}
 	w_put(&w, hbuf, encode_header(&h, hbuf));
 	rc = send_blocks(pool, &w, snap, &p, h.size);
 	if (rc) {
 		set_msg(msg, msglen, rc, "cannot read '%s': %s", snap, strerror(-rc));
 		goto out;
 	}
-	put_u64(end, w.nr_data);
-	put_u64(end + 8, w.nr_zero);
-	put_u64(end + 16, w.nr_unmap);
-	put_u32(end + 24, w.crc);
-	{
-		/* the end record: its checksum covers the stream checksum too */
-		unsigned char hdr[REC_HDR], tail[4];
-		uint32_t crc;
-		hdr[0] = 'E';
-		put_u64(hdr + 1, 0);
-		put_u64(hdr + 9, w.nr_records);
-		crc = crc32c(crc32c(0, hdr, REC_HDR), end, 28);
-		put_u32(tail, crc);
-		w_put(&w, hdr, REC_HDR);
-		w_put(&w, end, 28);
-		w_put(&w, tail, 4);
-	}
+	send_end(&w);
 	if (!w.err && fflush(out))
 		w.err = -EIO;
 	if (w.err)
