@@ -36,9 +36,9 @@ struct pool_format_opts {
 	uint64_t block_size;   /* bytes; 0 = default */
 	uint64_t data_size;    /* bytes; 0 = size of an existing --data, else error */
 	const char *data_path; /* NULL = POOL/data */
-	bool force;            /* overwrite an existing pool */
+	bool force;	       /* overwrite an existing pool */
 	const char *uuid;      /* the pool's uuid (restore keeps a dump's); NULL: new */
-	bool keep_data;        /* adopt data_path as it is (restore --data): its
+	bool keep_data;	       /* adopt data_path as it is (restore --data): its
 				* content is kept, never punched (the caller's
 				* metadata says which blocks are in use) */
 };
@@ -103,14 +103,14 @@ int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gi
 /* ---- queries ---- */
 struct pool_device_info {
 	uint64_t id;
-	char set[POOL_NAME_MAX + 1];  /* "" for top-level devices */
+	char set[POOL_NAME_MAX + 1]; /* "" for top-level devices */
 	char name[POOL_NAME_MAX + 1];
-	uint64_t size;                 /* bytes */
-	uint64_t origin_id;            /* 0 = none */
-	uint64_t creation_time;        /* pool time at creation */
-	uint64_t snap_time;            /* pool time of the last snapshot of it */
-	int64_t ctime_sec;             /* wall clock of creation */
-	int64_t mtime_sec;             /* wall clock of the last change */
+	uint64_t size;		/* bytes */
+	uint64_t origin_id;	/* 0 = none */
+	uint64_t creation_time; /* pool time at creation */
+	uint64_t snap_time;	/* pool time of the last snapshot of it */
+	int64_t ctime_sec;	/* wall clock of creation */
+	int64_t mtime_sec;	/* wall clock of the last change */
 	bool read_only;
 	uint32_t uid, gid, mode;
 	uint64_t mapped_blocks;
@@ -127,14 +127,14 @@ struct pool_set_info {
 struct pool_status {
 	uint64_t block_size;
 	uint64_t nr_data_blocks;
-	uint64_t used_blocks;     /* mapped or awaiting release */
-	uint64_t transaction_id;  /* of the last durable commit */
+	uint64_t used_blocks;	 /* mapped or awaiting release */
+	uint64_t transaction_id; /* of the last durable commit */
 	uint64_t pool_time;
 	uint64_t nr_devices, nr_sets;
-	bool read_only;           /* opened read-only, or forced read-only by an error */
+	bool read_only; /* opened read-only, or forced read-only by an error */
 	bool needs_check;
 	bool out_of_space;
-	char mode[24];            /* "rw", "out_of_data_space", "ro" */
+	char mode[24]; /* "rw", "out_of_data_space", "ro" */
 	char uuid[40];
 	char data_path[4096];
 	/* counters since open */

@@ -121,8 +121,7 @@ static void stop_worker(struct worker *w)
 	free(w->base);
 }
 
-int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *stop,
-		  int *signo)
+int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *stop, int *signo)
 {
 	struct worker *w = calloc(nr_workers, sizeof(*w));
 	int sfd = -1, efd = -1, rc = 0;

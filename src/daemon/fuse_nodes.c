@@ -126,8 +126,7 @@ void devname(const struct fsops_node *n, char *buf)
 
 /* A device's full name from a directory node and an entry name: -ENOENT
  * for a name no device can have. */
-int child_devname(struct fsops *fs, const struct fsops_node *dir, const char *name,
-			 char *buf)
+int child_devname(struct fsops *fs, const struct fsops_node *dir, const char *name, char *buf)
 {
 	if (strlen(name) > POOL_NAME_MAX)
 		return -ENAMETOOLONG;
@@ -310,7 +309,7 @@ double dev_attr_timeout(const struct fsops *fs, const struct pool_device_info *i
 }
 
 void dir_stat(const struct fsops *fs, fuse_ino_t ino, mode_t perm, nlink_t nlink, time_t t,
-		     struct stat *st)
+	      struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
@@ -403,8 +402,8 @@ struct fsops_node *node_get(struct fsops *fs, fuse_ino_t ino)
 }
 
 /* Reply with an entry for node n (nlookup already taken). */
-void reply_entry(fuse_req_t req, struct fsops *fs, struct fsops_node *n,
-			const struct stat *st, double attr_timeout)
+void reply_entry(fuse_req_t req, struct fsops *fs, struct fsops_node *n, const struct stat *st,
+		 double attr_timeout)
 {
 	struct fuse_entry_param e;
 
@@ -463,4 +462,3 @@ void reply_set_entry(fuse_req_t req, struct fsops *fs, const char *name, time_t 
 	dir_stat(fs, n->ino, 0555, 2, ctime, &st);
 	reply_entry(req, fs, n, &st, fs->cfg.dir_attr_timeout);
 }
-

@@ -91,27 +91,25 @@ static inline struct fsops_file *file_of(struct fuse_file_info *fi)
 	return (struct fsops_file *)(uintptr_t)fi->fh;
 }
 
-
 struct fsops_node *node_find(struct fsops *fs, fuse_ino_t ino);
 void set_unlist(struct fsops *fs, struct fsops_node *n);
 void node_maybe_free(struct fsops *fs, struct fsops_node *n);
 struct fsops_node *node_dev(struct fsops *fs, const struct pool_device_info *info);
 struct fsops_node *node_set(struct fsops *fs, const char *name);
 void devname(const struct fsops_node *n, char *buf);
-int child_devname(struct fsops *fs, const struct fsops_node *dir, const char *name,
-			 char *buf);
+int child_devname(struct fsops *fs, const struct fsops_node *dir, const char *name, char *buf);
 void vol_unpin(struct fsops *fs, struct fsops_node *n, bool release);
 int node_dev_info(struct fsops *fs, struct fsops_node *n, struct pool_device_info *info);
 int vol_get(struct fsops *fs, struct fsops_node *n, struct volume **out);
 void dev_stat(const struct fsops *fs, const struct pool_device_info *info, struct stat *st);
 double dev_attr_timeout(const struct fsops *fs, const struct pool_device_info *info);
 void dir_stat(const struct fsops *fs, fuse_ino_t ino, mode_t perm, nlink_t nlink, time_t t,
-		     struct stat *st);
+	      struct stat *st);
 int set_lookup(struct fsops *fs, const char *name, time_t *ctime, size_t *nr_sets);
 int node_stat(struct fsops *fs, struct fsops_node *n, struct stat *st, double *timeout);
 struct fsops_node *node_get(struct fsops *fs, fuse_ino_t ino);
-void reply_entry(fuse_req_t req, struct fsops *fs, struct fsops_node *n,
-			const struct stat *st, double attr_timeout);
+void reply_entry(fuse_req_t req, struct fsops *fs, struct fsops_node *n, const struct stat *st,
+		 double attr_timeout);
 void reply_negative(fuse_req_t req, struct fsops *fs);
 void reply_dev_entry(fuse_req_t req, struct fsops *fs, const struct pool_device_info *info);
 void reply_set_entry(fuse_req_t req, struct fsops *fs, const char *name, time_t ctime);

@@ -29,19 +29,19 @@ struct checker {
 	bool repair;
 	int worst;
 	uint64_t nr_blocks;
-	uint8_t *inrow;   /* block appears in some row */
-	uint32_t *refs;   /* devices that see the block */
+	uint8_t *inrow; /* block appears in some row */
+	uint32_t *refs; /* devices that see the block */
 	struct layer *cur;
 	uint64_t problems;
 	bool fixed_something;
 };
 
 static void report(struct checker *c, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void report(struct checker *c, int level, const char *fmt, ...)
 {
-	static const char *const tag[] = { "warning", "damaged", "fatal" };
+	static const char *const tag[] = {"warning", "damaged", "fatal"};
 	char line[1024];
 	va_list ap;
 
@@ -59,8 +59,8 @@ static void report(struct checker *c, int level, const char *fmt, ...)
 static const char *layer_owner(struct layer *l, char *buf, size_t len)
 {
 	if (l && l->dev)
-		snprintf(buf, len, "device '%s%s%s'", l->dev->row.set, l->dev->row.set[0] ? "/" : "",
-			 l->dev->row.name);
+		snprintf(buf, len, "device '%s%s%s'", l->dev->row.set,
+			 l->dev->row.set[0] ? "/" : "", l->dev->row.name);
 	else
 		snprintf(buf, len, "layer %llu", l ? (unsigned long long)l->id : 0ull);
 	return buf;
@@ -85,7 +85,8 @@ static int row_scan(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
 	if (dblock == META_TOMBSTONE)
 		return 0;
 	if (dblock >= c->nr_blocks) {
-		report(c, CHECK_FATAL, "%s maps vblock %llu past the end of the data (block %llu of %llu)",
+		report(c, CHECK_FATAL,
+		       "%s maps vblock %llu past the end of the data (block %llu of %llu)",
 		       layer_owner(c->cur, who, sizeof(who)), (unsigned long long)vblock,
 		       (unsigned long long)dblock, (unsigned long long)c->nr_blocks);
 		return 0;
@@ -96,7 +97,8 @@ static int row_scan(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
 		       (unsigned long long)vblock);
 	c->inrow[dblock] = 1;
 	if (!space_is_used(&c->pool->space, dblock)) {
-		report(c, CHECK_DAMAGED, "data block %llu is mapped (%s vblock %llu) but marked free",
+		report(c, CHECK_DAMAGED,
+		       "data block %llu is mapped (%s vblock %llu) but marked free",
 		       (unsigned long long)dblock, layer_owner(c->cur, who, sizeof(who)),
 		       (unsigned long long)vblock);
 		if (c->repair) {
@@ -171,7 +173,7 @@ static int check_layers(struct checker *c)
 	}
 	/* rows nobody sees: leaks */
 	for (struct layer *l = pool->layers; l; l = l->next) {
-		struct dead_ctx d = { .c = c, .l = l };
+		struct dead_ctx d = {.c = c, .l = l};
 		rc = meta_map_foreach(pool->meta, l->id, 0, dead_scan, &d);
 		for (size_t i = 0; !rc && c->repair && i < d.n; i++) {
 			uint64_t db;
@@ -238,7 +240,7 @@ static int op_repair(struct pool *pool, void *arg)
 
 int pool_check(const char *dir, bool repair, FILE *out, char *msg, size_t msglen)
 {
-	struct checker c = { .out = out, .repair = repair };
+	struct checker c = {.out = out, .repair = repair};
 	struct pool *pool;
 	int rc, nr;
 
@@ -262,7 +264,8 @@ int pool_check(const char *dir, bool repair, FILE *out, char *msg, size_t msglen
 	}
 	rc = meta_map_foreach_orphan(pool->meta, orphan_row, &c);
 	if (!rc && pool->prow.needs_check)
-		report(&c, CHECK_DAMAGED, "needs_check is set: an earlier error made the pool read-only");
+		report(&c, CHECK_DAMAGED,
+		       "needs_check is set: an earlier error made the pool read-only");
 	if (rc)
 		goto out_unlock;
 	if (!repair) {

@@ -50,8 +50,8 @@ struct preimage {
 };
 
 struct dio {
-	int fd;   /* buffered: fallocate, fdatasync, lseek, test pre-images */
-	int dfd;  /* O_DIRECT, or fd when direct I/O is unavailable */
+	int fd;	 /* buffered: fallocate, fdatasync, lseek, test pre-images */
+	int dfd; /* O_DIRECT, or fd when direct I/O is unavailable */
 	bool direct;
 	bool blockdev;
 	bool rdonly;
@@ -185,7 +185,8 @@ static ssize_t plain_rw(int fd, bool write, void *buf, size_t len, uint64_t offs
 	ssize_t res;
 
 	do
-		res = write ? pwrite(fd, buf, len, (off_t)offset) : pread(fd, buf, len, (off_t)offset);
+		res = write ? pwrite(fd, buf, len, (off_t)offset)
+			    : pread(fd, buf, len, (off_t)offset);
 	while (res < 0 && (errno == EINTR || errno == EAGAIN));
 	return res < 0 ? -errno : res;
 }
@@ -219,7 +220,7 @@ static bool ring_run(int fd, bool write, const struct dio_seg *s, size_t n, ssiz
 {
 	struct thread_ring *tr = thread_ring();
 	struct io_uring *ring;
-	bool seen[DIO_BATCH_MAX] = { false }, doubt = false;
+	bool seen[DIO_BATCH_MAX] = {false}, doubt = false;
 	size_t queued = 0, submitted, reaped = 0;
 
 	if (!tr)
@@ -309,7 +310,7 @@ static int full_rw(int fd, bool write, void *buf, size_t len, uint64_t offset)
 
 	while (len) {
 		size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-		struct dio_seg seg = { p, chunk, offset };
+		struct dio_seg seg = {p, chunk, offset};
 		ssize_t n;
 
 		if (retries >= RING_RETRIES || !ring_run(fd, write, &seg, 1, &n))
@@ -447,7 +448,7 @@ void dio_close(struct dio *d)
 /* test facility: remember what a range held before an unflushed change */
 static void save_preimage(struct dio *d, uint64_t offset, size_t len)
 {
-	struct preimage p = { .offset = offset, .len = len, .data = malloc(len) };
+	struct preimage p = {.offset = offset, .len = len, .data = malloc(len)};
 
 	if (!p.data)
 		return;
@@ -599,8 +600,7 @@ static int direct_write(struct dio *d, const void *buf, size_t len, uint64_t off
 	if (rmw && a != offset)
 		rc = xfer(d, d->dfd, false, bounce, DIO_ALIGN, a);
 	if (!rc && rmw && e != offset + len && (e - DIO_ALIGN != a || a == offset))
-		rc = xfer(d, d->dfd, false, bounce + (e - a - DIO_ALIGN), DIO_ALIGN,
-			     e - DIO_ALIGN);
+		rc = xfer(d, d->dfd, false, bounce + (e - a - DIO_ALIGN), DIO_ALIGN, e - DIO_ALIGN);
 	if (!rc) {
 		memcpy(bounce + (offset - a), buf, len);
 		rc = xfer(d, d->dfd, true, bounce, e - a, a);
@@ -700,7 +700,7 @@ int dio_read_batch(struct dio *d, const struct dio_seg *segs, size_t n)
 /* The stripes of every segment, each taken once, in ascending order. */
 static void batch_stripes(struct dio *d, const struct dio_seg *s, size_t n, bool lock)
 {
-	uint64_t set[NR_STRIPES / 64] = { 0 };
+	uint64_t set[NR_STRIPES / 64] = {0};
 
 	for (size_t i = 0; i < n; i++) {
 		uint64_t first = s[i].offset >> STRIPE_SHIFT;
@@ -786,7 +786,7 @@ int dio_punch(struct dio *d, uint64_t offset, uint64_t len)
 	if (d->track)
 		save_preimage(d, offset, (size_t)len);
 	if (d->blockdev) {
-		uint64_t range[2] = { offset, len };
+		uint64_t range[2] = {offset, len};
 		if (ioctl(d->fd, BLKZEROOUT, range) == 0) {
 			observe(d, DIO_EV_PUNCH, offset, len);
 			return 0;

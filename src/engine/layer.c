@@ -109,8 +109,7 @@ int layer_create(struct pool *pool, struct layer *parent, struct layer **out)
 static int layer_save(struct pool *pool, struct layer *l)
 {
 	struct meta_layer_row r = {
-		.id = l->id, .parent = l->parent ? l->parent->id : 0, .nr_rows = l->nr_rows
-	};
+	    .id = l->id, .parent = l->parent ? l->parent->id : 0, .nr_rows = l->nr_rows};
 	l->dirty = false;
 	return meta_layer_update(pool->meta, &r);
 }
@@ -196,7 +195,7 @@ int layer_resolve(struct pool *pool, struct layer *leaf, struct vmap *vm)
 		path[depth++] = l;
 	}
 	for (size_t i = depth; i-- > 0 && !rc;) {
-		struct resolve_ctx c = { .vm = vm, .leaf = i == 0 };
+		struct resolve_ctx c = {.vm = vm, .leaf = i == 0};
 		rc = meta_map_foreach(pool->meta, path[i]->id, 0, resolve_row, &c);
 	}
 	free(big);
@@ -330,7 +329,7 @@ static int cmp_rows(const void *a, const void *b)
  */
 static int sweep(struct pool *pool, struct layer *l, struct vbset *ha, uint64_t *nr_freed)
 {
-	struct vbset inter = { .universe = true }, rows = { 0 };
+	struct vbset inter = {.universe = true}, rows = {0};
 	struct layer **kids;
 	int rc = 0;
 
@@ -346,7 +345,7 @@ static int sweep(struct pool *pool, struct layer *l, struct vbset *ha, uint64_t 
 	qsort(kids, l->nr_children, sizeof(*kids), cmp_rows);
 	for (size_t i = 0; i < l->nr_children && !rc; i++) {
 		bool need = inter.universe || inter.n;
-		struct vbset h = { 0 };
+		struct vbset h = {0};
 		/* every subtree is swept; its set is only built while it matters */
 		rc = sweep(pool, kids[i], need ? &h : NULL, nr_freed);
 		if (!rc && need)
@@ -384,8 +383,8 @@ int layer_sweep(struct pool *pool, struct layer *root, uint64_t *nr_freed)
 
 struct overlap_ctx {
 	struct pool *pool;
-	uint64_t other;   /* the layer to look in */
-	bool free_other;  /* free the other's block (else this row's) */
+	uint64_t other;	 /* the layer to look in */
+	bool free_other; /* free the other's block (else this row's) */
 	uint64_t overlaps;
 	int rc;
 };
@@ -421,7 +420,7 @@ static int set_device_layer(struct pool *pool, struct device *dev, struct layer 
  * rows).  Returns the surviving layer in *out. */
 static int layer_merge(struct pool *pool, struct layer *p, struct layer *c, struct layer **out)
 {
-	struct overlap_ctx oc = { .pool = pool };
+	struct overlap_ctx oc = {.pool = pool};
 	struct layer *keep;
 	int rc;
 

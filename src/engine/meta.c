@@ -66,75 +66,75 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[S_NR] = {
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_BEGIN_READ] = "BEGIN DEFERRED",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
-	[S_POOL_GET] = "SELECT uuid, block_size, nr_data_blocks, transaction_id, pool_time, "
-		       "next_layer_hint, needs_check, clean, created, data_path FROM pool WHERE id = 1",
-	[S_POOL_PUT] = "UPDATE pool SET uuid = ?1, block_size = ?2, nr_data_blocks = ?3, "
-		       "transaction_id = ?4, pool_time = ?5, next_layer_hint = ?6, needs_check = ?7, "
-		       "clean = ?8, created = ?9, data_path = ?10 WHERE id = 1",
-	[S_DEV_ALL] = "SELECT id, set_name, name, size, layer, origin, creation_time, snap_time, "
-		      "ctime, mtime, read_only, uid, gid, mode, mapped FROM devices "
-		      "ORDER BY set_name, name",
-	[S_DEV_INSERT] = "INSERT INTO devices(set_name, name, size, layer, origin, creation_time, "
-			 "snap_time, ctime, mtime, read_only, uid, gid, mode, mapped) "
-			 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-	[S_DEV_UPDATE] = "UPDATE devices SET set_name = ?1, name = ?2, size = ?3, layer = ?4, "
-			 "origin = ?5, creation_time = ?6, snap_time = ?7, ctime = ?8, mtime = ?9, "
-			 "read_only = ?10, uid = ?11, gid = ?12, mode = ?13, mapped = ?14 "
-			 "WHERE id = ?15",
-	[S_DEV_DELETE] = "DELETE FROM devices WHERE id = ?1",
-	[S_SET_ALL] = "SELECT name, ctime FROM sets ORDER BY name",
-	[S_SET_INSERT] = "INSERT INTO sets(name, ctime) VALUES(?1, ?2)",
-	[S_SET_DELETE] = "DELETE FROM sets WHERE name = ?1",
-	[S_SET_RENAME] = "UPDATE sets SET name = ?2 WHERE name = ?1",
-	[S_LAYER_ALL] = "SELECT id, parent, nr_rows FROM layers ORDER BY id",
-	[S_LAYER_INSERT] = "INSERT INTO layers(parent, nr_rows) VALUES(?1, 0)",
-	[S_LAYER_UPDATE] = "UPDATE layers SET parent = ?2, nr_rows = ?3 WHERE id = ?1",
-	[S_LAYER_DELETE] = "DELETE FROM layers WHERE id = ?1",
-	[S_MAP_GET] = "SELECT dblock FROM map WHERE layer = ?1 AND vblock = ?2",
-	[S_MAP_PUT] = "INSERT OR REPLACE INTO map(layer, vblock, dblock, time) VALUES(?1, ?2, ?3, ?4)",
-	[S_MAP_DEL] = "DELETE FROM map WHERE layer = ?1 AND vblock = ?2",
-	[S_MAP_RANGE] = "SELECT vblock, dblock, time FROM map WHERE layer = ?1 AND vblock >= ?2 "
-			"ORDER BY vblock",
-	[S_MAP_DEL_FROM] = "DELETE FROM map WHERE layer = ?1 AND vblock >= ?2",
-	[S_MAP_MOVE_KEEP] = "INSERT OR IGNORE INTO map(layer, vblock, dblock, time) "
-			    "SELECT ?2, vblock, dblock, time FROM map WHERE layer = ?1",
-	[S_MAP_MOVE_REPLACE] = "INSERT OR REPLACE INTO map(layer, vblock, dblock, time) "
-			       "SELECT ?2, vblock, dblock, time FROM map WHERE layer = ?1",
-	[S_MAP_DEL_LAYER] = "DELETE FROM map WHERE layer = ?1",
-	[S_MAP_DROP_TOMBS] = "DELETE FROM map WHERE layer = ?1 AND dblock IS NULL",
-	[S_MAP_COUNT] = "SELECT count(*) FROM map WHERE layer = ?1",
-	[S_MAP_ORPHANS] = "SELECT layer, vblock, dblock FROM map "
-			  "WHERE layer NOT IN (SELECT id FROM layers)",
-	[S_MAP_DEL_ORPHANS] = "DELETE FROM map WHERE layer NOT IN (SELECT id FROM layers)",
-	[S_SPACE_ALL] = "SELECT chunk, bits FROM space ORDER BY chunk",
-	[S_SPACE_PUT] = "INSERT OR REPLACE INTO space(chunk, bits) VALUES(?1, ?2)",
-	[S_SPACE_DEL_FROM] = "DELETE FROM space WHERE chunk >= ?1",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_BEGIN_READ] = "BEGIN DEFERRED",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_POOL_GET] = "SELECT uuid, block_size, nr_data_blocks, transaction_id, pool_time, "
+		   "next_layer_hint, needs_check, clean, created, data_path FROM pool WHERE id = 1",
+    [S_POOL_PUT] = "UPDATE pool SET uuid = ?1, block_size = ?2, nr_data_blocks = ?3, "
+		   "transaction_id = ?4, pool_time = ?5, next_layer_hint = ?6, needs_check = ?7, "
+		   "clean = ?8, created = ?9, data_path = ?10 WHERE id = 1",
+    [S_DEV_ALL] = "SELECT id, set_name, name, size, layer, origin, creation_time, snap_time, "
+		  "ctime, mtime, read_only, uid, gid, mode, mapped FROM devices "
+		  "ORDER BY set_name, name",
+    [S_DEV_INSERT] = "INSERT INTO devices(set_name, name, size, layer, origin, creation_time, "
+		     "snap_time, ctime, mtime, read_only, uid, gid, mode, mapped) "
+		     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    [S_DEV_UPDATE] = "UPDATE devices SET set_name = ?1, name = ?2, size = ?3, layer = ?4, "
+		     "origin = ?5, creation_time = ?6, snap_time = ?7, ctime = ?8, mtime = ?9, "
+		     "read_only = ?10, uid = ?11, gid = ?12, mode = ?13, mapped = ?14 "
+		     "WHERE id = ?15",
+    [S_DEV_DELETE] = "DELETE FROM devices WHERE id = ?1",
+    [S_SET_ALL] = "SELECT name, ctime FROM sets ORDER BY name",
+    [S_SET_INSERT] = "INSERT INTO sets(name, ctime) VALUES(?1, ?2)",
+    [S_SET_DELETE] = "DELETE FROM sets WHERE name = ?1",
+    [S_SET_RENAME] = "UPDATE sets SET name = ?2 WHERE name = ?1",
+    [S_LAYER_ALL] = "SELECT id, parent, nr_rows FROM layers ORDER BY id",
+    [S_LAYER_INSERT] = "INSERT INTO layers(parent, nr_rows) VALUES(?1, 0)",
+    [S_LAYER_UPDATE] = "UPDATE layers SET parent = ?2, nr_rows = ?3 WHERE id = ?1",
+    [S_LAYER_DELETE] = "DELETE FROM layers WHERE id = ?1",
+    [S_MAP_GET] = "SELECT dblock FROM map WHERE layer = ?1 AND vblock = ?2",
+    [S_MAP_PUT] = "INSERT OR REPLACE INTO map(layer, vblock, dblock, time) VALUES(?1, ?2, ?3, ?4)",
+    [S_MAP_DEL] = "DELETE FROM map WHERE layer = ?1 AND vblock = ?2",
+    [S_MAP_RANGE] = "SELECT vblock, dblock, time FROM map WHERE layer = ?1 AND vblock >= ?2 "
+		    "ORDER BY vblock",
+    [S_MAP_DEL_FROM] = "DELETE FROM map WHERE layer = ?1 AND vblock >= ?2",
+    [S_MAP_MOVE_KEEP] = "INSERT OR IGNORE INTO map(layer, vblock, dblock, time) "
+			"SELECT ?2, vblock, dblock, time FROM map WHERE layer = ?1",
+    [S_MAP_MOVE_REPLACE] = "INSERT OR REPLACE INTO map(layer, vblock, dblock, time) "
+			   "SELECT ?2, vblock, dblock, time FROM map WHERE layer = ?1",
+    [S_MAP_DEL_LAYER] = "DELETE FROM map WHERE layer = ?1",
+    [S_MAP_DROP_TOMBS] = "DELETE FROM map WHERE layer = ?1 AND dblock IS NULL",
+    [S_MAP_COUNT] = "SELECT count(*) FROM map WHERE layer = ?1",
+    [S_MAP_ORPHANS] = "SELECT layer, vblock, dblock FROM map "
+		      "WHERE layer NOT IN (SELECT id FROM layers)",
+    [S_MAP_DEL_ORPHANS] = "DELETE FROM map WHERE layer NOT IN (SELECT id FROM layers)",
+    [S_SPACE_ALL] = "SELECT chunk, bits FROM space ORDER BY chunk",
+    [S_SPACE_PUT] = "INSERT OR REPLACE INTO space(chunk, bits) VALUES(?1, ?2)",
+    [S_SPACE_DEL_FROM] = "DELETE FROM space WHERE chunk >= ?1",
 };
 
 static const char schema_sql[] =
-	"CREATE TABLE pool(id INTEGER PRIMARY KEY CHECK (id = 1), uuid TEXT NOT NULL, "
-	"  block_size INTEGER NOT NULL, nr_data_blocks INTEGER NOT NULL, "
-	"  transaction_id INTEGER NOT NULL, pool_time INTEGER NOT NULL, "
-	"  next_layer_hint INTEGER NOT NULL DEFAULT 0, needs_check INTEGER NOT NULL DEFAULT 0, "
-	"  clean INTEGER NOT NULL DEFAULT 1, created INTEGER NOT NULL, data_path TEXT NOT NULL);"
-	"CREATE TABLE layers(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES layers(id), "
-	"  nr_rows INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX layers_parent ON layers(parent);"
-	"CREATE TABLE sets(name TEXT PRIMARY KEY, ctime INTEGER NOT NULL);"
-	"CREATE TABLE devices(id INTEGER PRIMARY KEY AUTOINCREMENT, set_name TEXT NOT NULL DEFAULT '', "
-	"  name TEXT NOT NULL, size INTEGER NOT NULL, "
-	"  layer INTEGER NOT NULL UNIQUE REFERENCES layers(id), origin INTEGER NOT NULL DEFAULT 0, "
-	"  creation_time INTEGER NOT NULL, snap_time INTEGER NOT NULL, ctime INTEGER NOT NULL, "
-	"  mtime INTEGER NOT NULL, read_only INTEGER NOT NULL DEFAULT 0, uid INTEGER NOT NULL, "
-	"  gid INTEGER NOT NULL, mode INTEGER NOT NULL, mapped INTEGER NOT NULL DEFAULT 0, "
-	"  UNIQUE(set_name, name));"
-	"CREATE TABLE map(layer INTEGER NOT NULL, vblock INTEGER NOT NULL, dblock INTEGER, "
-	"  time INTEGER NOT NULL, PRIMARY KEY(layer, vblock)) WITHOUT ROWID;"
-	"CREATE TABLE space(chunk INTEGER PRIMARY KEY, bits BLOB NOT NULL);";
+    "CREATE TABLE pool(id INTEGER PRIMARY KEY CHECK (id = 1), uuid TEXT NOT NULL, "
+    "  block_size INTEGER NOT NULL, nr_data_blocks INTEGER NOT NULL, "
+    "  transaction_id INTEGER NOT NULL, pool_time INTEGER NOT NULL, "
+    "  next_layer_hint INTEGER NOT NULL DEFAULT 0, needs_check INTEGER NOT NULL DEFAULT 0, "
+    "  clean INTEGER NOT NULL DEFAULT 1, created INTEGER NOT NULL, data_path TEXT NOT NULL);"
+    "CREATE TABLE layers(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES layers(id), "
+    "  nr_rows INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX layers_parent ON layers(parent);"
+    "CREATE TABLE sets(name TEXT PRIMARY KEY, ctime INTEGER NOT NULL);"
+    "CREATE TABLE devices(id INTEGER PRIMARY KEY AUTOINCREMENT, set_name TEXT NOT NULL DEFAULT '', "
+    "  name TEXT NOT NULL, size INTEGER NOT NULL, "
+    "  layer INTEGER NOT NULL UNIQUE REFERENCES layers(id), origin INTEGER NOT NULL DEFAULT 0, "
+    "  creation_time INTEGER NOT NULL, snap_time INTEGER NOT NULL, ctime INTEGER NOT NULL, "
+    "  mtime INTEGER NOT NULL, read_only INTEGER NOT NULL DEFAULT 0, uid INTEGER NOT NULL, "
+    "  gid INTEGER NOT NULL, mode INTEGER NOT NULL, mapped INTEGER NOT NULL DEFAULT 0, "
+    "  UNIQUE(set_name, name));"
+    "CREATE TABLE map(layer INTEGER NOT NULL, vblock INTEGER NOT NULL, dblock INTEGER, "
+    "  time INTEGER NOT NULL, PRIMARY KEY(layer, vblock)) WITHOUT ROWID;"
+    "CREATE TABLE space(chunk INTEGER PRIMARY KEY, bits BLOB NOT NULL);";
 
 struct meta {
 	sqlite3 *db;
@@ -175,9 +175,8 @@ int meta_errno(int rc)
 
 static sqlite3_stmt *st(struct meta *m, enum stmt_id id)
 {
-	if (!m->stmt[id] &&
-	    sqlite3_prepare_v3(m->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &m->stmt[id],
-			       NULL) != SQLITE_OK)
+	if (!m->stmt[id] && sqlite3_prepare_v3(m->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+					       &m->stmt[id], NULL) != SQLITE_OK)
 		return NULL;
 	return m->stmt[id];
 }
@@ -264,10 +263,10 @@ int meta_create(const char *path, const struct meta_pool_row *pool, char *msg, s
 		goto out_close;
 	}
 	rc = meta_errno(sqlite3_prepare_v2(
-		db,
-		"INSERT INTO pool(id, uuid, block_size, nr_data_blocks, transaction_id, pool_time, "
-		"needs_check, clean, created, data_path) VALUES(1, ?1, ?2, ?3, ?4, ?5, 0, 1, ?6, ?7)",
-		-1, &s, NULL));
+	    db,
+	    "INSERT INTO pool(id, uuid, block_size, nr_data_blocks, transaction_id, pool_time, "
+	    "needs_check, clean, created, data_path) VALUES(1, ?1, ?2, ?3, ?4, ?5, 0, 1, ?6, ?7)",
+	    -1, &s, NULL));
 	if (!rc) {
 		sqlite3_bind_text(s, 1, pool->uuid, -1, SQLITE_TRANSIENT);
 		bind_u64(s, 2, pool->block_size);
@@ -331,8 +330,8 @@ int meta_open(const char *path, bool rdonly, struct meta **out, char *msg, size_
 		rc = meta_errno(sqlite3_errcode(m->db));
 	sqlite3_finalize(s);
 	if (rc) {
-		set_msg(msg, msglen, rc == -EUCLEAN ? -EINVAL : rc,
-			"%s is not a thinfs pool: %s", path, sqlite3_errmsg(m->db));
+		set_msg(msg, msglen, rc == -EUCLEAN ? -EINVAL : rc, "%s is not a thinfs pool: %s",
+			path, sqlite3_errmsg(m->db));
 		rc = rc == -EUCLEAN ? -EINVAL : rc;
 		goto out_free;
 	}
@@ -425,9 +424,9 @@ int meta_settings(struct meta *m, char *journal_mode, size_t len, int *synchrono
 	return 0;
 }
 
-#define PREP(m, id)                                                                        \
-	sqlite3_stmt *s = st(m, id);                                                       \
-	if (!s)                                                                            \
+#define PREP(m, id)                                                                                \
+	sqlite3_stmt *s = st(m, id);                                                               \
+	if (!s)                                                                                    \
 		return meta_errno(sqlite3_errcode((m)->db));
 
 int meta_pool_get(struct meta *m, struct meta_pool_row *row)
@@ -546,7 +545,7 @@ int meta_device_renumber(struct meta *m, const uint64_t *from, const uint64_t *t
 {
 	sqlite3_stmt *s = NULL;
 	int rc = meta_errno(
-		sqlite3_prepare_v2(m->db, "UPDATE devices SET id = ?1 WHERE id = ?2", -1, &s, NULL));
+	    sqlite3_prepare_v2(m->db, "UPDATE devices SET id = ?1 WHERE id = ?2", -1, &s, NULL));
 
 	/* through negative ids, so no step collides with an id still in use */
 	for (int pass = 0; pass < 2; pass++) {
@@ -717,8 +716,8 @@ int meta_map_foreach(struct meta *m, uint64_t layer, uint64_t from, meta_map_cb 
 	bind_u64(s, 1, layer);
 	bind_u64(s, 2, from);
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		uint64_t d = sqlite3_column_type(s, 1) == SQLITE_NULL ? META_TOMBSTONE
-								       : col_u64(s, 1);
+		uint64_t d =
+		    sqlite3_column_type(s, 1) == SQLITE_NULL ? META_TOMBSTONE : col_u64(s, 1);
 		rc = cb(arg, col_u64(s, 0), d, col_u64(s, 2));
 		if (rc)
 			break;
@@ -780,8 +779,8 @@ int meta_map_count(struct meta *m, uint64_t layer, uint64_t *nr)
 	return rc;
 }
 
-int meta_map_foreach_orphan(struct meta *m, void (*cb)(void *arg, uint64_t layer, uint64_t vblock,
-						       uint64_t dblock),
+int meta_map_foreach_orphan(struct meta *m,
+			    void (*cb)(void *arg, uint64_t layer, uint64_t vblock, uint64_t dblock),
 			    void *arg)
 {
 	int step;

@@ -18,9 +18,9 @@
 #include <stdint.h>
 
 #define META_FORMAT_VERSION 1
-#define META_APPLICATION_ID 0x7468696e /* "thin" */
-#define META_TOMBSTONE UINT64_MAX      /* a map row that hides its parent layers' */
-#define META_SPACE_CHUNK_BITS 32768u   /* data blocks per space row */
+#define META_APPLICATION_ID 0x7468696e		/* "thin" */
+#define META_TOMBSTONE UINT64_MAX		/* a map row that hides its parent layers' */
+#define META_SPACE_CHUNK_BITS 32768u		/* data blocks per space row */
 #define META_UUID_XATTR "user.thinfs.pool_uuid" /* the pool's uuid on its data file */
 
 struct meta;
@@ -73,7 +73,7 @@ int meta_create(const char *path, const struct meta_pool_row *pool, char *msg, s
 int meta_open(const char *path, bool rdonly, struct meta **out, char *msg, size_t msglen);
 void meta_close(struct meta *m);
 
-int meta_begin(struct meta *m);     /* BEGIN IMMEDIATE */
+int meta_begin(struct meta *m);	     /* BEGIN IMMEDIATE */
 int meta_begin_read(struct meta *m); /* a read transaction: one consistent view */
 int meta_commit(struct meta *m);
 void meta_rollback(struct meta *m);
@@ -106,8 +106,7 @@ int meta_layer_delete(struct meta *m, uint64_t id);
 
 /* Map rows.  dblock META_TOMBSTONE marks a tombstone. */
 int meta_map_get(struct meta *m, uint64_t layer, uint64_t vblock, uint64_t *dblock);
-int meta_map_put(struct meta *m, uint64_t layer, uint64_t vblock, uint64_t dblock,
-		 uint64_t time);
+int meta_map_put(struct meta *m, uint64_t layer, uint64_t vblock, uint64_t dblock, uint64_t time);
 int meta_map_del(struct meta *m, uint64_t layer, uint64_t vblock);
 typedef int (*meta_map_cb)(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time);
 /* Rows of a layer with vblock >= from, in vblock order.  A non-zero return of
@@ -121,8 +120,8 @@ int meta_map_move(struct meta *m, uint64_t from, uint64_t to, bool keep_to);
 int meta_map_drop_tombstones(struct meta *m, uint64_t layer);
 int meta_map_count(struct meta *m, uint64_t layer, uint64_t *nr);
 /* Every (layer, vblock, dblock) whose layer is not in the layers table. */
-int meta_map_foreach_orphan(struct meta *m, void (*cb)(void *arg, uint64_t layer,
-						       uint64_t vblock, uint64_t dblock),
+int meta_map_foreach_orphan(struct meta *m,
+			    void (*cb)(void *arg, uint64_t layer, uint64_t vblock, uint64_t dblock),
 			    void *arg);
 int meta_map_delete_orphans(struct meta *m);
 

@@ -97,7 +97,7 @@ static int op_create(struct pool *pool, void *arg)
 
 int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, size_t msglen)
 {
-	struct create_args a = { .set = "", .name = name, .size = size };
+	struct create_args a = {.set = "", .name = name, .size = size};
 	int rc = pool_name_valid(name, msg, msglen);
 
 	if (rc)
@@ -109,8 +109,7 @@ int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, s
 	if (!rc && pool_find_device(pool, name))
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
 	if (!rc)
-		rc = run_change(pool, op_create, &a, "create", name, msg,
-				msglen);
+		rc = run_change(pool, op_create, &a, "create", name, msg, msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -189,10 +188,9 @@ static int op_snapshot(struct pool *pool, void *arg)
 	return rc;
 }
 
-int pool_snapshot(struct pool *pool, const char *origin, const char *name, char *msg,
-		  size_t msglen)
+int pool_snapshot(struct pool *pool, const char *origin, const char *name, char *msg, size_t msglen)
 {
-	struct snap_args a = { .name = name };
+	struct snap_args a = {.name = name};
 	int rc = pool_name_valid(name, msg, msglen);
 
 	if (rc)
@@ -204,8 +202,7 @@ int pool_snapshot(struct pool *pool, const char *origin, const char *name, char 
 	if (!rc && pool_find_device(pool, name))
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
 	if (!rc)
-		rc = run_change(pool, op_snapshot, &a, "snapshot", origin, msg,
-				msglen);
+		rc = run_change(pool, op_snapshot, &a, "snapshot", origin, msg, msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -213,7 +210,7 @@ int pool_snapshot(struct pool *pool, const char *origin, const char *name, char 
 static int op_snapshot_set(struct pool *pool, void *arg)
 {
 	struct snap_args *a = arg;
-	struct meta_set_row row = { .ctime = util_now() };
+	struct meta_set_row row = {.ctime = util_now()};
 	struct device **list = NULL;
 	size_t n = 0, cap = 0;
 	struct set *s;
@@ -263,7 +260,7 @@ static struct set *find_set(struct pool *pool, const char *name)
 
 int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msglen)
 {
-	struct snap_args a = { .set = set };
+	struct snap_args a = {.set = set};
 	int rc = pool_name_valid(set, msg, msglen);
 
 	if (rc)
@@ -273,8 +270,7 @@ int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msgl
 	if (!rc && find_set(pool, set))
 		rc = set_msg(msg, msglen, -EEXIST, "snapshot set '%s' already exists", set);
 	if (!rc)
-		rc = run_change(pool, op_snapshot_set, &a, "take snapshot set", set, msg,
-				msglen);
+		rc = run_change(pool, op_snapshot_set, &a, "take snapshot set", set, msg, msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -311,8 +307,7 @@ int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen)
 	if (!rc && !(d = pool_find_device(pool, dev)))
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", dev);
 	if (!rc)
-		rc = run_change(pool, op_delete, d, "delete", dev, msg,
-				msglen);
+		rc = run_change(pool, op_delete, d, "delete", dev, msg, msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -357,8 +352,7 @@ int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen
 	if (!rc && !(s = find_set(pool, set)))
 		rc = set_msg(msg, msglen, -ENOENT, "snapshot set '%s' does not exist", set);
 	if (!rc)
-		rc = run_change(pool, op_delete_set, s, "delete set", set, msg,
-				msglen);
+		rc = run_change(pool, op_delete_set, s, "delete set", set, msg, msglen);
 	admin_unlock(pool);
 	return rc;
 }
@@ -387,10 +381,10 @@ static int op_rename(struct pool *pool, void *arg)
 	return meta_device_update(pool->meta, &a->dev->row);
 }
 
-static int rename_device(struct pool *pool, const char *oldname, const char *newname,
-			 bool replace, char *msg, size_t msglen)
+static int rename_device(struct pool *pool, const char *oldname, const char *newname, bool replace,
+			 char *msg, size_t msglen)
 {
-	struct rename_args a = { .newname = newname };
+	struct rename_args a = {.newname = newname};
 	struct device *target;
 	int rc = pool_name_valid(newname, msg, msglen);
 
@@ -445,7 +439,7 @@ static int op_rename_set(struct pool *pool, void *arg)
 int pool_rename_set(struct pool *pool, const char *oldname, const char *newname, char *msg,
 		    size_t msglen)
 {
-	struct rename_args a = { .newname = newname };
+	struct rename_args a = {.newname = newname};
 	int rc = pool_name_valid(newname, msg, msglen);
 
 	if (rc)
@@ -486,10 +480,10 @@ static int op_resize(struct pool *pool, void *arg)
  * write lands in the tail between its zeroing and the shrink.  A failed
  * commit leaves the size as it was (the pool then is read-only).
  */
-static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64_t size,
-		  char *msg, size_t msglen)
+static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64_t size, char *msg,
+		  size_t msglen)
 {
-	struct resize_args a = { .size = size };
+	struct resize_args a = {.size = size};
 	uint64_t bs = pool->block_size, old_size, old_mtime;
 	struct device *d;
 	const char *what = dev;
@@ -572,7 +566,7 @@ int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 			     "data size %llu is smaller than the pool's %llu; pools only grow",
 			     (unsigned long long)data_size,
 			     (unsigned long long)pool->prow.nr_data_blocks *
-				     (unsigned long long)pool->block_size);
+				 (unsigned long long)pool->block_size);
 	if (!rc && nr > VM_DMASK - 1)
 		rc = set_msg(msg, msglen, -EINVAL, "data size %llu is too large",
 			     (unsigned long long)data_size);
@@ -612,7 +606,7 @@ static int op_owner(struct pool *pool, void *arg)
 
 int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gid, uint32_t mode)
 {
-	struct owner_args a = { .uid = uid, .gid = gid, .mode = mode };
+	struct owner_args a = {.uid = uid, .gid = gid, .mode = mode};
 	int rc;
 
 	admin_lock(pool);

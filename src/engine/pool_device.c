@@ -53,8 +53,8 @@ void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblo
 {
 	if (dev->nr_dirty == dev->cap_dirty) {
 		size_t cap = dev->cap_dirty ? dev->cap_dirty * 2 : 256;
-		uint64_t *n = pool_test_alloc_fails(pool) ? NULL
-							  : realloc(dev->dirty, cap * sizeof(*n));
+		uint64_t *n =
+		    pool_test_alloc_fails(pool) ? NULL : realloc(dev->dirty, cap * sizeof(*n));
 		if (!n) {
 			/* cannot track it, so it can never be committed: fail every
 			 * later sync rather than report it durable */
@@ -78,7 +78,7 @@ void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, ui
 		dev->hidden = n;
 		dev->cap_hidden = cap;
 	}
-	dev->hidden[dev->nr_hidden++] = (struct hidden){ vblock, dblock };
+	dev->hidden[dev->nr_hidden++] = (struct hidden){vblock, dblock};
 	pool->dirty = true;
 }
 

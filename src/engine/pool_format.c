@@ -112,7 +112,7 @@ static bool same_file(const char *a, const char *b)
 static int check_reused_data(const char *path, bool force, char *msg, size_t msglen)
 {
 	static const char sqlite_magic[16] = "SQLite format 3";
-	unsigned char head[16] = { 0 };
+	unsigned char head[16] = {0};
 	char uuid[64];
 	struct stat sb;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -130,7 +130,8 @@ static int check_reused_data(const char *path, bool force, char *msg, size_t msg
 	    wal == 0x377f0683) {
 		close(fd);
 		return set_msg(msg, msglen, -EINVAL,
-			       "data path %s is an SQLite database (a pool's metadata?); refusing", path);
+			       "data path %s is an SQLite database (a pool's metadata?); refusing",
+			       path);
 	}
 	/* a block device, or a file with any data extent */
 	has_data = S_ISBLK(sb.st_mode) || lseek(fd, 0, SEEK_DATA) >= 0;
@@ -163,7 +164,8 @@ static int format_paths(struct format_job *j)
 
 	j->meta_path = util_path_join(j->dir, "meta.db");
 	j->lock_path = util_path_join(j->dir, "lock");
-	j->data_path = j->default_data ? util_path_join(j->dir, "data") : strdup(j->opts->data_path);
+	j->data_path =
+	    j->default_data ? util_path_join(j->dir, "data") : strdup(j->opts->data_path);
 	if (!j->meta_path || !j->lock_path || !j->data_path)
 		return -ENOMEM;
 	rc = canonical(j->meta_path, j->meta_real);
@@ -186,8 +188,8 @@ static int format_check_data_path(struct format_job *j)
 		return set_msg(j->msg, j->msglen, -EINVAL, "data path %s is the metadata database",
 			       j->data_path);
 	if (same_file(j->data_path, j->lock_path) || same_file(j->data_path, j->dir))
-		return set_msg(j->msg, j->msglen, -EINVAL, "data path %s is part of the pool itself",
-			       j->data_path);
+		return set_msg(j->msg, j->msglen, -EINVAL,
+			       "data path %s is part of the pool itself", j->data_path);
 	mount_fstype(j->data_real, fstype, sizeof(fstype));
 	if (!strcmp(fstype, "fuse.thinfs"))
 		return set_msg(j->msg, j->msglen, -ELOOP,
@@ -254,7 +256,7 @@ static int format_check_data(struct format_job *j)
 /* --force: the old metadata goes, and a default data file is made anew. */
 static void format_clear_old(struct format_job *j)
 {
-	static const char *const sides[] = { "", "-wal", "-shm" };
+	static const char *const sides[] = {"", "-wal", "-shm"};
 
 	for (size_t i = 0; i < sizeof(sides) / sizeof(sides[0]); i++) {
 		char *p = NULL;
@@ -317,7 +319,7 @@ static int format_prepare_data(struct format_job *j)
 /* meta.db with the pool row, the data file labelled, the directory synced. */
 static int format_write_meta(struct format_job *j)
 {
-	struct meta_pool_row row = { 0 };
+	struct meta_pool_row row = {0};
 	const char *uuid = j->opts->uuid;
 	struct stat sb;
 	int rc;
@@ -346,9 +348,14 @@ static int format_write_meta(struct format_job *j)
 int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg, size_t msglen)
 {
 	struct format_job j = {
-		.dir = dir, .opts = opts, .msg = msg, .msglen = msglen, .lock_fd = -1,
-		.block_size = opts->block_size ? opts->block_size : POOL_DEFAULT_BLOCK_SIZE,
-		.data_size = opts->data_size, .default_data = !opts->data_path,
+	    .dir = dir,
+	    .opts = opts,
+	    .msg = msg,
+	    .msglen = msglen,
+	    .lock_fd = -1,
+	    .block_size = opts->block_size ? opts->block_size : POOL_DEFAULT_BLOCK_SIZE,
+	    .data_size = opts->data_size,
+	    .default_data = !opts->data_path,
 	};
 	int rc;
 

@@ -40,7 +40,7 @@ struct layer {
 	size_t nr_children, cap_children;
 	struct device *dev; /* the device whose leaf this is, or NULL */
 	uint64_t nr_rows;
-	bool dirty;         /* parent or nr_rows changed since the last commit */
+	bool dirty;	    /* parent or nr_rows changed since the last commit */
 	struct layer *next; /* all layers */
 };
 
@@ -54,12 +54,12 @@ struct hidden {
 struct device {
 	struct meta_device_row row;
 	struct layer *layer;
-	struct vmap vm;  /* entries [L]; a PROV entry belongs to its provisioner */
+	struct vmap vm; /* entries [L]; a PROV entry belongs to its provisioner */
 	bool vm_loaded;
 	unsigned open_count;
-	bool deleted;   /* gone from the namespace; released on last close */
-	bool pinned;    /* a commit failed: this view is ahead of the db, keep it */
-	bool row_dirty; /* the device row changed */
+	bool deleted;	 /* gone from the namespace; released on last close */
+	bool pinned;	 /* a commit failed: this view is ahead of the db, keep it */
+	bool row_dirty;	 /* the device row changed */
 	uint64_t *dirty; /* vblocks whose entry has VM_DIRTY */
 	size_t nr_dirty, cap_dirty;
 	struct hidden *hidden;
@@ -112,41 +112,41 @@ enum pool_mode {
  * (io lock for writing + pool lock); [C] commit_lock; [a] atomic.
  */
 struct pool {
-	char *dir;               /* [i] */
-	char *meta_path;         /* [i] */
-	int lock_fd;             /* [i] */
-	enum pool_mode mode;     /* [L] written; read unlocked as a hint */
-	int fail_err;            /* [L] the error every sync returns in FAILED */
-	struct meta *meta;       /* [L] the one connection */
-	struct dio *dio;         /* [i] thread-safe itself */
-	struct space space;      /* [L] */
+	char *dir;		   /* [i] */
+	char *meta_path;	   /* [i] */
+	int lock_fd;		   /* [i] */
+	enum pool_mode mode;	   /* [L] written; read unlocked as a hint */
+	int fail_err;		   /* [L] the error every sync returns in FAILED */
+	struct meta *meta;	   /* [L] the one connection */
+	struct dio *dio;	   /* [i] thread-safe itself */
+	struct space space;	   /* [L] */
 	struct meta_pool_row prow; /* [L] the durable row, plus the open transaction's changes */
-	struct layer *layers;    /* [L] */
-	struct device *devices;  /* [L] */
-	struct set *sets;        /* [L] */
-	uint64_t block_size;     /* [i] */
-	unsigned block_shift;    /* [i] */
+	struct layer *layers;	   /* [L] */
+	struct device *devices;	   /* [L] */
+	struct set *sets;	   /* [L] */
+	uint64_t block_size;	   /* [i] */
+	unsigned block_shift;	   /* [i] */
 
 	pthread_rwlock_t io_lock;
 	pthread_mutex_t lock;
 	pthread_mutex_t commit_lock;
 	pthread_cond_t prov_cv; /* a provisioning finished */
 
-	bool dirty;           /* [L] something to commit */
-	uint64_t change_seq;  /* [a] bumped by every completed change */
-	uint64_t synced_seq;  /* [a] changes up to here are durable; moved only by
-			       * pool_txn and sync_data, after a flush that began
-			       * once they had completed */
+	bool dirty;	     /* [L] something to commit */
+	uint64_t change_seq; /* [a] bumped by every completed change */
+	uint64_t synced_seq; /* [a] changes up to here are durable; moved only by
+			      * pool_txn and sync_data, after a flush that began
+			      * once they had completed */
 
 	/* counters: [L], nr_fsyncs and nr_cow [a] */
 	uint64_t nr_commits, nr_fsyncs, nr_punches, nr_cow;
 
 	bool devices_pending_delete; /* [L] deleted-while-open devices to finish */
-	char ro_reason[256];         /* [L] why READ_ONLY or FAILED */
+	char ro_reason[256];	     /* [L] why READ_ONLY or FAILED */
 
-	uint64_t *unpunched;   /* [A] freed and durable, but their punch failed */
+	uint64_t *unpunched; /* [A] freed and durable, but their punch failed */
 	size_t nr_unpunched, cap_unpunched;
-	bool unpunched_lost;   /* [A] some could not even be remembered */
+	bool unpunched_lost; /* [A] some could not even be remembered */
 
 	pool_crash_hook crash_hook; /* tests only */
 	void *crash_arg;

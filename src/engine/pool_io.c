@@ -118,8 +118,8 @@ static uint64_t settled_entry(struct pool *pool, struct device *d, uint64_t vb)
  * mapped to consecutive data blocks (all own, if own_only), so it moves with
  * one I/O.  Waits out provisioning.  Pool lock held.
  */
-static size_t run_at(struct pool *pool, struct device *d, uint64_t pos, uint64_t end,
-		     bool own_only, uint64_t *entry)
+static size_t run_at(struct pool *pool, struct device *d, uint64_t pos, uint64_t end, bool own_only,
+		     uint64_t *entry)
 {
 	uint64_t bs = pool->block_size, vb = pos >> pool->block_shift;
 	uint64_t e = settled_entry(pool, d, vb), next;
@@ -132,7 +132,8 @@ static size_t run_at(struct pool *pool, struct device *d, uint64_t pos, uint64_t
 			break;
 		if (vm_mapped(e) != vm_mapped(next))
 			break;
-		if (vm_mapped(e) && vm_dblock(next) != vm_dblock(e) + (vb - (pos >> pool->block_shift)))
+		if (vm_mapped(e) &&
+		    vm_dblock(next) != vm_dblock(e) + (vb - (pos >> pool->block_shift)))
 			break;
 		if (own_only && (!(e & VM_OWN) || !(next & VM_OWN)))
 			break;
@@ -167,7 +168,8 @@ ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset)
 		while (done < len && nseg < DIO_BATCH_MAX && nzero < DIO_BATCH_MAX) {
 			uint64_t pos = offset + done, e;
 			size_t n = run_at(pool, d, pos, offset + len, false, &e);
-			struct dio_seg s = { (char *)buf + done, n, vm_dblock(e) * bs + (pos & (bs - 1)) };
+			struct dio_seg s = {(char *)buf + done, n,
+					    vm_dblock(e) * bs + (pos & (bs - 1))};
 			if (vm_mapped(e))
 				seg[nseg++] = s;
 			else
@@ -261,7 +263,8 @@ static int fill_new_block(struct pool *pool, uint64_t old, uint64_t nb, uint64_t
 static void start_provision(struct pool *pool, struct device *d, uint64_t vb, uint64_t old,
 			    uint64_t nb)
 {
-	vmap_set(&d->vm, vb, vm_make(nb) | VM_OWN | VM_PROV | VM_DIRTY | (old & (VM_ROW | VM_DIRTY)));
+	vmap_set(&d->vm, vb,
+		 vm_make(nb) | VM_OWN | VM_PROV | VM_DIRTY | (old & (VM_ROW | VM_DIRTY)));
 	if (!(old & VM_DIRTY))
 		pool_device_mark_dirty(pool, d, vb);
 	if (!vm_mapped(old)) {
@@ -441,8 +444,8 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 				size_t run = run_at(pool, d, p, offset + len, true, &e);
 				if (!(e & VM_OWN) || !vm_mapped(e))
 					break;
-				seg[nseg++] = (struct dio_seg){ (char *)buf + at, run,
-								vm_dblock(e) * bs + (p & (bs - 1)) };
+				seg[nseg++] = (struct dio_seg){(char *)buf + at, run,
+							       vm_dblock(e) * bs + (p & (bs - 1))};
 				at += run;
 			}
 			pthread_mutex_unlock(&pool->lock);
@@ -455,7 +458,8 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 			}
 		}
 		if (buf && !boff && len - done >= 2 * bs) {
-			int got = provision_run(pool, d, vb, (len - done) / bs, (const char *)buf + done);
+			int got =
+			    provision_run(pool, d, vb, (len - done) / bs, (const char *)buf + done);
 			if (got < 0) {
 				rc = got;
 				break;

@@ -30,8 +30,8 @@ int pool_status(struct pool *pool, struct pool_status *st)
 		st->nr_sets++;
 	st->read_only = !pool_mode_writable(pool);
 	st->needs_check = pool->prow.needs_check || pool->mode >= POOL_MODE_READ_ONLY;
-	st->out_of_space = pool->mode == POOL_MODE_OUT_OF_SPACE ||
-			   st->used_blocks >= st->nr_data_blocks;
+	st->out_of_space =
+	    pool->mode == POOL_MODE_OUT_OF_SPACE || st->used_blocks >= st->nr_data_blocks;
 	if (st->needs_check)
 		snprintf(st->mode, sizeof(st->mode), "ro");
 	else if (st->out_of_space)
@@ -53,11 +53,11 @@ static size_t json_str(char *out, size_t len, const char *s)
 {
 	size_t n = 0;
 
-#define PUT(c)                                                                             \
-	do {                                                                               \
-		if (n + 1 < len)                                                           \
-			out[n] = (c);                                                      \
-		n++;                                                                       \
+#define PUT(c)                                                                                     \
+	do {                                                                                       \
+		if (n + 1 < len)                                                                   \
+			out[n] = (c);                                                              \
+		n++;                                                                               \
 	} while (0)
 	PUT('"');
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -98,15 +98,14 @@ int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 		     (unsigned long long)st->block_size, (unsigned long long)st->nr_data_blocks,
 		     (unsigned long long)st->used_blocks,
 		     (unsigned long long)(st->nr_data_blocks > st->used_blocks
-						  ? st->nr_data_blocks - st->used_blocks
-						  : 0),
+					      ? st->nr_data_blocks - st->used_blocks
+					      : 0),
 		     (unsigned long long)st->transaction_id, (unsigned long long)st->pool_time,
-		     st->mode, st->needs_check ? "true" : "false",
-		     st->read_only ? "true" : "false", st->out_of_space ? "true" : "false",
-		     (unsigned long long)st->nr_devices, (unsigned long long)st->nr_sets, uuid,
-		     path, (unsigned long long)st->commits, (unsigned long long)st->fsyncs,
-		     (unsigned long long)st->punches, (unsigned long long)st->cow_copies, jm,
-		     st->synchronous);
+		     st->mode, st->needs_check ? "true" : "false", st->read_only ? "true" : "false",
+		     st->out_of_space ? "true" : "false", (unsigned long long)st->nr_devices,
+		     (unsigned long long)st->nr_sets, uuid, path, (unsigned long long)st->commits,
+		     (unsigned long long)st->fsyncs, (unsigned long long)st->punches,
+		     (unsigned long long)st->cow_copies, jm, st->synchronous);
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
 	return n;
@@ -177,7 +176,7 @@ static int walk_view(struct pool *pool, struct device *d, struct share_ctx *c)
 
 int pool_list(struct pool *pool, bool with_sharing, struct pool_device_info **devs, size_t *nr)
 {
-	struct share_ctx c = { 0 };
+	struct share_ctx c = {0};
 	struct pool_device_info *list = NULL;
 	size_t n = 0, i;
 	int rc = 0;

@@ -19,7 +19,6 @@
 #include "thinfs/pool_test.h"
 #include "util.h"
 
-
 /* The marker that keeps needs_check when meta.db would not take it. */
 static char *needs_check_marker(const struct pool *pool)
 {
@@ -54,7 +53,8 @@ int pool_clear_needs_check_marker(struct pool *pool)
 static void write_needs_check_marker(struct pool *pool, const char *why)
 {
 	char *path = needs_check_marker(pool);
-	int fd = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
+	int fd =
+	    path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
 
 	if (fd >= 0) {
 		/* best effort: the database already refused the flag */

@@ -183,8 +183,7 @@ static int open_lock(struct pool *pool, const char *holder, char *msg, size_t ms
 		return -ENOMEM;
 	pool->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (pool->lock_fd < 0) {
-		rc = set_msg(msg, msglen, -errno, "cannot open %s: %s", lock_path,
-			     strerror(errno));
+		rc = set_msg(msg, msglen, -errno, "cannot open %s: %s", lock_path, strerror(errno));
 	} else if (flock(pool->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		char who[256] = "";
 		ssize_t n = pread(pool->lock_fd, who, sizeof(who) - 1, 0);
@@ -208,9 +207,10 @@ static int check_data(struct pool *pool, char *msg, size_t msglen)
 	if (rc)
 		return set_msg(msg, msglen, rc, "cannot size the data file: %s", strerror(-rc));
 	if (size < need)
-		return set_msg(msg, msglen, -EUCLEAN,
-			       "data file is %llu bytes, the pool needs %llu (truncated or wrong file)",
-			       (unsigned long long)size, (unsigned long long)need);
+		return set_msg(
+		    msg, msglen, -EUCLEAN,
+		    "data file is %llu bytes, the pool needs %llu (truncated or wrong file)",
+		    (unsigned long long)size, (unsigned long long)need);
 	path = pool->prow.data_path[0] == '/' ? strdup(pool->prow.data_path)
 					      : util_path_join(pool->dir, pool->prow.data_path);
 	if (!path)

@@ -103,9 +103,8 @@ static int save_state(struct pool *pool)
 	for (struct layer *l = pool->layers; l && !rc; l = l->next) {
 		if (!l->dirty)
 			continue;
-		struct meta_layer_row r = { .id = l->id,
-					    .parent = l->parent ? l->parent->id : 0,
-					    .nr_rows = l->nr_rows };
+		struct meta_layer_row r = {
+		    .id = l->id, .parent = l->parent ? l->parent->id : 0, .nr_rows = l->nr_rows};
 		rc = meta_layer_update(pool->meta, &r);
 		l->dirty = false;
 	}
@@ -177,9 +176,9 @@ void pool_release_freed(struct pool *pool)
 		while (j < n && list[j] == list[j - 1] + 1)
 			j++;
 		int rc = pool_test_punch_fails(pool)
-				 ? -EIO
-				 : dio_punch(pool->dio, list[i] * pool->block_size,
-					     (list[j - 1] - list[i] + 1) * pool->block_size);
+			     ? -EIO
+			     : dio_punch(pool->dio, list[i] * pool->block_size,
+					 (list[j - 1] - list[i] + 1) * pool->block_size);
 		if (!rc) {
 			pool->nr_punches += j - i;
 			while (i < j)
@@ -202,7 +201,7 @@ static void advance_synced(struct pool *pool, uint64_t target)
 	uint64_t cur = __atomic_load_n(&pool->synced_seq, __ATOMIC_ACQUIRE);
 
 	while (cur < target && !__atomic_compare_exchange_n(&pool->synced_seq, &cur, target, false,
-							   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+							    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		;
 }
 

@@ -86,7 +86,7 @@ int pool_view_layers(struct pool *pool, struct pool_view_layer **layers, size_t 
 	if (!*layers)
 		return -ENOMEM;
 	for (struct layer *l = pool->layers; l; l = l->next)
-		(*layers)[i++] = (struct pool_view_layer){ l->id, l->parent ? l->parent->id : 0 };
+		(*layers)[i++] = (struct pool_view_layer){l->id, l->parent ? l->parent->id : 0};
 	*n = nr;
 	return 0;
 }
@@ -129,7 +129,7 @@ static int gather_row(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time
 		g->r = n;
 		g->cap = cap;
 	}
-	g->r[g->n++] = (struct lrow){ vblock, dblock, time, g->level };
+	g->r[g->n++] = (struct lrow){vblock, dblock, time, g->level};
 	return 0;
 }
 
@@ -145,7 +145,7 @@ static int cmp_lrow(const void *a, const void *b)
 int pool_view_mappings(struct pool *pool, uint64_t leaf, struct pool_view_mapping **m, size_t *n)
 {
 	struct layer *l = layer_find(pool, leaf);
-	struct gather g = { 0 };
+	struct gather g = {0};
 	size_t out = 0;
 	int rc = l ? 0 : -ENOENT;
 
@@ -167,7 +167,7 @@ int pool_view_mappings(struct pool *pool, uint64_t leaf, struct pool_view_mappin
 			continue; /* hidden by a nearer row */
 		if (g.r[i].dblock == META_TOMBSTONE)
 			continue;
-		(*m)[out++] = (struct pool_view_mapping){ g.r[i].vblock, g.r[i].dblock, g.r[i].time };
+		(*m)[out++] = (struct pool_view_mapping){g.r[i].vblock, g.r[i].dblock, g.r[i].time};
 	}
 	*n = out;
 	free(g.r);

@@ -28,7 +28,7 @@ struct space {
 	uint64_t cursor;       /* next-fit allocation cursor */
 	uint8_t *dirty_chunks; /* one byte per META_SPACE_CHUNK_BITS blocks */
 	uint64_t nr_chunks;
-	uint64_t *freed;       /* freed in the open transaction */
+	uint64_t *freed; /* freed in the open transaction */
 	size_t nr_freed, cap_freed;
 };
 

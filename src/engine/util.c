@@ -40,10 +40,9 @@ void util_uuid(char out[37])
 	}
 	b[6] = (b[6] & 0x0f) | 0x40;
 	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
 }
 
 int util_fsync_dir(const char *dir)
@@ -91,10 +90,26 @@ int pool_parse_size(const char *s, uint64_t *bytes)
 	switch (*p) {
 	case '\0':
 		break;
-	case 'k': case 'K': mult = 1ull << 10; p++; break;
-	case 'm': case 'M': mult = 1ull << 20; p++; break;
-	case 'g': case 'G': mult = 1ull << 30; p++; break;
-	case 't': case 'T': mult = 1ull << 40; p++; break;
+	case 'k':
+	case 'K':
+		mult = 1ull << 10;
+		p++;
+		break;
+	case 'm':
+	case 'M':
+		mult = 1ull << 20;
+		p++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1ull << 30;
+		p++;
+		break;
+	case 't':
+	case 'T':
+		mult = 1ull << 40;
+		p++;
+		break;
 	default:
 		return -EINVAL;
 	}

@@ -15,7 +15,7 @@
  * errno), so callers can write `return set_msg(msg, len, -EINVAL, "...")`.
  * Inline, so static analysis sees that it returns err. */
 static inline int set_msg(char *msg, size_t msglen, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static inline int set_msg(char *msg, size_t msglen, int err, const char *fmt, ...)
 {
 	va_list ap;

@@ -88,9 +88,8 @@ uint64_t vmap_find(const struct vmap *vm, uint64_t from, uint64_t limit, bool wa
 	return limit;
 }
 
-void vmap_foreach(struct vmap *vm, uint64_t from, void (*fn)(void *arg, uint64_t vblock,
-							     uint64_t *entry),
-		  void *arg)
+void vmap_foreach(struct vmap *vm, uint64_t from,
+		  void (*fn)(void *arg, uint64_t vblock, uint64_t *entry), void *arg)
 {
 	for (uint64_t p = from >> PAGE_SHIFT; p < vm->nr_pages; p++) {
 		if (!vm->pages[p])

@@ -49,8 +49,7 @@ int vmap_set(struct vmap *vm, uint64_t vblock, uint64_t entry);
  * returns limit if none. */
 uint64_t vmap_find(const struct vmap *vm, uint64_t from, uint64_t limit, bool want_mapped);
 /* Call fn for every non-zero entry with vblock >= from, in order. */
-void vmap_foreach(struct vmap *vm, uint64_t from, void (*fn)(void *arg, uint64_t vblock,
-							     uint64_t *entry),
-		  void *arg);
+void vmap_foreach(struct vmap *vm, uint64_t from,
+		  void (*fn)(void *arg, uint64_t vblock, uint64_t *entry), void *arg);
 
 #endif

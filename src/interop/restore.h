@@ -43,7 +43,8 @@
  *     row; then pool_check must find nothing; an adopted image gets its
  *     unmapped blocks punched, and only then is the pool marked clean.
  * Any error removes what this call created (never an adopted image).
- */#ifndef THINFS_RESTORE_H
+ */
+#ifndef THINFS_RESTORE_H
 #define THINFS_RESTORE_H
 
 #include <expat.h>

@@ -83,8 +83,8 @@ static int get_numbers(struct restore *r, const char *elem, const char *const *n
 	for (size_t i = 0; i < nr; i++) {
 		nums[i] = 0;
 		if (values[i] && parse_u64(values[i], &nums[i]))
-			return rs_fail(r, -EINVAL, "<%s %s=\"%s\">: not a number (or too large)", elem,
-				    names[i], values[i]);
+			return rs_fail(r, -EINVAL, "<%s %s=\"%s\">: not a number (or too large)",
+				       elem, names[i], values[i]);
 	}
 	return 0;
 }
@@ -112,20 +112,21 @@ static void start_superblock(struct restore *r, const XML_Char **atts)
 	r->transaction = n[2];
 	if (v[6] && n[6] != 1 && n[6] != 2) {
 		rs_fail(r, -EPROTONOSUPPORT, "superblock version %llu (this reads 1 and 2)",
-		     (unsigned long long)n[6]);
+			(unsigned long long)n[6]);
 		return;
 	}
 	if (n[3] > POOL_MAX_BLOCK_SIZE / 512 || !is_pow2(n[3] * 512) ||
 	    n[3] * 512 < POOL_MIN_BLOCK_SIZE) {
 		rs_fail(r, -EINVAL,
-		     "data_block_size %llu sectors is not a power of two from 4K to 1G (thinfs "
-		     "block sizes)",
-		     (unsigned long long)n[3]);
+			"data_block_size %llu sectors is not a power of two from 4K to 1G (thinfs "
+			"block sizes)",
+			(unsigned long long)n[3]);
 		return;
 	}
 	r->block_size = n[3] * 512;
 	if (!n[4] || n[4] > POOL_MAX_DATA_BLOCKS) {
-		rs_fail(r, -EINVAL, "nr_data_blocks %llu is out of range", (unsigned long long)n[4]);
+		rs_fail(r, -EINVAL, "nr_data_blocks %llu is out of range",
+			(unsigned long long)n[4]);
 		return;
 	}
 	r->nr_data_blocks = n[4];
@@ -184,13 +185,13 @@ static void add_run(struct restore *r, uint64_t vb, uint64_t db, uint64_t len, u
 	}
 	if (vb > MAX_VBLOCK || len > MAX_VBLOCK - vb) {
 		rs_fail(r, -EINVAL, "vblock %llu + %llu is beyond what a device can hold",
-		     (unsigned long long)vb, (unsigned long long)len);
+			(unsigned long long)vb, (unsigned long long)len);
 		return;
 	}
 	if (db >= r->nr_data_blocks || len > r->nr_data_blocks - db) {
 		rs_fail(r, -EINVAL, "data block %llu is beyond nr_data_blocks %llu",
-		     (unsigned long long)(db >= r->nr_data_blocks ? db : r->nr_data_blocks),
-		     (unsigned long long)r->nr_data_blocks);
+			(unsigned long long)(db >= r->nr_data_blocks ? db : r->nr_data_blocks),
+			(unsigned long long)r->nr_data_blocks);
 		return;
 	}
 	if (*nr > first) {
@@ -315,7 +316,7 @@ static void XMLCALL on_start(void *arg, const XML_Char *name, const XML_Char **a
 				r->where = IN_MAP;
 		} else {
 			rs_fail(r, -EINVAL, "unknown element <%s> in <%s>", name,
-			     r->where == IN_DEV ? "device" : "def");
+				r->where == IN_DEV ? "device" : "def");
 		}
 		return;
 	default:
@@ -495,7 +496,7 @@ static int comment_device(struct restore *r, const char *p)
 		}
 		if (rc)
 			return rs_fail(r, -EINVAL, "bad thinfs device comment at '%.*s'", (int)klen,
-				    key);
+				       key);
 	}
 	if (rc || !have_id || !have_name)
 		return rs_fail(r, -EINVAL, "thinfs device comment without dev_id and name");
@@ -522,7 +523,7 @@ static int comment_layer(struct restore *r, const char *p)
 			have_parent = true;
 		else
 			return rs_fail(r, -EINVAL, "bad thinfs layer comment at '%.*s'", (int)klen,
-				    key);
+				       key);
 	}
 	if (rc || !have_id || !have_parent || !l.id)
 		return rs_fail(r, -EINVAL, "thinfs layer comment without a valid id and parent");
@@ -544,7 +545,8 @@ static int comment_set(struct restore *r, const char *p)
 		if (key_is(key, klen, "name") && !unescape(val, vlen, s.name, sizeof(s.name)))
 			have_name = true;
 		else if (!key_is(key, klen, "ctime") || pair_number(val, vlen, true, &s.ctime))
-			return rs_fail(r, -EINVAL, "bad thinfs set comment at '%.*s'", (int)klen, key);
+			return rs_fail(r, -EINVAL, "bad thinfs set comment at '%.*s'", (int)klen,
+				       key);
 	}
 	if (rc || !have_name)
 		return rs_fail(r, -EINVAL, "thinfs set comment without a name");
@@ -599,7 +601,7 @@ int rs_parse(struct restore *r, FILE *in)
 		done = n < sizeof(buf) && feof(in);
 		if (XML_Parse(r->xp, buf, (int)n, done) == XML_STATUS_ERROR && !r->err)
 			rs_fail(r, -EINVAL, "malformed XML: %s",
-			     XML_ErrorString(XML_GetErrorCode(r->xp)));
+				XML_ErrorString(XML_GetErrorCode(r->xp)));
 	}
 	XML_ParserFree(r->xp);
 	r->xp = NULL;
@@ -607,5 +609,3 @@ int rs_parse(struct restore *r, FILE *in)
 		return rs_fail(r, -EINVAL, "no complete <superblock> in the XML");
 	return r->err;
 }
-
-

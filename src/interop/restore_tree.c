@@ -76,11 +76,11 @@ int rs_prepare_devices(struct restore *r)
 		d = rs_search_n(&key, r->devs, r->nr_devs, sizeof(*d), cmp_dev_id);
 		if (!d)
 			return rs_fail(r, -EINVAL,
-				    "thinfs comment for device %llu, which has no <device>",
-				    (unsigned long long)key.id);
+				       "thinfs comment for device %llu, which has no <device>",
+				       (unsigned long long)key.id);
 		if (d->has_comment)
 			return rs_fail(r, -EINVAL, "two thinfs comments for device %llu",
-				    (unsigned long long)key.id);
+				       (unsigned long long)key.id);
 		struct rdev c = r->cdevs[i];
 		c.mapped_attr = d->mapped_attr;
 		c.creation_time = d->creation_time;
@@ -97,7 +97,8 @@ int rs_prepare_devices(struct restore *r)
 			struct rrun *x = &r->runs[k];
 			if (k > d->run0 && x->vb < end)
 				return rs_fail(r, -EINVAL, "device %llu maps vblock %llu twice",
-					    (unsigned long long)d->id, (unsigned long long)x->vb);
+					       (unsigned long long)d->id,
+					       (unsigned long long)x->vb);
 			end = x->vb + x->len;
 			d->nr_mapped += x->len;
 			k++;
@@ -111,7 +112,7 @@ int rs_prepare_devices(struct restore *r)
 			    (unsigned long long)d->nr_mapped);
 		if (end > MAX_DEVICE_SIZE / r->block_size)
 			return rs_fail(r, -EFBIG, "device %llu maps past the largest device size",
-				    (unsigned long long)d->id);
+				       (unsigned long long)d->id);
 		if (!d->has_comment) {
 			snprintf(d->name, sizeof(d->name), "dev%llu", (unsigned long long)d->id);
 			d->mode = 0600;
@@ -121,18 +122,19 @@ int rs_prepare_devices(struct restore *r)
 			d->size = end * r->block_size;
 		} else if (d->size > MAX_DEVICE_SIZE / r->block_size * r->block_size) {
 			return rs_fail(r, -EFBIG, "device %llu: size %llu is too large",
-				    (unsigned long long)d->id, (unsigned long long)d->size);
+				       (unsigned long long)d->id, (unsigned long long)d->size);
 		} else if (div_round_up(d->size, r->block_size) < end) {
-			return rs_fail(r, -EINVAL, "device %llu maps vblock %llu beyond its size %llu",
-				    (unsigned long long)d->id, (unsigned long long)(end - 1),
-				    (unsigned long long)d->size);
+			return rs_fail(r, -EINVAL,
+				       "device %llu maps vblock %llu beyond its size %llu",
+				       (unsigned long long)d->id, (unsigned long long)(end - 1),
+				       (unsigned long long)d->size);
 		}
 		if (pool_name_valid(d->name, NULL, 0))
 			return rs_fail(r, -EINVAL, "device %llu: invalid name '%s'",
-				    (unsigned long long)d->id, d->name);
+				       (unsigned long long)d->id, d->name);
 		if (d->set[0] && (pool_name_valid(d->set, NULL, 0) || !strcmp(d->set, DELETED_SET)))
 			return rs_fail(r, -EINVAL, "device %llu: invalid set name '%s'",
-				    (unsigned long long)d->id, d->set);
+				       (unsigned long long)d->id, d->set);
 		if (d->set[0] && !find_cset(r, d->set)) {
 			if (GROW(r->csets, r->nr_csets, r->cap_csets))
 				return rs_fail(r, -ENOMEM, "out of memory");
@@ -151,9 +153,9 @@ int rs_prepare_devices(struct restore *r)
 	for (i = 1; i < r->nr_devs; i++) {
 		if (!cmp_name(&byname[i - 1], &byname[i])) {
 			rs_fail(r, -EINVAL, "devices %llu and %llu are both named '%s%s%s'",
-			     (unsigned long long)byname[i - 1]->id,
-			     (unsigned long long)byname[i]->id, byname[i]->set,
-			     byname[i]->set[0] ? "/" : "", byname[i]->name);
+				(unsigned long long)byname[i - 1]->id,
+				(unsigned long long)byname[i]->id, byname[i]->set,
+				byname[i]->set[0] ? "/" : "", byname[i]->name);
 			break;
 		}
 	}
@@ -267,8 +269,8 @@ int rs_sweep_blocks(struct restore *r)
 		       idx[i]->db == p) { // NOLINT(clang-analyzer-core.NullDereference)
 			if (na >= r->nr_devs) {
 				rc = rs_fail(r, -EINVAL,
-					  "data block %llu is mapped twice by one device",
-					  (unsigned long long)p);
+					     "data block %llu is mapped twice by one device",
+					     (unsigned long long)p);
 				goto out;
 			}
 			act[na++] = idx[i++];
@@ -299,13 +301,13 @@ int rs_sweep_blocks(struct restore *r)
 				goto out;
 			}
 			if (a && x->time != f->time) {
-				rc = rs_fail(r, -EINVAL,
-					  "data block %llu is shared by devices %llu and %llu with "
-					  "different times (%llu, %llu)",
-					  (unsigned long long)p,
-					  (unsigned long long)r->devs[f->dev].id,
-					  (unsigned long long)r->devs[x->dev].id,
-					  (unsigned long long)f->time, (unsigned long long)x->time);
+				rc = rs_fail(
+				    r, -EINVAL,
+				    "data block %llu is shared by devices %llu and %llu with "
+				    "different times (%llu, %llu)",
+				    (unsigned long long)p, (unsigned long long)r->devs[f->dev].id,
+				    (unsigned long long)r->devs[x->dev].id,
+				    (unsigned long long)f->time, (unsigned long long)x->time);
 				goto out;
 			}
 		}
@@ -381,7 +383,7 @@ int rs_tree_from_comments(struct restore *r)
 	for (size_t i = 1; i < r->nr_clayers; i++)
 		if (r->clayers[i].id == r->clayers[i - 1].id)
 			return rs_fail(r, -EINVAL, "thinfs layer %llu appears twice",
-				    (unsigned long long)r->clayers[i].id);
+				       (unsigned long long)r->clayers[i].id);
 	if (r->nr_clayers > (size_t)INT32_MAX - r->nr_devs || alloc_nodes(r, r->nr_clayers))
 		return rs_fail(r, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < r->nr_clayers; i++) {
@@ -390,20 +392,21 @@ int rs_tree_from_comments(struct restore *r)
 		r->nodes[i].parent = clayer_node(r, r->clayers[i].parent);
 		if (r->nodes[i].parent == NO_NODE)
 			return rs_fail(r, -EINVAL, "thinfs layer %llu has unknown parent %llu",
-				    (unsigned long long)r->clayers[i].id,
-				    (unsigned long long)r->clayers[i].parent);
+				       (unsigned long long)r->clayers[i].id,
+				       (unsigned long long)r->clayers[i].parent);
 	}
 	for (size_t i = 0; i < r->nr_devs; i++) {
 		struct rdev *d = &r->devs[i];
 		if (!d->has_parent_layer)
 			return rs_fail(r, -EINVAL, "device %llu has no parent_layer in its comment",
-				    (unsigned long long)d->id);
+				       (unsigned long long)d->id);
 		if (!d->parent_layer)
 			continue;
 		r->nodes[rs_leaf_of(r, (uint32_t)i)].parent = clayer_node(r, d->parent_layer);
 		if (r->nodes[rs_leaf_of(r, (uint32_t)i)].parent == NO_NODE)
 			return rs_fail(r, -EINVAL, "device %llu: unknown parent_layer %llu",
-				    (unsigned long long)d->id, (unsigned long long)d->parent_layer);
+				       (unsigned long long)d->id,
+				       (unsigned long long)d->parent_layer);
 	}
 	return 0;
 }
@@ -688,8 +691,8 @@ int rs_finish_tree(struct restore *r)
 	}
 	for (size_t i = 0; i < r->nr_interior; i++) {
 		if (r->nodes[i].nr_children < 2) {
-			rc =
-			    rs_fail(r, -EINVAL, "thinfs layer %zu has fewer than two children", i + 1);
+			rc = rs_fail(r, -EINVAL, "thinfs layer %zu has fewer than two children",
+				     i + 1);
 			goto out;
 		}
 	}
@@ -726,10 +729,11 @@ int rs_place_sets(struct restore *r)
 		for (size_t i = 1; i < r->set_len[s] && x != NO_NODE; i++)
 			x = lca(r, x, rs_leaf_of(r, m[i]));
 		if (x == NO_NODE)
-			return rs_fail(r, -EINVAL,
-				    "devices %llu and %llu share blocks but have no common layer",
-				    (unsigned long long)r->devs[m[0]].id,
-				    (unsigned long long)r->devs[m[r->set_len[s] - 1]].id);
+			return rs_fail(
+			    r, -EINVAL,
+			    "devices %llu and %llu share blocks but have no common layer",
+			    (unsigned long long)r->devs[m[0]].id,
+			    (unsigned long long)r->devs[m[r->set_len[s] - 1]].id);
 		r->set_node[s] = x;
 	}
 	return 0;
@@ -878,4 +882,3 @@ out:
 	free(in_set);
 	return rc;
 }
-

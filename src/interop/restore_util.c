@@ -25,7 +25,7 @@ void rs_sort_n(void *base, size_t n, size_t size, int (*cmp)(const void *, const
 }
 
 void *rs_search_n(const void *key, const void *base, size_t n, size_t size,
-		      int (*cmp)(const void *, const void *))
+		  int (*cmp)(const void *, const void *))
 {
 	return n ? bsearch(key, base, n, size, cmp) : NULL;
 }
@@ -44,7 +44,6 @@ int rs_grow(void **p, size_t *cap, size_t need, size_t size)
 	*cap = n;
 	return 0;
 }
-
 
 /* Record the first error (with the XML line while parsing) and stop the parser. */
 int rs_fail(struct restore *r, int err, const char *fmt, ...)

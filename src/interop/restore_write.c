@@ -22,7 +22,6 @@
 
 /* ---- writing the pool ---- */
 
-
 void rs_remove_made(struct made *mk)
 {
 	char *side;
@@ -57,11 +56,11 @@ void rs_remove_made(struct made *mk)
 /* Create the pool's files (empty metadata): format, or adopt an image. */
 int rs_make_pool(struct restore *r, const char *dir, const char *adopt, struct made *mk)
 {
-	struct pool_format_opts o = { .block_size = r->block_size,
-				      .data_size = r->nr_data_blocks * r->block_size,
-				      .data_path = adopt,
-				      .uuid = r->uuid[0] ? r->uuid : NULL,
-				      .keep_data = adopt != NULL };
+	struct pool_format_opts o = {.block_size = r->block_size,
+				     .data_size = r->nr_data_blocks * r->block_size,
+				     .data_path = adopt,
+				     .uuid = r->uuid[0] ? r->uuid : NULL,
+				     .keep_data = adopt != NULL};
 	struct stat sb;
 	int rc;
 
@@ -71,7 +70,8 @@ int rs_make_pool(struct restore *r, const char *dir, const char *adopt, struct m
 		return rs_fail(r, -ENOMEM, "out of memory");
 	mk->lock_existed = lstat(mk->lock_path, &sb) == 0;
 	if (lstat(mk->meta_path, &sb) == 0)
-		return rs_fail(r, -EEXIST, "%s already holds a pool (restore makes a new one)", dir);
+		return rs_fail(r, -EEXIST, "%s already holds a pool (restore makes a new one)",
+			       dir);
 	mk->dir_created = stat(dir, &sb) < 0;
 	if (!adopt && lstat(mk->data_path, &sb) == 0)
 		return rs_fail(r, -EEXIST, "%s exists (to keep a data image, restore with --data)",
@@ -184,9 +184,9 @@ static int write_layers(struct restore *r, struct meta *m, struct space *sp)
 	for (size_t i = 0; i < r->nr_nodes && !rc; i++) {
 		struct tnode *t = &r->nodes[i];
 		struct meta_layer_row lr = {
-			.id = t->layer_id,
-			.parent = t->parent == NO_NODE ? 0 : r->nodes[t->parent].layer_id,
-			.nr_rows = t->nr_rows,
+		    .id = t->layer_id,
+		    .parent = t->parent == NO_NODE ? 0 : r->nodes[t->parent].layer_id,
+		    .nr_rows = t->nr_rows,
 		};
 		rc = meta_layer_update(m, &lr);
 	}
@@ -205,18 +205,18 @@ static int write_devices(struct restore *r, struct meta *m)
 	for (size_t i = 0; i < r->nr_devs && !rc; i++) {
 		struct rdev *d = &r->devs[i];
 		struct meta_device_row dr = {
-			.size = d->size,
-			.layer = r->nodes[rs_leaf_of(r, (uint32_t)i)].layer_id,
-			.origin = d->origin,
-			.creation_time = d->creation_time,
-			.snap_time = d->snap_time,
-			.ctime = d->ctime,
-			.mtime = d->mtime,
-			.read_only = d->read_only,
-			.uid = d->uid,
-			.gid = d->gid,
-			.mode = d->mode,
-			.mapped = d->nr_mapped,
+		    .size = d->size,
+		    .layer = r->nodes[rs_leaf_of(r, (uint32_t)i)].layer_id,
+		    .origin = d->origin,
+		    .creation_time = d->creation_time,
+		    .snap_time = d->snap_time,
+		    .ctime = d->ctime,
+		    .mtime = d->mtime,
+		    .read_only = d->read_only,
+		    .uid = d->uid,
+		    .gid = d->gid,
+		    .mode = d->mode,
+		    .mapped = d->nr_mapped,
 		};
 		snprintf(dr.set, sizeof(dr.set), "%s", d->set);
 		snprintf(dr.name, sizeof(dr.name), "%s", d->name);
@@ -256,7 +256,7 @@ static int write_pool_row(struct restore *r, struct meta *m)
 int rs_write_meta(struct restore *r, struct made *mk)
 {
 	struct meta *m = NULL;
-	struct space sp = { 0 };
+	struct space sp = {0};
 	int rc;
 
 	rc = meta_open(mk->meta_path, false, &m, r->msg, r->msglen);
@@ -266,7 +266,7 @@ int rs_write_meta(struct restore *r, struct made *mk)
 	if (!rc && !(rc = meta_begin(m))) {
 		rc = write_layers(r, m, &sp);
 		for (size_t i = 0; i < r->nr_csets && !rc; i++) {
-			struct meta_set_row sr = { .ctime = r->csets[i].ctime };
+			struct meta_set_row sr = {.ctime = r->csets[i].ctime};
 			snprintf(sr.name, sizeof(sr.name), "%s", r->csets[i].name);
 			rc = meta_set_insert(m, &sr);
 		}
@@ -329,4 +329,3 @@ int rs_finish_pool(struct restore *r, struct made *mk)
 		return rs_fail(r, rc, "cannot finish the pool: %s", strerror(-rc));
 	return 0;
 }
-

@@ -358,7 +358,7 @@ static int send_blocks(struct pool *pool, struct writer *w, const char *snap, co
 static int send_plan(struct pool *pool, const char *snap, const char *from, struct header *h,
 		     struct plan *p, char *msg, size_t msglen)
 {
-	struct tview vs = { 0 }, vbase = { 0 };
+	struct tview vs = {0}, vbase = {0};
 	struct meta_ix *x = NULL;
 	struct idev ds, db;
 	int rc;
@@ -430,9 +430,9 @@ static void send_end(struct writer *w)
 int pool_send(struct pool *pool, const char *snap, const char *from, FILE *out, char *msg,
 	      size_t msglen)
 {
-	struct header h = { .block_size = pool_view_block_size(pool) };
-	struct plan p = { 0 };
-	struct writer w = { .out = out };
+	struct header h = {.block_size = pool_view_block_size(pool)};
+	struct plan p = {0};
+	struct writer w = {.out = out};
 	unsigned char hbuf[2048];
 	int rc = send_plan(pool, snap, from, &h, &p, msg, msglen);
 
@@ -518,8 +518,7 @@ static int read_header(struct reader *r, struct header *h, char *msg, size_t msg
 
 /* The local device with the stream's base identity (inside interop_lock):
  * 0 with *out, -ENOENT, or -ENOMEM. */
-static int find_base(struct pool *pool, struct meta_ix *x, const struct header *h,
-		     struct idev *out)
+static int find_base(struct pool *pool, struct meta_ix *x, const struct header *h, struct idev *out)
 {
 	struct meta_device_row *rows;
 	size_t n;
@@ -529,7 +528,7 @@ static int find_base(struct pool *pool, struct meta_ix *x, const struct header *
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		struct idev d = { rows[i] };
+		struct idev d = {rows[i]};
 		struct ix_identity id;
 		char name[NAME_BYTES];
 		identity_of(pool, x, &d, &id);
@@ -728,9 +727,9 @@ static int receive_data(struct pool *pool, struct recv *c, const char *tmp, char
 
 int pool_receive(struct pool *pool, const char *name, FILE *in, char *msg, size_t msglen)
 {
-	struct header h = { 0 };
-	struct recv c = { .pool = pool, .h = &h, .rd = { .in = in } };
-	struct meta_ix_recv rec = { 0 };
+	struct header h = {0};
+	struct recv c = {.pool = pool, .h = &h, .rd = {.in = in}};
+	struct meta_ix_recv rec = {0};
 	struct meta_ix *x = NULL;
 	char tmp[POOL_NAME_MAX + 1], base[NAME_BYTES] = "";
 	bool created = false, recorded = false;
@@ -745,9 +744,10 @@ int pool_receive(struct pool *pool, const char *name, FILE *in, char *msg, size_
 	if (rc)
 		return rc;
 	if (h.block_size != pool_view_block_size(pool))
-		return set_msg(
-		    msg, msglen, -EINVAL, "the stream's block size %llu is not the pool's %llu",
-		    (unsigned long long)h.block_size, (unsigned long long)pool_view_block_size(pool));
+		return set_msg(msg, msglen, -EINVAL,
+			       "the stream's block size %llu is not the pool's %llu",
+			       (unsigned long long)h.block_size,
+			       (unsigned long long)pool_view_block_size(pool));
 	snprintf(tmp, sizeof(tmp), "%.*s.partial", POOL_NAME_MAX - 8, name);
 	rc = meta_ix_open(pool_view_meta_path(pool), false, &x);
 	if (rc)

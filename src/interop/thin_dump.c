@@ -109,8 +109,8 @@ static int ktree_load(struct pool *pool, const struct meta_device_row *devs, siz
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < t->nr; i++)
-		t->n[i] = (struct knode){ .id = layers[i].id, .parent = layers[i].parent,
-					  .min_dev = UINT64_MAX };
+		t->n[i] = (struct knode){
+		    .id = layers[i].id, .parent = layers[i].parent, .min_dev = UINT64_MAX};
 	free(layers);
 	qsort(t->n, t->nr, sizeof(*t->n), cmp_knode_id);
 	for (size_t d = 0; d < nr_devs; d++) {
@@ -230,7 +230,8 @@ static void put_layers(FILE *out, struct ktree *t)
 
 static int cmp_set_name(const void *a, const void *b)
 {
-	return strcmp(((const struct meta_set_row *)a)->name, ((const struct meta_set_row *)b)->name);
+	return strcmp(((const struct meta_set_row *)a)->name,
+		      ((const struct meta_set_row *)b)->name);
 }
 
 static int put_sets(FILE *out, struct pool *pool)
@@ -305,7 +306,7 @@ int pool_dump(struct pool *pool, FILE *out, char *msg, size_t msglen)
 {
 	struct meta_device_row *devs = NULL;
 	struct meta_pool_row prow;
-	struct ktree t = { 0 };
+	struct ktree t = {0};
 	size_t n = 0;
 	int rc;
 
@@ -317,19 +318,19 @@ int pool_dump(struct pool *pool, FILE *out, char *msg, size_t msglen)
 	if (rc)
 		goto out;
 	qsort(devs, n, sizeof(*devs), cmp_dev_id);
-	fprintf(out,
-		"<superblock uuid=\"%s\" time=\"%llu\" transaction=\"%llu\" flags=\"0\" "
-		"version=\"2\" data_block_size=\"%llu\" nr_data_blocks=\"%llu\">\n",
-		prow.uuid, (unsigned long long)prow.pool_time,
-		(unsigned long long)prow.transaction_id, (unsigned long long)(prow.block_size / 512),
-		(unsigned long long)prow.nr_data_blocks);
+	fprintf(
+	    out,
+	    "<superblock uuid=\"%s\" time=\"%llu\" transaction=\"%llu\" flags=\"0\" "
+	    "version=\"2\" data_block_size=\"%llu\" nr_data_blocks=\"%llu\">\n",
+	    prow.uuid, (unsigned long long)prow.pool_time, (unsigned long long)prow.transaction_id,
+	    (unsigned long long)(prow.block_size / 512), (unsigned long long)prow.nr_data_blocks);
 	fputs("  <!-- thinfs dump version=\"1\" -->\n", out);
 	rc = put_sets(out, pool);
 	if (rc)
 		goto out;
 	put_layers(out, &t);
 	for (size_t i = 0; i < n && !rc; i++) {
-		struct idev d = { devs[i] };
+		struct idev d = {devs[i]};
 		struct tview v;
 		struct knode *leaf = knode_of(&t, devs[i].layer);
 		rc = interop_view(pool, &d, &v);
