@@ -53,25 +53,28 @@ static struct rsetc *find_cset(struct restore *r, const char *name)
 	return NULL;
 }
 
-int rs_prepare_devices(struct restore *r)
+/* Devices in id order, the runs' device indices following them. */
+static int sort_devices(struct restore *r)
 {
-	struct rdev **byname;
-	size_t i, k = 0;
-
-	/* devices in id order (the runs' dev indices follow) */
 	uint32_t *perm = malloc((r->nr_devs ? r->nr_devs : 1) * sizeof(*perm));
+
 	if (!perm)
 		return rs_fail(r, -ENOMEM, "out of memory");
-	for (i = 0; i < r->nr_devs; i++)
+	for (size_t i = 0; i < r->nr_devs; i++)
 		r->devs[i].run0 = i; /* old index, for the permutation */
 	rs_sort_n(r->devs, r->nr_devs, sizeof(*r->devs), cmp_dev_id);
-	for (i = 0; i < r->nr_devs; i++)
+	for (size_t i = 0; i < r->nr_devs; i++)
 		perm[r->devs[i].run0] = (uint32_t)i;
-	for (i = 0; i < r->nr_runs; i++)
+	for (size_t i = 0; i < r->nr_runs; i++)
 		r->runs[i].dev = perm[r->runs[i].dev];
 	free(perm);
-	/* the comments */
-	for (i = 0; i < r->nr_cdevs; i++) {
+	return 0;
+}
+
+/* The thinfs comments' details onto their devices (one comment each). */
+static int apply_comments(struct restore *r)
+{
+	for (size_t i = 0; i < r->nr_cdevs; i++) {
 		struct rdev key = {.id = r->cdevs[i].id}, *d;
 		d = rs_search_n(&key, r->devs, r->nr_devs, sizeof(*d), cmp_dev_id);
 		if (!d)
@@ -87,70 +90,74 @@ int rs_prepare_devices(struct restore *r)
 		c.snap_time = d->snap_time;
 		*d = c;
 	}
-	/* runs per device, overlaps, sizes */
-	rs_sort_n(r->runs, r->nr_runs, sizeof(*r->runs), cmp_run_dev_vb);
-	for (i = 0; i < r->nr_devs; i++) {
-		struct rdev *d = &r->devs[i];
-		uint64_t end = 0;
-		d->run0 = k;
-		while (k < r->nr_runs && r->runs[k].dev == i) {
-			struct rrun *x = &r->runs[k];
-			if (k > d->run0 && x->vb < end)
-				return rs_fail(r, -EINVAL, "device %llu maps vblock %llu twice",
-					       (unsigned long long)d->id,
-					       (unsigned long long)x->vb);
-			end = x->vb + x->len;
-			d->nr_mapped += x->len;
-			k++;
-		}
-		d->nr_runs = k - d->run0;
-		if (d->nr_mapped != d->mapped_attr)
-			return rs_fail(
-			    r, -EINVAL,
-			    "device %llu: mapped_blocks says %llu but its mappings cover %llu",
-			    (unsigned long long)d->id, (unsigned long long)d->mapped_attr,
-			    (unsigned long long)d->nr_mapped);
-		if (end > MAX_DEVICE_SIZE / r->block_size)
-			return rs_fail(r, -EFBIG, "device %llu maps past the largest device size",
-				       (unsigned long long)d->id);
-		if (!d->has_comment) {
-			snprintf(d->name, sizeof(d->name), "dev%llu", (unsigned long long)d->id);
-			d->mode = 0600;
-			d->ctime = d->mtime = r->now;
-		}
-		if (!d->has_size) {
-			d->size = end * r->block_size;
-		} else if (d->size > MAX_DEVICE_SIZE / r->block_size * r->block_size) {
-			return rs_fail(r, -EFBIG, "device %llu: size %llu is too large",
-				       (unsigned long long)d->id, (unsigned long long)d->size);
-		} else if (div_round_up(d->size, r->block_size) < end) {
-			return rs_fail(r, -EINVAL,
-				       "device %llu maps vblock %llu beyond its size %llu",
-				       (unsigned long long)d->id, (unsigned long long)(end - 1),
-				       (unsigned long long)d->size);
-		}
-		if (pool_name_valid(d->name, NULL, 0))
-			return rs_fail(r, -EINVAL, "device %llu: invalid name '%s'",
-				       (unsigned long long)d->id, d->name);
-		if (d->set[0] && (pool_name_valid(d->set, NULL, 0) || !strcmp(d->set, DELETED_SET)))
-			return rs_fail(r, -EINVAL, "device %llu: invalid set name '%s'",
-				       (unsigned long long)d->id, d->set);
-		if (d->set[0] && !find_cset(r, d->set)) {
-			if (GROW(r->csets, r->nr_csets, r->cap_csets))
-				return rs_fail(r, -ENOMEM, "out of memory");
-			snprintf(r->csets[r->nr_csets].name, sizeof(r->csets[0].name), "%s",
-				 d->set);
-			r->csets[r->nr_csets++].ctime = r->now;
-		}
+	return 0;
+}
+
+/* Device i's runs (from *k on, sorted): no vblock twice, mapped_blocks
+ * true, within its size; a name, a size and a known set. */
+static int check_device(struct restore *r, size_t i, size_t *k)
+{
+	struct rdev *d = &r->devs[i];
+	uint64_t end = 0;
+
+	d->run0 = *k;
+	for (; *k < r->nr_runs && r->runs[*k].dev == i; (*k)++) {
+		struct rrun *x = &r->runs[*k];
+		if (*k > d->run0 && x->vb < end)
+			return rs_fail(r, -EINVAL, "device %llu maps vblock %llu twice",
+				       (unsigned long long)d->id, (unsigned long long)x->vb);
+		end = x->vb + x->len;
+		d->nr_mapped += x->len;
 	}
-	/* (set, name) pairs are unique */
-	byname = malloc((r->nr_devs ? r->nr_devs : 1) * sizeof(*byname));
+	d->nr_runs = *k - d->run0;
+	if (d->nr_mapped != d->mapped_attr)
+		return rs_fail(r, -EINVAL,
+			       "device %llu: mapped_blocks says %llu but its mappings cover %llu",
+			       (unsigned long long)d->id, (unsigned long long)d->mapped_attr,
+			       (unsigned long long)d->nr_mapped);
+	if (end > MAX_DEVICE_SIZE / r->block_size)
+		return rs_fail(r, -EFBIG, "device %llu maps past the largest device size",
+			       (unsigned long long)d->id);
+	if (!d->has_comment) {
+		snprintf(d->name, sizeof(d->name), "dev%llu", (unsigned long long)d->id);
+		d->mode = 0600;
+		d->ctime = d->mtime = r->now;
+	}
+	if (!d->has_size)
+		d->size = end * r->block_size;
+	else if (d->size > MAX_DEVICE_SIZE / r->block_size * r->block_size)
+		return rs_fail(r, -EFBIG, "device %llu: size %llu is too large",
+			       (unsigned long long)d->id, (unsigned long long)d->size);
+	else if (div_round_up(d->size, r->block_size) < end)
+		return rs_fail(r, -EINVAL, "device %llu maps vblock %llu beyond its size %llu",
+			       (unsigned long long)d->id, (unsigned long long)(end - 1),
+			       (unsigned long long)d->size);
+	if (pool_name_valid(d->name, NULL, 0))
+		return rs_fail(r, -EINVAL, "device %llu: invalid name '%s'",
+			       (unsigned long long)d->id, d->name);
+	if (d->set[0] && (pool_name_valid(d->set, NULL, 0) || !strcmp(d->set, DELETED_SET)))
+		return rs_fail(r, -EINVAL, "device %llu: invalid set name '%s'",
+			       (unsigned long long)d->id, d->set);
+	if (d->set[0] && !find_cset(r, d->set)) {
+		if (GROW(r->csets, r->nr_csets, r->cap_csets))
+			return rs_fail(r, -ENOMEM, "out of memory");
+		snprintf(r->csets[r->nr_csets].name, sizeof(r->csets[0].name), "%s", d->set);
+		r->csets[r->nr_csets++].ctime = r->now;
+	}
+	return 0;
+}
+
+/* (set, name) pairs are unique. */
+static int check_unique_names(struct restore *r)
+{
+	struct rdev **byname = malloc((r->nr_devs ? r->nr_devs : 1) * sizeof(*byname));
+
 	if (!byname)
 		return rs_fail(r, -ENOMEM, "out of memory");
-	for (i = 0; i < r->nr_devs; i++)
+	for (size_t i = 0; i < r->nr_devs; i++)
 		byname[i] = &r->devs[i];
 	rs_sort_n(byname, r->nr_devs, sizeof(*byname), cmp_name);
-	for (i = 1; i < r->nr_devs; i++) {
+	for (size_t i = 1; i < r->nr_devs; i++) {
 		if (!cmp_name(&byname[i - 1], &byname[i])) {
 			rs_fail(r, -EINVAL, "devices %llu and %llu are both named '%s%s%s'",
 				(unsigned long long)byname[i - 1]->id,
@@ -161,6 +168,21 @@ int rs_prepare_devices(struct restore *r)
 	}
 	free(byname);
 	return r->err;
+}
+
+int rs_prepare_devices(struct restore *r)
+{
+	size_t k = 0;
+	int rc = sort_devices(r);
+
+	if (!rc)
+		rc = apply_comments(r);
+	if (rc)
+		return rc;
+	rs_sort_n(r->runs, r->nr_runs, sizeof(*r->runs), cmp_run_dev_vb);
+	for (size_t i = 0; i < r->nr_devs && !rc; i++)
+		rc = check_device(r, i, &k);
+	return rc ? rc : check_unique_names(r);
 }
 
 /* ---- sharing sets ---- */
