@@ -266,6 +266,46 @@ static int cmp_run_db(const void *a, const void *b)
 }
 
 /* Sweep the runs in dblock order: the row runs, each with its set. */
+/* The runs act[0..na) all map data block p: they must map it at one vblock
+ * (*vb) with one time, each from another device (their indices into devs,
+ * sorted). */
+static int check_piece(struct restore *r, struct rrun **act, size_t na, uint64_t p, uint32_t *devs,
+		       uint64_t *vb)
+{
+	struct rrun *f = act[0];
+
+	*vb = f->vb + (p - f->db);
+	for (size_t a = 0; a < na; a++) {
+		struct rrun *x = act[a];
+		uint64_t xvb = x->vb + (p - x->db);
+		devs[a] = x->dev;
+		if (a && xvb != *vb)
+			return rs_fail(
+			    r, -EINVAL,
+			    "data block %llu is mapped at vblock %llu by device %llu and "
+			    "at vblock %llu by device %llu: thinfs shares a block only "
+			    "at one vblock",
+			    (unsigned long long)p, (unsigned long long)*vb,
+			    (unsigned long long)r->devs[f->dev].id, (unsigned long long)xvb,
+			    (unsigned long long)r->devs[x->dev].id);
+		if (a && x->time != f->time)
+			return rs_fail(r, -EINVAL,
+				       "data block %llu is shared by devices %llu and %llu with "
+				       "different times (%llu, %llu)",
+				       (unsigned long long)p,
+				       (unsigned long long)r->devs[f->dev].id,
+				       (unsigned long long)r->devs[x->dev].id,
+				       (unsigned long long)f->time, (unsigned long long)x->time);
+	}
+	rs_sort_n(devs, na, sizeof(*devs), cmp_u32);
+	for (size_t a = 1; a < na; a++)
+		if (devs[a] == devs[a - 1])
+			return rs_fail(r, -EINVAL, "data block %llu is mapped twice by device %llu",
+				       (unsigned long long)p,
+				       (unsigned long long)r->devs[devs[a]].id);
+	return 0;
+}
+
 int rs_sweep_blocks(struct restore *r)
 {
 	struct rrun **idx = malloc((r->nr_runs ? r->nr_runs : 1) * sizeof(*idx));
@@ -305,43 +345,11 @@ int rs_sweep_blocks(struct restore *r)
 			if (act[a]->db + act[a]->len < next)
 				next = act[a]->db + act[a]->len;
 		/* [p, next): every active run maps it; all alike? */
+		uint64_t vb;
+		rc = check_piece(r, act, na, p, devs, &vb);
+		if (rc)
+			goto out;
 		struct rrun *f = act[0];
-		uint64_t vb = f->vb + (p - f->db);
-		for (size_t a = 0; a < na; a++) {
-			struct rrun *x = act[a];
-			uint64_t xvb = x->vb + (p - x->db);
-			devs[a] = x->dev;
-			if (a && xvb != vb) {
-				rc = rs_fail(
-				    r, -EINVAL,
-				    "data block %llu is mapped at vblock %llu by device %llu and "
-				    "at vblock %llu by device %llu: thinfs shares a block only "
-				    "at one vblock",
-				    (unsigned long long)p, (unsigned long long)vb,
-				    (unsigned long long)r->devs[f->dev].id, (unsigned long long)xvb,
-				    (unsigned long long)r->devs[x->dev].id);
-				goto out;
-			}
-			if (a && x->time != f->time) {
-				rc = rs_fail(
-				    r, -EINVAL,
-				    "data block %llu is shared by devices %llu and %llu with "
-				    "different times (%llu, %llu)",
-				    (unsigned long long)p, (unsigned long long)r->devs[f->dev].id,
-				    (unsigned long long)r->devs[x->dev].id,
-				    (unsigned long long)f->time, (unsigned long long)x->time);
-				goto out;
-			}
-		}
-		rs_sort_n(devs, na, sizeof(*devs), cmp_u32);
-		for (size_t a = 1; a < na; a++) {
-			if (devs[a] == devs[a - 1]) {
-				rc = rs_fail(
-				    r, -EINVAL, "data block %llu is mapped twice by device %llu",
-				    (unsigned long long)p, (unsigned long long)r->devs[devs[a]].id);
-				goto out;
-			}
-		}
 		uint32_t set;
 		if (intern_set(r, devs, na, &set) || GROW(r->rr, r->nr_rr, r->cap_rr)) {
 			rc = rs_fail(r, -ENOMEM, "out of memory");
