@@ -553,6 +553,52 @@ static int cmp_cluster_size(const void *a, const void *b)
 }
 
 /* The tree derived from the sharing sets (see the top of the file). */
+/* u |= v: a sorted merge of two sorted member lists (u has room for all
+ * devices). */
+static int cluster_union(struct cluster *u, const struct cluster *v)
+{
+	uint32_t *tmp = malloc((u->n + v->n) * sizeof(*tmp));
+	size_t a = 0, b = 0, o = 0;
+
+	if (!tmp)
+		return -ENOMEM;
+	while (a < u->n || b < v->n) {
+		if (b >= v->n || (a < u->n && u->m[a] < v->m[b]))
+			tmp[o++] = u->m[a++];
+		else if (a >= u->n || v->m[b] < u->m[a])
+			tmp[o++] = v->m[b++];
+		else {
+			tmp[o++] = u->m[a++];
+			b++;
+		}
+	}
+	memcpy(u->m, tmp, o * sizeof(*tmp));
+	u->n = o;
+	free(tmp);
+	return 0;
+}
+
+/* Hang each device's leaf under the chain of clusters holding it, sorted
+ * by size: each cluster's parent is the next larger one holding any of its
+ * devices. */
+static int link_clusters(struct restore *r, struct cluster *h, size_t nh)
+{
+	rs_sort_n(h, nh, sizeof(*h), cmp_cluster_size);
+	if (nh > (size_t)INT32_MAX - r->nr_devs || alloc_nodes(r, nh))
+		return -ENOMEM;
+	for (uint32_t d = 0; d < r->nr_devs; d++) {
+		int32_t below = rs_leaf_of(r, d);
+		for (size_t k = 0; k < nh; k++) {
+			if (!rs_search_n(&d, h[k].m, h[k].n, sizeof(d), cmp_u32))
+				continue;
+			/* sorted by size, so chain grows upwards */
+			r->nodes[below].parent = (int32_t)k;
+			below = (int32_t)k;
+		}
+	}
+	return 0;
+}
+
 int rs_tree_from_sets(struct restore *r)
 {
 	struct cand *c = NULL;
@@ -614,26 +660,10 @@ int rs_tree_from_sets(struct restore *r)
 			for (size_t k = 0; k < nh; k++) {
 				if (!overlap(&u, &h[k]))
 					continue;
-				/* u |= h[k] (sorted merge in place via a copy) */
-				uint32_t *tmp = malloc((u.n + h[k].n) * sizeof(*tmp));
-				size_t a = 0, b = 0, o = 0;
-				if (!tmp) {
+				if (cluster_union(&u, &h[k])) {
 					free(u.m);
 					goto out;
 				}
-				while (a < u.n || b < h[k].n) {
-					if (b >= h[k].n || (a < u.n && u.m[a] < h[k].m[b]))
-						tmp[o++] = u.m[a++];
-					else if (a >= u.n || h[k].m[b] < u.m[a])
-						tmp[o++] = h[k].m[b++];
-					else {
-						tmp[o++] = u.m[a++];
-						b++;
-					}
-				}
-				memcpy(u.m, tmp, o * sizeof(*tmp));
-				u.n = o;
-				free(tmp);
 				changed = true;
 			}
 		}
@@ -643,21 +673,9 @@ int rs_tree_from_sets(struct restore *r)
 		}
 		h[nh++] = u;
 	}
-	/* the tree: clusters by size; each one's parent is the next larger
-	 * cluster holding any of its devices (the chain through a device) */
-	rs_sort_n(h, nh, sizeof(*h), cmp_cluster_size);
-	if (nh > (size_t)INT32_MAX - r->nr_devs || alloc_nodes(r, nh))
+	/* the tree: clusters by size, each device's chain through them */
+	if (link_clusters(r, h, nh))
 		goto out;
-	for (uint32_t d = 0; d < r->nr_devs; d++) {
-		int32_t below = rs_leaf_of(r, d);
-		for (size_t k = 0; k < nh; k++) {
-			if (!rs_search_n(&d, h[k].m, h[k].n, sizeof(d), cmp_u32))
-				continue;
-			/* sorted by size, so chain grows upwards */
-			r->nodes[below].parent = (int32_t)k;
-			below = (int32_t)k;
-		}
-	}
 	rc = 0;
 out:
 	for (size_t k = 0; k < nh; k++)
