@@ -49,7 +49,7 @@ one_cut() {
 	wait
 	sysctl -qw vm.dirty_writeback_centisecs="$OLD_WB"
 	# the cut: tear down what is left, replay the pool's log on remount
-	timeout 10 umount "$M" 2> /dev/null || { fuse_abort; timeout 10 umount -l "$M"; }
+	timeout 10 umount "$M" 2> /dev/null || { fuse_abort_mine; timeout 10 umount -l "$M"; }
 	wait "$PID" 2> /dev/null
 	PID=""
 	pfs_remount

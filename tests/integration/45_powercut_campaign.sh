@@ -49,7 +49,13 @@ VOLSZ=$((64 << 20))
 AWPID="" FWPID="" L=""
 pfs_init
 pfs_wb_sane
-trap 'rc=$?; stop_writers; files_down; (exit $rc); pfs_cleanup' EXIT
+trap 'rc=$?; stop_writers; files_down; [ $rc = 0 ] || diagnose; (exit $rc); pfs_cleanup' EXIT
+
+# on a failure: what the daemons said, and the kernel
+diagnose() {
+	[ -s "$T/daemon.log" ] && { echo "--- daemon log (tail)"; tail -n 15 "$T/daemon.log"; } >&2
+	{ echo "--- dmesg (tail)"; dmesg | tail -n 8; } >&2
+}
 
 files_down() {
 	[ -n "$T" ] || return 0
@@ -94,7 +100,7 @@ reap() {
 	wait "$1"
 }
 
-n_cuts=0 n_kills=0 n_acked=0 n_sets=0 n_inflight=0 n_files=0
+n_cuts=0 n_kills=0 n_acked=0 n_sets=0 n_inflight=0 n_files=0 n_late=0 late_seen=0
 
 # ---- record rounds ----
 
@@ -109,6 +115,7 @@ verify_all() {
 	out=$("$AW" verify "$M/v1" "$T/ack" 2> "$T/verify.err") ||
 		{ echo "$out"; head -10 "$T/verify.err"; fail "$1: acknowledged writes lost or garbage"; }
 	n_inflight=$((n_inflight + $(echo "$out" | sed -n 's/.* \([0-9]*\) in-flight records.*/\1/p')))
+	LATE=$(echo "$out" | sed -n 's/.*; \([0-9]*\) taken after a cut began.*/\1/p')
 	# sets whose mkdir returned must exist; a set in flight may
 	while read -r name seq; do
 		grep -qx "$name" "$T/removed" && continue
@@ -135,16 +142,18 @@ verify_all() {
 crash() {
 	local kind=$1 what=$2 before after rc=0 t0=$SECONDS
 	before=$(grep -c '^ack ' "$T/ack" 2> /dev/null)
+	kill -0 "$PID" 2> /dev/null || { wait "$PID"; fail "$what: the daemon had exited ($?) before the round"; }
 	sysctl -qw vm.dirty_writeback_centisecs=0
 	"$AW" write "$M/v1" "$T/ack" --seed $RANDOM "${AWOPTS[@]}" --quiet 2> "$T/aw.err" &
 	AWPID=$!
 	sleep "$(delay)"
 	if [ $kind = cut ]; then
-		pfs_cut_now
+		pfs_cut_now "$AW" cut "$PFS" "$T/ack"
 	else
+		kill -0 "$PID" 2> /dev/null || { wait "$PID"; fail "$what: the daemon exited ($?) before the kill"; }
 		{
 			kill -KILL "$PID"
-			timeout 10 umount "$M" || { fuse_abort; timeout 10 umount -l "$M"; }
+			timeout 10 umount "$M" || { fuse_abort_mine; timeout 10 umount -l "$M"; }
 			wait "$PID"
 		} 2> /dev/null
 		PID=""
@@ -158,6 +167,9 @@ crash() {
 	verify_all "$what"
 	after=$(grep -c '^ack ' "$T/ack")
 	n_acked=$((n_acked + after - before))
+	# (the acks of this run taken once its cut had begun: the whole log's
+	# count less the count before)
+	n_late=$((n_late + ${LATE:-0} - late_seen)) late_seen=${LATE:-0}
 	echo "   $what: $((after - before)) acked, all $after acked so far verify ($((SECONDS - t0)) s)"
 }
 
@@ -172,6 +184,7 @@ record_config() {
 		fail "format"
 	: > "$T/ack"
 	: > "$T/removed"
+	late_seen=0
 	pfs_serve
 	while [ $nc -gt 0 ] || [ $nk -gt 0 ]; do
 		i=$((i + 1))
@@ -197,6 +210,8 @@ oracle_selftest() {
 		"$AW" write "$f" "$log" --count 200 --seed 5 --quiet || fail "ackwriter on a plain file"
 	set_seq=$(sed -n 's/^end \([0-9]*\)$/\1/p' "$log" | sed -n 2p) # after the 2nd run
 	"$AW" verify "$f" "$log" --quiet || fail "oracle: an intact file does not verify"
+	# a cut that began after every ack leaves every ack to be checked...
+	echo "cut $(date +%s%N)" >> "$log"
 	expect_caught() { # WHAT DD-ARGS...: damage a copy, verify must fail
 		cp "$f" "$f.bad"
 		dd of="$f.bad" conv=notrunc status=none "${@:2}" || fail "dd"
@@ -209,8 +224,18 @@ oracle_selftest() {
 	# a set taken after the 2nd run, read now: the 3rd run's records are in it
 	"$AW" verify "$f" "$log" --upto "$set_seq" --quiet > /dev/null 2>&1 &&
 		fail "oracle: a set holding writes acked after it was not caught"
+	# ...while an ack taken once the cut had begun may be lost: the last
+	# record zeroed, with the cut at its ack's time, verifies
+	read -r _ seq off _ t < <(grep '^ack ' "$log" | tail -1)
+	head -n -1 "$log" > "$log.cut" && echo "cut $t" >> "$log.cut"
+	cp "$f" "$f.bad" && dd if=/dev/zero of="$f.bad" bs=4096 count=1 seek=$((off / 4096)) conv=notrunc status=none
+	"$AW" verify "$f.bad" "$log" --quiet > /dev/null 2>&1 && fail "oracle: the last ack zeroed not caught"
+	"$AW" verify "$f.bad" "$log.cut" --quiet > /dev/null 2>&1 ||
+		fail "oracle: an ack taken after the cut began was held against the pool"
+	rm -f "$log.cut"
 	rm -f "$f" "$f.old" "$f.bad" "$log"
-	echo "   the oracle catches zeros, older records, garbage, misplaced records and sets that moved on"
+	echo "   the oracle catches zeros, older records, garbage, misplaced records and sets that moved on;" \
+		"an ack taken after its cut began is in flight"
 }
 say "the oracle on a plain file"
 oracle_selftest
@@ -230,13 +255,16 @@ done
 # ---- files rounds: ext4 on a volume ----
 
 # file_writer N0: files f.N0, f.N0+1, ... each fsynced with its directory,
-# then its sha256 appended to $T/files.ack and synced; until an error
+# then "TIME SHA256  NAME" appended to $T/files.log and synced, TIME (ns)
+# taken when the syncs had returned; until an error
 file_writer() {
-	local i=$1
+	local i=$1 t sum
 	while :; do
 		head -c $(((RANDOM * 32 + RANDOM) % 400000 + 1)) /dev/urandom > "$T/fs/d/f.$i" || exit 3
 		sync "$T/fs/d/f.$i" "$T/fs/d" || exit 3
-		(cd "$T/fs" && sha256sum "d/f.$i") >> "$T/files.ack" && sync "$T/files.ack"
+		t=${EPOCHREALTIME/./}000
+		sum=$(cd "$T/fs" && sha256sum "d/f.$i") || exit 3
+		echo "$t $sum" >> "$T/files.log" && sync "$T/files.log"
 		i=$((i + 1))
 	done
 }
@@ -248,20 +276,25 @@ files_attach() {
 # files_cut WHAT: write files until the cut; then the F3 recovery
 # returns 0 if e2fsck was clean and every acknowledged file matched
 files_cut() {
-	local what=$1 before after rc=0 fsck_rc
+	local what=$1 before after rc=0 fsck_rc t0 late
 	before=$(wc -l < "$T/files.ack")
 	sysctl -qw vm.dirty_writeback_centisecs=0
 	file_writer $((before + 1000 * ${2:-0})) > /dev/null 2>&1 &
 	FWPID=$!
 	sleep "$(delay 5)"
-	xfs_io -x -c shutdown "$PFS" || fail "shutdown"
+	t0=$("$AW" cut "$PFS") || fail "shutdown"
 	{ kill -KILL "$PID"; wait "$PID"; } 2> /dev/null
 	PID=""
 	reap "$FWPID" "$what"
 	FWPID=""
+	# files whose syncs returned once the cut had begun are not
+	# acknowledged (a real power cut would not have returned them)
+	late=$(awk -v t0="$t0" '$1 >= t0' "$T/files.log" | wc -l)
+	awk -v t0="$t0" '$1 < t0 { sub(/^[0-9]+ /, ""); print }' "$T/files.log" >> "$T/files.ack"
+	: > "$T/files.log"
 	sysctl -qw vm.dirty_writeback_centisecs="$OLD_WB"
 	files_down
-	timeout 10 umount "$M" 2> /dev/null || { fuse_abort; timeout 10 umount -l "$M"; }
+	timeout 10 umount "$M" 2> /dev/null || { fuse_abort_mine; timeout 10 umount -l "$M"; }
 	pfs_remount_wait
 	tc check "$P" > "$T/check.log" 2>&1 || { echo "   $what: check: $(head -2 "$T/check.log" | tr '\n' ' ')"; rc=1; }
 	if ! pfs_try_serve; then
@@ -286,7 +319,8 @@ files_cut() {
 		rc=1
 	fi
 	after=$(wc -l < "$T/files.ack")
-	[ $rc = 0 ] && echo "   $what: $((after - before)) files fsynced, all $after verify, e2fsck -fn clean"
+	[ $rc = 0 ] && echo "   $what: $((after - before)) files fsynced (and $late after the cut began)," \
+		"all $after verify, e2fsck -fn clean"
 	n_files=$((n_files + after - before))
 	return $rc
 }
@@ -299,6 +333,7 @@ files_pool() {
 	pfs_make_fs "$fs"
 	tc format "$P" --data-size 512M > /dev/null && tc create "$P" v1 256M > /dev/null || fail "format"
 	: > "$T/files.ack"
+	: > "$T/files.log"
 	pfs_serve "$@"
 	files_attach
 	mkfs.ext4 -q -F "$L" && mkdir -p "$T/fs" && mount "$L" "$T/fs" && mkdir "$T/fs/d" && sync -f "$T/fs/d" ||
@@ -341,7 +376,8 @@ if command -v eatmydata > /dev/null; then
 	files_pool xfs 1 eatmydata && fail "control passed: under eatmydata e2fsck was clean and every file intact"
 	echo "   failed, as it must"
 fi
-say "$n_cuts cuts and $n_kills kills: $n_acked acknowledged records ($n_inflight in-flight records found" \
-	"after the crashes), $n_sets set verifications, $n_files fsynced files, all verified"
+say "$n_cuts cuts and $n_kills kills: $n_acked acknowledged records ($n_late of them returned once" \
+	"their cut had begun: in flight; $n_inflight in-flight records found after the crashes)," \
+	"$n_sets set verifications, $n_files fsynced files, all verified"
 echo "counts: cuts=$n_cuts kills=$n_kills"
 echo "PASS $TEST_NAME"

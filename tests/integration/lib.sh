@@ -322,14 +322,19 @@ pfs_wb_sane() {
 	[ "$OLD_WB" != 0 ] || OLD_WB=500
 }
 
-# pfs_cut_now: the power cut at this instant (shutdown without log flush, then
-# kill -9), the teardown, and the log replay of a remount, as pfs_cut; works
-# for an XFS or an ext4 pool file system
+# pfs_cut_now [SHUTDOWN-CMD...]: the power cut at this instant (shutdown
+# without log flush, then kill -9), the teardown, and the log replay of a
+# remount, as pfs_cut; works for an XFS or an ext4 pool file system.  The
+# shutdown is xfs_io -x -c shutdown $PFS unless a command is given (e.g.
+# ackwriter cut $PFS LOG, which also notes when the cut began)
 pfs_cut_now() {
-	xfs_io -x -c shutdown "$PFS" || fail "shutdown of $PFS"
+	if [ $# = 0 ]; then
+		set -- xfs_io -x -c shutdown "$PFS"
+	fi
+	"$@" > /dev/null || fail "shutdown of $PFS"
 	{ # (stderr: no "Killed" notice from the shell)
 		kill -KILL "$PID"
-		timeout 10 umount "$M" || { fuse_abort; timeout 10 umount -l "$M"; }
+		timeout 10 umount "$M" || { fuse_abort_mine; timeout 10 umount -l "$M"; }
 		wait "$PID"
 	} 2> /dev/null
 	PID=""
@@ -351,11 +356,22 @@ pfs_remount_wait() {
 	mount "$PL" "$PFS" || fail "remount of the pool's file system"
 }
 
+# fuse_abort_mine: fuse_abort, but only while $M is still the mount recorded
+# in FUSE_DEV (read from mountinfo: no stat of a hung mount).  Connection
+# numbers are reused: once our mount is gone, FUSE_DEV may name another
+# test's connection, and aborting it would kill that test's daemon's mount
+fuse_abort_mine() {
+	local dev
+	dev=$(awk -v m="$M" '$5 == m { d = $3 } END { print d }' /proc/self/mountinfo)
+	[ -n "$FUSE_DEV" ] && [ "$dev" = "$FUSE_DEV" ] && fuse_abort
+	return 0
+}
+
 # stop_served: unmount $M and wait for a daemon started by pfs_serve; returns
 # its exit status
 stop_served() {
 	local rc=0
-	timeout 30 umount "$M" 2> /dev/null || { fuse_abort; timeout 10 umount -l "$M"; rc=1; }
+	timeout 30 umount "$M" 2> /dev/null || { fuse_abort_mine; timeout 10 umount -l "$M"; rc=1; }
 	wait "$PID" 2> /dev/null || rc=$?
 	PID=""
 	return $rc

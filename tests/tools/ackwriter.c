@@ -7,15 +7,26 @@
  * record) written one at a time with O_SYNC (with --direct also O_DIRECT) to
  * FILE, at random 4 KiB-aligned offsets or, with --stride, at START,
  * START+STRIDE, ... (each record into a fresh block).  After each write
- * returns, one line "ack SEQ OFFSET CRC" is appended to ACKLOG with write +
- * fdatasync on the log's own file system, before the next write starts.  So
- * ACKLOG lists exactly what the application was promised.  Each run first
- * appends "run SEQ0" (seqs continue across runs of the same log) and, if it
+ * returns, one line "ack SEQ OFFSET CRC TIME" is appended to ACKLOG with
+ * write + fdatasync on the log's own file system, before the next write
+ * starts: ACKLOG lists exactly what the application was promised, and TIME
+ * (CLOCK_REALTIME, ns) when the write had returned.  Each run first appends
+ * "run SEQ0 TSTART" (seqs continue across runs of the same log) and, if it
  * was not cut short, "end SEQ" at its end.  With --snap-dir DIR --snap-every
  * N it makes a snapshot set every N acks: "setbegin NAME SEQ", mkdir
  * DIR/NAME, "set NAME SEQ" (SEQ: the last acknowledged record before it).
- * A write that fails (the daemon is gone: ENOTCONN, EIO) ends the run with
- * exit 3; that is how a run under a cut ends.
+ * The volume failing (the daemon is gone: ENOTCONN, ECONNABORTED, EIO), at
+ * a write or already at the open, ends the run with exit 3; that is how a
+ * run under a cut ends.
+ *
+ * cut: the power cut itself: the shutdown ioctl without a log flush
+ * (XFS_IOC_GOINGDOWN, NOLOGFLUSH; ext4 answers the same ioctl) on DIR's file
+ * system, and "cut T0" appended to ACKLOG, T0 taken just before the ioctl
+ * (also printed).  A shutdown is not instantaneous: an fsync racing with it
+ * can still return success (measured on XFS, 6.18: 2-5 in 100 cuts under a
+ * writer returned an O_SYNC write after the ioctl had begun whose data the
+ * log replay did not have), which no real power cut would give.  So an ack
+ * of that run taken at T0 or later counts as in flight, not acknowledged.
  *
  * verify: read all of FILE in 4 KiB units and judge each one: it must hold
  * the last acknowledged record for that offset, or, for the one write in
@@ -31,6 +42,7 @@
  *                  [--stride BYTES] [--start BYTES] [--seed N] [--tag N]
  *                  [--snap-dir DIR --snap-every N] [--quiet]
  *        ackwriter verify FILE ACKLOG [--upto SEQ] [--tag N] [--quiet]
+ *        ackwriter cut DIR [ACKLOG]
  * Exit: 0 done / verified, 1 verification failed, 2 error, 3 a write failed.
  */
 #include <errno.h>
@@ -43,12 +55,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REC 4096u
 #define MAGIC 0x61636b7772697465ull /* "ackwrite" */
 #define CHUNK (1u << 20)
+/* XFS_IOC_GOINGDOWN (also EXT4_IOC_SHUTDOWN) and its no-log-flush flag */
+#define GOINGDOWN_IOC _IOR('X', 125, uint32_t)
+#define GOINGDOWN_NOLOGFLUSH 2u
 
 struct rec_hdr {
 	uint64_t magic;
@@ -60,8 +77,9 @@ struct rec_hdr {
 };
 
 struct ack {
-	uint64_t off, seq;
+	uint64_t off, seq, t;
 	uint32_t crc;
+	size_t run;
 };
 
 static struct {
@@ -75,7 +93,9 @@ static struct {
 	size_t nr_acks, cap_acks;
 	uint64_t *inflight; /* seqs that may be on disk without an ack */
 	size_t nr_inflight, cap_inflight;
-	uint64_t max_seq;
+	uint64_t *cut_t; /* per run: when a cut began (UINT64_MAX: none) */
+	size_t nr_runs, cap_runs;
+	uint64_t max_seq, nr_late;
 } g = {.tag = 1, .seed = 1, .upto = UINT64_MAX};
 
 static void die(const char *fmt, ...)
@@ -177,7 +197,15 @@ static void log_line(const char *fmt, ...)
 			die("fdatasync %s: %s", g.log, strerror(errno));
 }
 
-static void push_ack(uint64_t off, uint64_t seq, uint32_t crc)
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void push_ack(uint64_t off, uint64_t seq, uint32_t crc, uint64_t t)
 {
 	if (g.nr_acks == g.cap_acks) {
 		g.cap_acks = g.cap_acks ? 2 * g.cap_acks : 1024;
@@ -185,7 +213,18 @@ static void push_ack(uint64_t off, uint64_t seq, uint32_t crc)
 		if (!g.acks)
 			die("out of memory");
 	}
-	g.acks[g.nr_acks++] = (struct ack){off, seq, crc};
+	g.acks[g.nr_acks++] = (struct ack){off, seq, t, crc, g.nr_runs - 1};
+}
+
+static void push_run(void)
+{
+	if (g.nr_runs == g.cap_runs) {
+		g.cap_runs = g.cap_runs ? 2 * g.cap_runs : 64;
+		g.cut_t = realloc(g.cut_t, g.cap_runs * sizeof(*g.cut_t));
+		if (!g.cut_t)
+			die("out of memory");
+	}
+	g.cut_t[g.nr_runs++] = UINT64_MAX;
 }
 
 static void push_inflight(uint64_t seq)
@@ -201,7 +240,9 @@ static void push_inflight(uint64_t seq)
 
 /* Read the log: acks, and per run that did not end the seq in flight at its
  * cut.  A last line without its newline is a line being written at the cut
- * (the writer had not been promised anything by it): ignored. */
+ * (the writer had not been promised anything by it): ignored.  A "cut T0"
+ * line belongs to the run before it (acks of that run may follow it in the
+ * file); that run's acks taken at T0 or later are in flight, not acked. */
 static void parse_log(bool must_exist)
 {
 	FILE *f = fopen(g.log, "r");
@@ -215,9 +256,10 @@ static void parse_log(bool must_exist)
 		return;
 	}
 	while (fgets(line, sizeof(line), f)) {
-		uint64_t a, b;
+		uint64_t a, b, t;
 		unsigned c;
 		char name[256];
+		int n;
 
 		if (!strchr(line, '\n'))
 			break;
@@ -226,11 +268,16 @@ static void parse_log(bool must_exist)
 				push_inflight(run_next);
 			in_run = true;
 			run_next = a;
-		} else if (sscanf(line, "ack %" SCNu64 " %" SCNu64 " %x", &a, &b, &c) == 3) {
+			push_run();
+		} else if ((n = sscanf(line, "ack %" SCNu64 " %" SCNu64 " %x %" SCNu64, &a, &b, &c,
+				       &t)) >= 3) {
 			if (!in_run || a != run_next)
 				die("%s: ack of seq %" PRIu64 " out of order", g.log, a);
-			push_ack(b, a, c);
+			push_ack(b, a, c, n == 4 ? t : 0);
 			run_next = a + 1;
+		} else if (sscanf(line, "cut %" SCNu64, &a) == 1) {
+			if (g.nr_runs && g.cut_t[g.nr_runs - 1] == UINT64_MAX)
+				g.cut_t[g.nr_runs - 1] = a;
 		} else if (sscanf(line, "end %" SCNu64, &a) == 1) {
 			in_run = false;
 		} else if (sscanf(line, "setbegin %255s %" SCNu64, name, &a) == 2 ||
@@ -245,6 +292,17 @@ static void parse_log(bool must_exist)
 	if (in_run)
 		push_inflight(run_next);
 	fclose(f);
+	/* acks taken once a cut had begun: in flight */
+	size_t k = 0;
+	for (size_t i = 0; i < g.nr_acks; i++) {
+		if (g.acks[i].t >= g.cut_t[g.acks[i].run]) {
+			push_inflight(g.acks[i].seq);
+			g.nr_late++;
+			continue;
+		}
+		g.acks[k++] = g.acks[i];
+	}
+	g.nr_acks = k;
 }
 
 /* ---- write ---- */
@@ -261,18 +319,22 @@ static uint64_t rnd(void)
 
 static int do_write(void)
 {
+	uint64_t t_start = now_ns();
 	int fd = open(g.file, O_RDWR | O_SYNC | O_CLOEXEC | (g.direct ? O_DIRECT : 0));
 	unsigned char *buf;
 	struct stat sb;
 	uint64_t seq0, seq, n = 0, nr_slots;
 
-	if (fd < 0)
-		die("open %s: %s", g.file, strerror(errno));
-	if (!g.size) {
-		if (fstat(fd, &sb) < 0)
-			die("stat %s: %s", g.file, strerror(errno));
-		g.size = (uint64_t)sb.st_size;
+	/* the volume failing before the first write is a run cut short too
+	 * (a kill can land while the open or the stat is in flight) */
+	if (fd < 0 || (!g.size && fstat(fd, &sb) < 0)) {
+		if (!g.quiet)
+			fprintf(stderr, "ackwriter: 0 acked; %s %s: %s\n", fd < 0 ? "open" : "stat",
+				g.file, strerror(errno));
+		return 3;
 	}
+	if (!g.size)
+		g.size = (uint64_t)sb.st_size;
 	nr_slots = g.size / REC;
 	if (!nr_slots)
 		die("%s: smaller than one record", g.file);
@@ -285,7 +347,7 @@ static int do_write(void)
 	/* past every seq that may be on disk, acked or in flight */
 	seq0 = g.max_seq + 2;
 	rng = (g.seed * 0x9e3779b97f4a7c15ull ^ seq0) | 1;
-	log_line("run %" PRIu64 "\n", seq0);
+	log_line("run %" PRIu64 " %" PRIu64 "\n", seq0, t_start);
 	for (seq = seq0; !g.count || n < g.count; seq++, n++) {
 		uint64_t off = g.have_stride ? g.start + n * g.stride : (rnd() % nr_slots) * REC;
 		uint32_t crc;
@@ -303,9 +365,11 @@ static int do_write(void)
 					"ackwriter: %" PRIu64 " acked; seq %" PRIu64 " at %" PRIu64
 					" failed: %s\n",
 					n, seq, off, w < 0 ? strerror(errno) : "short write");
+			free(buf);
+			close(fd);
 			return 3;
 		}
-		log_line("ack %" PRIu64 " %" PRIu64 " %08x\n", seq, off, crc);
+		log_line("ack %" PRIu64 " %" PRIu64 " %08x %" PRIu64 "\n", seq, off, crc, now_ns());
 		if (g.snap_dir && g.snap_every && (n + 1) % g.snap_every == 0) {
 			char path[4096], name[64];
 
@@ -317,6 +381,8 @@ static int do_write(void)
 					fprintf(stderr,
 						"ackwriter: %" PRIu64 " acked; set %s: %s\n", n + 1,
 						name, strerror(errno));
+				free(buf);
+				close(fd);
 				return 3;
 			}
 			log_line("set %s %" PRIu64 "\n", name, seq);
@@ -439,12 +505,13 @@ static int do_verify(void)
 	close(fd);
 	bool pass = !lost && !garbage && !unexpected;
 	if (!g.quiet || !pass)
-		printf("ackwriter verify %s: %zu acked offsets (%zu acks%s), %" PRIu64
-		       " intact, %" PRIu64 " in-flight records, %" PRIu64 " lost, %" PRIu64
-		       " garbage, %" PRIu64 " unexpected: %s\n",
+		printf("ackwriter verify %s: %zu acked offsets (%zu acks%s; %" PRIu64
+		       " taken after a cut began, in flight), %" PRIu64 " intact, %" PRIu64
+		       " in-flight records, %" PRIu64 " lost, %" PRIu64 " garbage, %" PRIu64
+		       " unexpected: %s\n",
 		       g.file, na, nr_records,
-		       g.upto != UINT64_MAX ? " in the log, up to the set" : "", ok_acked,
-		       inflight_seen, lost, garbage, unexpected, pass ? "PASS" : "FAIL");
+		       g.upto != UINT64_MAX ? " in the log, up to the set" : "", g.nr_late,
+		       ok_acked, inflight_seen, lost, garbage, unexpected, pass ? "PASS" : "FAIL");
 	return pass ? 0 : 1;
 }
 
@@ -458,6 +525,31 @@ static uint64_t num(const char *s)
 	if (errno || end == s || *end)
 		die("not a number: %s", s);
 	return v;
+}
+
+/* The cut: T0, then the shutdown without a log flush; "cut T0" to the log. */
+static int do_cut(const char *dir, const char *log)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	uint32_t flags = GOINGDOWN_NOLOGFLUSH;
+	uint64_t t0;
+
+	if (fd < 0)
+		die("open %s: %s", dir, strerror(errno));
+	t0 = now_ns();
+	if (ioctl(fd, GOINGDOWN_IOC, &flags) < 0)
+		die("shutdown of %s: %s", dir, strerror(errno));
+	close(fd);
+	if (log) {
+		g.log = log;
+		g.logfd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (g.logfd < 0)
+			die("open %s: %s", log, strerror(errno));
+		log_line("cut %" PRIu64 "\n", t0);
+		close(g.logfd);
+	}
+	printf("%" PRIu64 "\n", t0);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -477,8 +569,11 @@ int main(int argc, char **argv)
 	const char *mode;
 	int c;
 
+	if (argc >= 3 && argc <= 4 && !strcmp(argv[1], "cut"))
+		return do_cut(argv[2], argc == 4 ? argv[3] : NULL);
 	if (argc < 4 || (strcmp(argv[1], "write") && strcmp(argv[1], "verify"))) {
-		fprintf(stderr, "usage: ackwriter write|verify FILE ACKLOG [options]\n");
+		fprintf(stderr, "usage: ackwriter write|verify FILE ACKLOG [options]\n"
+				"       ackwriter cut DIR [ACKLOG]\n");
 		return 2;
 	}
 	mode = argv[1];
