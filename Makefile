@@ -17,97 +17,80 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE \
 	  -D_FILE_OFFSET_BITS=64 -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread
 
-LIB_SRCS := src/util.c src/meta.c src/space.c src/dataio.c src/vmap.c src/layer.c \
-	    src/pool.c src/pool_admin.c src/pool_io.c src/pool_list.c src/check.c \
-	    src/interop_util.c src/meta_interop.c src/thin_dump.c src/thin_restore.c \
-	    src/thin_delta.c src/send_receive.c
+# Sources are found by folder: src/engine (the pool library), src/interop
+# (dump, restore, delta, send/receive over the engine), src/daemon (the FUSE
+# daemon).  Public headers are in include/thinfs; private ones sit beside
+# their sources and are included as "engine/x.h" from other folders.
+ENGINE_SRCS := $(sort $(wildcard src/engine/*.c))
+INTEROP_SRCS := $(sort $(wildcard src/interop/*.c))
+DAEMON_SRCS := $(sort $(wildcard src/daemon/*.c))
+HDRS := $(wildcard include/thinfs/*.h src/*/*.h)
+LIB_SRCS := $(ENGINE_SRCS) $(INTEROP_SRCS)
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libthinfs.a
+CFLAGS += -Isrc
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_BINS := $(BUILD)/thinctl $(BUILD)/thinfs $(BUILD)/thinfs-fsx $(BUILD)/interop_helper \
+	     $(BUILD)/ackwriter $(BUILD)/bench_engine
+
 # Negative controls: a test linked against a deliberately broken library must
 # FAIL (the runner counts a passing control as a failure).  Test builds only.
-CONTROL_BINS := $(BUILD)/tests/control_crash_noflush $(BUILD)/tests/control_ring_resubmit \
-	$(BUILD)/tests/control_timer_race
-# the crash-state enumeration against both commit-protocol bugs
-CONTROL_BINS += $(BUILD)/tests/control_enum_noflush $(BUILD)/tests/control_enum_punch
-ifneq ($(wildcard src/thinfs.c),)
-CONTROL_BINS += $(BUILD)/bug-noflush/thinfs
-endif
-BUG_NOFLUSH_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-noflush/%.o)
-BUG_RING_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-ring/%.o)
-BUG_TIMER_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-timer/%.o)
-BUG_PUNCH_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/bug-punch/%.o)
-TOOL_BINS :=
-ifneq ($(wildcard tools/thinctl.c),)
-TOOL_BINS += $(BUILD)/thinctl
-endif
-ifneq ($(wildcard src/thinfs.c),)
-TOOL_BINS += $(BUILD)/thinfs
-endif
-ifneq ($(wildcard tests/tools/thinfs-fsx.c),)
-TOOL_BINS += $(BUILD)/thinfs-fsx
-endif
-ifneq ($(wildcard tests/tools/interop_helper.c),)
-TOOL_BINS += $(BUILD)/interop_helper
-endif
-ifneq ($(wildcard tests/tools/ackwriter.c),)
-TOOL_BINS += $(BUILD)/ackwriter
-endif
-ifneq ($(wildcard tests/bench/bench_engine.c),)
-TOOL_BINS += $(BUILD)/bench_engine
-endif
+# Each bug build is the library compiled with -DTHINFS_TEST_BUG_<DEFINE>;
+# each control is CONTROL_NAME:TEST:BUG.
+BUGS := noflush:SKIP_DATA_FLUSH ring:RING_RESUBMIT timer:TIMER_SYNCED \
+	punch:PUNCH_BEFORE_COMMIT
+CONTROLS := crash_noflush:test_crash:noflush ring_resubmit:test_ring:ring \
+	    timer_race:test_durability:timer enum_noflush:test_enumerate:noflush \
+	    enum_punch:test_enumerate:punch
+ctl_field = $(word $(2),$(subst :, ,$(1)))
+CONTROLS := $(foreach c,$(CONTROLS),$(if $(wildcard tests/unit/$(call ctl_field,$(c),2).c),$(c)))
+CONTROL_BINS := $(foreach c,$(CONTROLS),$(BUILD)/tests/control_$(call ctl_field,$(c),1)) \
+		$(BUILD)/bug-noflush/thinfs
 
-.PHONY: all check unit integration demo bench install asan tidy format clean deps soak
+.PHONY: all check unit integration demo bench install asan tsan tidy format format-check \
+	clean deps soak
 all: $(LIB) $(TOOL_BINS) $(UNIT_BINS) $(CONTROL_BINS)
 
-$(BUILD)/%.o: src/%.c $(wildcard include/thinfs/*.h) | $(BUILD)
+$(BUILD)/%.o: src/%.c $(HDRS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
-$(BUILD):
-	mkdir -p $(BUILD)/tests
 $(LIB): $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
-$(BUILD)/thinctl: tools/thinctl.c $(LIB)
+define bug_build
+BUG_$(1)_OBJS := $$(LIB_SRCS:src/%.c=$$(BUILD)/bug-$(1)/%.o)
+$$(BUILD)/bug-$(1)/%.o: src/%.c $$(HDRS)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) -DTHINFS_TEST_BUG_$(2) -c -o $$@ $$<
+endef
+$(foreach b,$(BUGS),$(eval $(call bug_build,$(call ctl_field,$(b),1),$(call ctl_field,$(b),2))))
+
+define control
+$$(BUILD)/tests/control_$(1): tests/unit/$(2).c tests/unit/unit_helpers.h $$(BUG_$(3)_OBJS)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) -Itests/unit -o $$@ $$< $$(BUG_$(3)_OBJS) $$(LDLIBS) $$(CMOCKA_LIBS)
+endef
+$(foreach c,$(CONTROLS),$(eval $(call control,$(call ctl_field,$(c),1),$(call ctl_field,$(c),2),$(call ctl_field,$(c),3))))
+
+$(BUILD)/thinctl: tools/thinctl.c $(HDRS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
-DAEMON_SRCS := src/thinfs.c src/fuse_ops.c src/fuse_loop.c
-$(BUILD)/thinfs: $(DAEMON_SRCS) $(wildcard include/thinfs/fuse_*.h) $(LIB)
+$(BUILD)/thinfs: $(DAEMON_SRCS) $(HDRS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $(DAEMON_SRCS) $(LIB) $(LDLIBS)
+$(BUILD)/bug-noflush/thinfs: $(DAEMON_SRCS) $(HDRS) $(BUG_noflush_OBJS)
+	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_SKIP_DATA_FLUSH -o $@ $(DAEMON_SRCS) \
+		$(BUG_noflush_OBJS) $(LDLIBS)
 $(BUILD)/thinfs-fsx: tests/tools/thinfs-fsx.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 $(BUILD)/ackwriter: tests/tools/ackwriter.c
 	$(CC) $(CFLAGS) -o $@ $<
-$(BUILD)/interop_helper: tests/tools/interop_helper.c $(LIB)
+$(BUILD)/interop_helper: tests/tools/interop_helper.c $(HDRS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
-$(BUILD)/bench_engine: tests/bench/bench_engine.c $(LIB)
+$(BUILD)/bench_engine: tests/bench/bench_engine.c $(HDRS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
-$(BUILD)/bug-noflush/%.o: src/%.c $(wildcard include/thinfs/*.h)
-	@mkdir -p $(BUILD)/bug-noflush
-	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_SKIP_DATA_FLUSH -c -o $@ $<
-$(BUILD)/bug-noflush/thinfs: $(DAEMON_SRCS) $(BUG_NOFLUSH_OBJS)
-	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_SKIP_DATA_FLUSH -o $@ $(DAEMON_SRCS) \
-		$(BUG_NOFLUSH_OBJS) $(LDLIBS)
-$(BUILD)/tests/control_crash_noflush: tests/unit/test_crash.c $(BUG_NOFLUSH_OBJS) | $(BUILD)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_NOFLUSH_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
-$(BUILD)/bug-ring/%.o: src/%.c $(wildcard include/thinfs/*.h)
-	@mkdir -p $(BUILD)/bug-ring
-	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_RING_RESUBMIT -c -o $@ $<
-$(BUILD)/tests/control_ring_resubmit: tests/unit/test_ring.c $(BUG_RING_OBJS) | $(BUILD)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_RING_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
-$(BUILD)/bug-timer/%.o: src/%.c $(wildcard include/thinfs/*.h)
-	@mkdir -p $(BUILD)/bug-timer
-	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_TIMER_SYNCED -c -o $@ $<
-$(BUILD)/tests/control_timer_race: tests/unit/test_durability.c $(BUG_TIMER_OBJS) | $(BUILD)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_TIMER_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
-$(BUILD)/tests/control_enum_noflush: tests/unit/test_enumerate.c $(BUG_NOFLUSH_OBJS) | $(BUILD)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_NOFLUSH_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
-$(BUILD)/bug-punch/%.o: src/%.c $(wildcard include/thinfs/*.h)
-	@mkdir -p $(BUILD)/bug-punch
-	$(CC) $(CFLAGS) -DTHINFS_TEST_BUG_PUNCH_BEFORE_COMMIT -c -o $@ $<
-$(BUILD)/tests/control_enum_punch: tests/unit/test_enumerate.c $(BUG_PUNCH_OBJS) | $(BUILD)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUG_PUNCH_OBJS) $(LDLIBS) $(CMOCKA_LIBS)
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit_helpers.h $(LIB) | $(BUILD)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit_helpers.h $(HDRS) $(LIB)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
 
 # Installs missing build and test packages when run as root on Debian.
@@ -140,11 +123,23 @@ asan:
 
 tidy:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--inline-suppr -Iinclude src tools
-	clang-tidy --quiet $(LIB_SRCS) $(wildcard tools/thinctl.c src/fuse_ops.c src/fuse_loop.c src/thinfs.c) -- $(CFLAGS)
+		--inline-suppr -Iinclude -Isrc src tools
+	clang-tidy --quiet $(LIB_SRCS) $(DAEMON_SRCS) tools/thinctl.c -- $(CFLAGS)
 
+# ThreadSanitizer over the concurrency and ring tests (no root).
+tsan:
+	$(MAKE) BUILD=build-tsan EXTRA_CFLAGS="-fsanitize=thread -O1 -g" \
+		LDLIBS="$(PKG_LIBS) -lpthread -fsanitize=thread" \
+		build-tsan/tests/test_concurrency build-tsan/tests/test_ring
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_concurrency
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_ring
+
+FORMAT_SRCS := $(wildcard src/*/*.c src/*/*.h include/thinfs/*.h tools/*.c tests/unit/*.c \
+		 tests/unit/*.h tests/tools/*.c tests/bench/*.c)
 format:
-	clang-format -i $(wildcard src/*.c include/thinfs/*.h tools/*.c tests/unit/*.c tests/unit/*.h tests/tools/*.c tests/bench/*.c)
+	clang-format -i $(FORMAT_SRCS)
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_SRCS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR)

@@ -35,6 +35,8 @@ if [ "$TIER" = all ] || [ "$TIER" = unit ]; then
 		[ -x "$BUILD/tests/$t" ] || continue
 		run_one "unit-buffered/$t" env THINFS_DATA_BUFFERED=1 "$BUILD/tests/$t"
 	done
+	# the library's files call each other without cycles
+	run_one layout/deps sh "$TOP/tests/check-deps.sh" "$BUILD"
 	# every document, scenario and invariant the code cites exists
 	run_one docs/refs sh "$TOP/tests/check-doc-refs.sh"
 	# negative controls: the test must fail against the broken build

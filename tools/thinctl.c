@@ -47,7 +47,8 @@ static int fail(const struct cmd *cmd, const char *fmt, ...)
 
 	fprintf(stderr, "%s: %s: ", prog, cmd->name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	/* clang 14's valist checker misreads this (a false positive) */
+	vfprintf(stderr, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	va_end(ap);
 	fputc('\n', stderr);
 	return 1;
@@ -70,7 +71,7 @@ static void print_help(const struct cmd *cmd)
 static int parse(const struct cmd *cmd, int argc, char **argv, const struct option *extra,
 		 int (*on_opt)(int c, const char *arg, void *ctx), void *ctx, int nr_args)
 {
-	struct option opts[16] = { { "help", no_argument, 0, 'h' } };
+	struct option opts[16] = {{"help", no_argument, 0, 'h'}};
 	char shortopts[48] = ":h"; /* -X for each --long option whose code is X */
 	size_t sl = 2;
 	int n = 1, c;
@@ -84,7 +85,7 @@ static int parse(const struct cmd *cmd, int argc, char **argv, const struct opti
 			shortopts[sl] = 0;
 		}
 	}
-	opts[n] = (struct option){ 0 };
+	opts[n] = (struct option){0};
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
@@ -95,7 +96,8 @@ static int parse(const struct cmd *cmd, int argc, char **argv, const struct opti
 		if (c == '?' || c == ':' || !on_opt) {
 			char why[300];
 			snprintf(why, sizeof(why), "%s '%s'",
-				 c == ':' ? "option needs a value:" : "bad option", argv[optind - 1]);
+				 c == ':' ? "option needs a value:" : "bad option",
+				 argv[optind - 1]);
 			return usage_error(cmd, why);
 		}
 		int rc = on_opt(c, optarg, ctx);
@@ -118,8 +120,8 @@ static int parse_size(const struct cmd *cmd, const char *s, uint64_t *bytes)
 	if (rc == -ERANGE)
 		return fail(cmd, "size '%s' is too large", s);
 	if (rc)
-		return fail(cmd, "'%s' is not a size (a number with an optional K, M, G or T suffix)",
-			    s);
+		return fail(
+		    cmd, "'%s' is not a size (a number with an optional K, M, G or T suffix)", s);
 	return 0;
 }
 
@@ -233,13 +235,13 @@ static int format_opt(int c, const char *arg, void *vctx)
 static int cmd_format(const struct cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "block-size", required_argument, 0, 'b' },
-		{ "data-size", required_argument, 0, 's' },
-		{ "data", required_argument, 0, 'd' },
-		{ "force", no_argument, 0, 'f' },
-		{ 0 },
+	    {"block-size", required_argument, 0, 'b'},
+	    {"data-size", required_argument, 0, 's'},
+	    {"data", required_argument, 0, 'd'},
+	    {"force", no_argument, 0, 'f'},
+	    {0},
 	};
-	struct format_ctx ctx = { .cmd = cmd };
+	struct format_ctx ctx = {.cmd = cmd};
 	char msg[POOL_MSG_MAX] = "";
 	int rc = parse(cmd, argc, argv, opts, format_opt, &ctx, 1);
 
@@ -281,13 +283,13 @@ static int set_opt(int c, const char *arg, void *vctx)
 }
 
 static const struct option set_opts[] = {
-	{ "set", required_argument, 0, 'S' },
-	{ 0 },
+    {"set", required_argument, 0, 'S'},
+    {0},
 };
 
 static int cmd_snapshot(const struct cmd *cmd, int argc, char **argv)
 {
-	struct set_ctx ctx = { 0 };
+	struct set_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
 	struct pool *pool;
 	int rc;
@@ -299,7 +301,7 @@ static int cmd_snapshot(const struct cmd *cmd, int argc, char **argv)
 	int nargs = argc - optind;
 	if (ctx.set ? nargs != 1 : nargs != 3)
 		return usage_error(cmd, nargs < (ctx.set ? 1 : 3) ? "missing argument"
-								   : "too many arguments");
+								  : "too many arguments");
 	const char *name = ctx.set ? ctx.set : argv[optind + 2];
 	if (pool_name_valid(name, msg, sizeof(msg)))
 		return fail(cmd, "%s", msg);
@@ -314,7 +316,7 @@ static int cmd_snapshot(const struct cmd *cmd, int argc, char **argv)
 
 static int cmd_delete(const struct cmd *cmd, int argc, char **argv)
 {
-	struct set_ctx ctx = { 0 };
+	struct set_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
 	struct pool *pool;
 	int rc = parse(cmd, argc, argv, set_opts, set_opt, &ctx, -1);
@@ -324,7 +326,7 @@ static int cmd_delete(const struct cmd *cmd, int argc, char **argv)
 	int nargs = argc - optind;
 	if (ctx.set ? nargs != 1 : nargs != 2)
 		return usage_error(cmd, nargs < (ctx.set ? 1 : 2) ? "missing argument"
-								   : "too many arguments");
+								  : "too many arguments");
 	if (open_pool(cmd, argv[optind], false, &pool))
 		return 1;
 	if (ctx.set)
@@ -386,10 +388,10 @@ static int grow_opt(int c, const char *arg, void *vctx)
 static int cmd_grow(const struct cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "data-size", required_argument, 0, 's' },
-		{ 0 },
+	    {"data-size", required_argument, 0, 's'},
+	    {0},
 	};
-	struct grow_ctx ctx = { .cmd = cmd };
+	struct grow_ctx ctx = {.cmd = cmd};
 	char msg[POOL_MSG_MAX] = "";
 	struct pool *pool;
 	int rc = parse(cmd, argc, argv, opts, grow_opt, &ctx, 1);
@@ -415,8 +417,8 @@ static int json_opt(int c, const char *arg, void *vctx)
 }
 
 static const struct option json_opts[] = {
-	{ "json", no_argument, 0, 'j' },
-	{ 0 },
+    {"json", no_argument, 0, 'j'},
+    {0},
 };
 
 static const char *origin_name(const struct pool_device_info *devs, size_t nr, uint64_t id,
@@ -432,7 +434,7 @@ static const char *origin_name(const struct pool_device_info *devs, size_t nr, u
 
 static int cmd_list(const struct cmd *cmd, int argc, char **argv)
 {
-	struct json_ctx ctx = { 0 };
+	struct json_ctx ctx = {0};
 	struct pool_device_info *devs;
 	struct pool_status st;
 	struct pool *pool;
@@ -510,7 +512,7 @@ static bool daemon_mountpoint(const char *dir, char *mnt, size_t len)
 
 static int cmd_status(const struct cmd *cmd, int argc, char **argv)
 {
-	struct json_ctx ctx = { 0 };
+	struct json_ctx ctx = {0};
 	struct pool_status st;
 	struct pool *pool;
 	char json[16384], mnt[4096], a[32], b[32];
@@ -546,7 +548,8 @@ static int cmd_status(const struct cmd *cmd, int argc, char **argv)
 		       human(st.nr_data_blocks * st.block_size, b, sizeof(b)));
 		printf("transaction id:  %" PRIu64 "\n", st.transaction_id);
 		printf("mode:            %s%s\n", st.mode, st.needs_check ? " (needs_check)" : "");
-		printf("devices:         %" PRIu64 " in %" PRIu64 " snapshot set(s) and at the top\n",
+		printf("devices:         %" PRIu64 " in %" PRIu64
+		       " snapshot set(s) and at the top\n",
 		       st.nr_devices, st.nr_sets);
 		printf("data:            %s\n", st.data_path);
 		printf("uuid:            %s\n", st.uuid);
@@ -569,10 +572,10 @@ static int check_opt(int c, const char *arg, void *vctx)
 static int cmd_check(const struct cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "repair", no_argument, 0, 'r' },
-		{ 0 },
+	    {"repair", no_argument, 0, 'r'},
+	    {0},
 	};
-	struct check_ctx ctx = { 0 };
+	struct check_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
 	int rc = parse(cmd, argc, argv, opts, check_opt, &ctx, 1);
 
@@ -595,14 +598,14 @@ struct progress {
 	FILE *stream;
 	const char *what;
 	uint64_t total; /* bytes, 0 = unknown */
-	int stop;       /* atomic */
+	int stop;	/* atomic */
 	bool running;
 };
 
 static void *progress_loop(void *arg)
 {
 	struct progress *p = arg;
-	struct timespec ts = { 0, 250 * 1000 * 1000 };
+	struct timespec ts = {0, 250000000L};
 	bool shown = false;
 
 	for (int tick = 0; !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); tick++) {
@@ -613,8 +616,9 @@ static void *progress_loop(void *arg)
 		if (pos < 0)
 			continue;
 		if (p->total)
-			fprintf(stderr, "\r%s: %.1f of %.1f MiB (%.0f%%)  ", p->what, pos / 1048576.0,
-				p->total / 1048576.0, 100.0 * (double)pos / (double)p->total);
+			fprintf(stderr, "\r%s: %.1f of %.1f MiB (%.0f%%)  ", p->what,
+				pos / 1048576.0, p->total / 1048576.0,
+				100.0 * (double)pos / (double)p->total);
 		else
 			fprintf(stderr, "\r%s: %.1f MiB  ", p->what, pos / 1048576.0);
 		shown = true;
@@ -658,24 +662,34 @@ static int io_opt(int c, const char *arg, void *vctx)
 	struct io_ctx *ctx = vctx;
 
 	switch (c) {
-	case 'o': ctx->out = arg; break;
-	case 'i': ctx->in = arg; break;
-	case 'd': ctx->data = arg; break;
-	case 'f': ctx->from = arg; break;
-	case 'r': ctx->ranges = true; break;
+	case 'o':
+		ctx->out = arg;
+		break;
+	case 'i':
+		ctx->in = arg;
+		break;
+	case 'd':
+		ctx->data = arg;
+		break;
+	case 'f':
+		ctx->from = arg;
+		break;
+	case 'r':
+		ctx->ranges = true;
+		break;
 	}
 	return -1;
 }
 
 static const struct option io_opts[] = {
-	{ "output", required_argument, 0, 'o' }, { "input", required_argument, 0, 'i' },
-	{ "data", required_argument, 0, 'd' },   { "from", required_argument, 0, 'f' },
-	{ "ranges", no_argument, 0, 'r' },       { 0 },
+    {"output", required_argument, 0, 'o'}, {"input", required_argument, 0, 'i'},
+    {"data", required_argument, 0, 'd'},   {"from", required_argument, 0, 'f'},
+    {"ranges", no_argument, 0, 'r'},	   {0},
 };
 
 static int cmd_dump(const struct cmd *cmd, int argc, char **argv)
 {
-	struct io_ctx ctx = { 0 };
+	struct io_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
 	struct pool *pool;
 	FILE *out = stdout;
@@ -706,7 +720,7 @@ static int cmd_dump(const struct cmd *cmd, int argc, char **argv)
 
 static int cmd_restore(const struct cmd *cmd, int argc, char **argv)
 {
-	struct io_ctx ctx = { 0 };
+	struct io_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
 	FILE *in;
 	int rc = parse(cmd, argc, argv, io_opts, io_opt, &ctx, 1);
@@ -731,7 +745,7 @@ static int cmd_restore(const struct cmd *cmd, int argc, char **argv)
 
 static int cmd_delta(const struct cmd *cmd, int argc, char **argv)
 {
-	struct io_ctx ctx = { 0 };
+	struct io_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
 	struct pool *pool;
 	int rc = parse(cmd, argc, argv, io_opts, io_opt, &ctx, 3);
@@ -747,7 +761,7 @@ static int cmd_delta(const struct cmd *cmd, int argc, char **argv)
 
 static int cmd_send(const struct cmd *cmd, int argc, char **argv)
 {
-	struct io_ctx ctx = { 0 };
+	struct io_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
 	struct pool *pool;
 	int rc = parse(cmd, argc, argv, io_opts, io_opt, &ctx, 2);
@@ -785,55 +799,54 @@ static int cmd_receive(const struct cmd *cmd, int argc, char **argv)
 }
 
 static const struct cmd cmds[] = {
-	{ "format", "POOL [--block-size SIZE] [--data-size SIZE] [--data PATH] [--force]",
-	  "Make a pool in directory POOL (created if missing).\n"
-	  "  --block-size SIZE  a power of two from 4K to 1G (default 64K)\n"
-	  "  --data-size SIZE   data capacity (default 1G, or the size of an existing --data)\n"
-	  "  --data PATH        keep the data in PATH (a file or block device) instead of POOL/data\n"
-	  "  --force            overwrite an existing pool\n"
-	  "Sizes take K, M, G, T suffixes (powers of 1024).",
-	  cmd_format },
-	{ "create", "POOL NAME SIZE", "Create an empty thin volume NAME of SIZE bytes.", cmd_create },
-	{ "snapshot", "POOL ORIGIN NAME | POOL --set SET",
-	  "Take a writable snapshot NAME of ORIGIN (NAME or SET/NAME), or with --set an atomic\n"
-	  "read-only snapshot set SET of every top-level volume.",
-	  cmd_snapshot },
-	{ "delete", "POOL NAME | POOL --set SET",
-	  "Delete a volume (its unshared blocks return to the pool), or a whole snapshot set.",
-	  cmd_delete },
-	{ "rename", "POOL OLD NEW", "Rename a volume.", cmd_rename },
-	{ "resize", "POOL NAME SIZE", "Grow or shrink a volume; shrinking unmaps the tail.",
-	  cmd_resize },
-	{ "grow", "POOL --data-size SIZE", "Grow the pool's data capacity.", cmd_grow },
-	{ "list", "POOL [--json]",
-	  "List devices: size, mapped, exclusive and shared blocks, read-only, origin (like thin_ls).",
-	  cmd_list },
-	{ "status", "POOL [--json]",
-	  "Pool status: block size, data blocks used/total, transaction id, mode.", cmd_status },
-	{ "check", "POOL [--repair]",
-	  "Check the metadata (like thin_check). Exit 0 clean (leaks are warnings), 1 damaged,\n"
-	  "2 fatal. --repair fixes leaks and repairable damage.",
-	  cmd_check },
-	{ "dump", "POOL [-o FILE]",
-	  "Write the metadata as thin_dump XML (thin_restore reads it; thinfs names, sizes\n"
-	  "and layers travel in XML comments).",
-	  cmd_dump },
-	{ "restore", "POOL -i FILE [--data PATH]",
-	  "Make a new pool from thin_dump XML (thinfs's or dm-thin's). --data adopts an\n"
-	  "existing data image, e.g. a dm-thin data device copied to a file.",
-	  cmd_restore },
-	{ "delta", "POOL A B [--ranges]",
-	  "The blocks where devices A and B differ, from the metadata alone: thin_delta's XML,\n"
-	  "or with --ranges one 'OFFSET LENGTH' (bytes) line per differing range.",
-	  cmd_delta },
-	{ "send", "POOL SNAP [--from BASE] > STREAM",
-	  "Write SNAP as a stream of blocks with checksums; with --from only the blocks that\n"
-	  "differ from BASE (an incremental stream).",
-	  cmd_send },
-	{ "receive", "POOL NAME < STREAM",
-	  "Make device NAME from a stream; an incremental stream needs its base here (as\n"
-	  "received before) and is refused otherwise. All or nothing.",
-	  cmd_receive },
+    {"format", "POOL [--block-size SIZE] [--data-size SIZE] [--data PATH] [--force]",
+     "Make a pool in directory POOL (created if missing).\n"
+     "  --block-size SIZE  a power of two from 4K to 1G (default 64K)\n"
+     "  --data-size SIZE   data capacity (default 1G, or the size of an existing --data)\n"
+     "  --data PATH        keep the data in PATH (a file or block device) instead of POOL/data\n"
+     "  --force            overwrite an existing pool\n"
+     "Sizes take K, M, G, T suffixes (powers of 1024).",
+     cmd_format},
+    {"create", "POOL NAME SIZE", "Create an empty thin volume NAME of SIZE bytes.", cmd_create},
+    {"snapshot", "POOL ORIGIN NAME | POOL --set SET",
+     "Take a writable snapshot NAME of ORIGIN (NAME or SET/NAME), or with --set an atomic\n"
+     "read-only snapshot set SET of every top-level volume.",
+     cmd_snapshot},
+    {"delete", "POOL NAME | POOL --set SET",
+     "Delete a volume (its unshared blocks return to the pool), or a whole snapshot set.",
+     cmd_delete},
+    {"rename", "POOL OLD NEW", "Rename a volume.", cmd_rename},
+    {"resize", "POOL NAME SIZE", "Grow or shrink a volume; shrinking unmaps the tail.", cmd_resize},
+    {"grow", "POOL --data-size SIZE", "Grow the pool's data capacity.", cmd_grow},
+    {"list", "POOL [--json]",
+     "List devices: size, mapped, exclusive and shared blocks, read-only, origin (like thin_ls).",
+     cmd_list},
+    {"status", "POOL [--json]",
+     "Pool status: block size, data blocks used/total, transaction id, mode.", cmd_status},
+    {"check", "POOL [--repair]",
+     "Check the metadata (like thin_check). Exit 0 clean (leaks are warnings), 1 damaged,\n"
+     "2 fatal. --repair fixes leaks and repairable damage.",
+     cmd_check},
+    {"dump", "POOL [-o FILE]",
+     "Write the metadata as thin_dump XML (thin_restore reads it; thinfs names, sizes\n"
+     "and layers travel in XML comments).",
+     cmd_dump},
+    {"restore", "POOL -i FILE [--data PATH]",
+     "Make a new pool from thin_dump XML (thinfs's or dm-thin's). --data adopts an\n"
+     "existing data image, e.g. a dm-thin data device copied to a file.",
+     cmd_restore},
+    {"delta", "POOL A B [--ranges]",
+     "The blocks where devices A and B differ, from the metadata alone: thin_delta's XML,\n"
+     "or with --ranges one 'OFFSET LENGTH' (bytes) line per differing range.",
+     cmd_delta},
+    {"send", "POOL SNAP [--from BASE] > STREAM",
+     "Write SNAP as a stream of blocks with checksums; with --from only the blocks that\n"
+     "differ from BASE (an incremental stream).",
+     cmd_send},
+    {"receive", "POOL NAME < STREAM",
+     "Make device NAME from a stream; an incremental stream needs its base here (as\n"
+     "received before) and is refused otherwise. All or nothing.",
+     cmd_receive},
 };
 
 static void usage(FILE *f)

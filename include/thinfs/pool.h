@@ -36,7 +36,11 @@ struct pool_format_opts {
 	uint64_t block_size;   /* bytes; 0 = default */
 	uint64_t data_size;    /* bytes; 0 = size of an existing --data, else error */
 	const char *data_path; /* NULL = POOL/data */
-	bool force;            /* overwrite an existing pool */
+	bool force;	       /* overwrite an existing pool */
+	const char *uuid;      /* the pool's uuid (restore keeps a dump's); NULL: new */
+	bool keep_data;	       /* adopt data_path as it is (restore --data): its
+				* content is kept, never punched (the caller's
+				* metadata says which blocks are in use) */
 };
 
 /* Create a pool in `dir` (created if missing).  Durable on return. */
@@ -66,8 +70,10 @@ int pool_snapshot(struct pool *pool, const char *origin, const char *name, char 
 		  size_t msglen);
 /* Atomic snapshot of every top-level device into set `set` (read-only members). */
 int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msglen);
-/* Delete a device.  If it is open, it disappears from the namespace now and its
- * blocks are released when the last handle closes. */
+/* Delete a device.  Open handles: the device leaves the namespace at once
+ * (its name may be reused), and every handle keeps reading and writing it
+ * as before; its blocks are released at the last close (or, after a crash,
+ * at the next open of the pool). */
 int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen);
 /* Delete a snapshot set and all its members. */
 int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen);
@@ -80,26 +86,31 @@ int pool_rename_set(struct pool *pool, const char *oldname, const char *newname,
  * or hidden until its last close if open, in the same transaction). */
 int pool_rename_replace(struct pool *pool, const char *oldname, const char *newname, char *msg,
 			size_t msglen);
-/* Set a device's virtual size in bytes; shrinking unmaps the tail. */
+/* Set a device's virtual size in bytes; shrinking unmaps the tail and zeroes
+ * what a partial last block holds past the new end.  Open handles see the new
+ * size at once: reads past it are short, writes past it -EFBIG.  Durable on
+ * return; a failed commit leaves the size as it was (and the pool FAILED). */
 int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, size_t msglen);
 /* Resize the device behind an open handle (also one deleted while open). */
 int pool_volume_resize(struct volume *vol, uint64_t size, char *msg, size_t msglen);
 /* Grow the data capacity to data_size bytes (never shrinks). */
 int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen);
-/* Owner and mode of a device's file (persisted). */
+/* Owner and mode of a device's file (persisted, durable on return).  Acts on
+ * the device named now; open handles are not affected (the kernel checks
+ * permissions at open).  A failed commit leaves them as they were. */
 int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gid, uint32_t mode);
 
 /* ---- queries ---- */
 struct pool_device_info {
 	uint64_t id;
-	char set[POOL_NAME_MAX + 1];  /* "" for top-level devices */
+	char set[POOL_NAME_MAX + 1]; /* "" for top-level devices */
 	char name[POOL_NAME_MAX + 1];
-	uint64_t size;                 /* bytes */
-	uint64_t origin_id;            /* 0 = none */
-	uint64_t creation_time;        /* pool time at creation */
-	uint64_t snap_time;            /* pool time of the last snapshot of it */
-	int64_t ctime_sec;             /* wall clock of creation */
-	int64_t mtime_sec;             /* wall clock of the last change */
+	uint64_t size;		/* bytes */
+	uint64_t origin_id;	/* 0 = none */
+	uint64_t creation_time; /* pool time at creation */
+	uint64_t snap_time;	/* pool time of the last snapshot of it */
+	int64_t ctime_sec;	/* wall clock of creation */
+	int64_t mtime_sec;	/* wall clock of the last change */
 	bool read_only;
 	uint32_t uid, gid, mode;
 	uint64_t mapped_blocks;
@@ -116,14 +127,14 @@ struct pool_set_info {
 struct pool_status {
 	uint64_t block_size;
 	uint64_t nr_data_blocks;
-	uint64_t used_blocks;     /* mapped or awaiting release */
-	uint64_t transaction_id;  /* of the last durable commit */
+	uint64_t used_blocks;	 /* mapped or awaiting release */
+	uint64_t transaction_id; /* of the last durable commit */
 	uint64_t pool_time;
 	uint64_t nr_devices, nr_sets;
-	bool read_only;           /* opened read-only, or forced read-only by an error */
+	bool read_only; /* opened read-only, or forced read-only by an error */
 	bool needs_check;
 	bool out_of_space;
-	char mode[24];            /* "rw", "out_of_data_space", "ro" */
+	char mode[24]; /* "rw", "out_of_data_space", "ro" */
 	char uuid[40];
 	char data_path[4096];
 	/* counters since open */

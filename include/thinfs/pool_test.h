@@ -10,7 +10,9 @@
 #ifndef THINFS_POOL_TEST_H
 #define THINFS_POOL_TEST_H
 
-#include "thinfs/dataio.h"
+#include <stddef.h>
+
+struct dio;
 #include "thinfs/pool.h"
 
 typedef int (*pool_crash_hook)(void *arg, const char *point);

@@ -76,7 +76,7 @@ static off_t file_size(const char *p)
 static void bench(const char *base, uint64_t n, int reps)
 {
 	char dir[512], meta[600], msg[POOL_MSG_MAX], cmd[700], name[32];
-	struct pool_format_opts o = { .block_size = 4096, .data_size = (n + 64) * 4096 * 2 };
+	struct pool_format_opts o = {.block_size = 4096, .data_size = (n + 64) * 4096 * 2};
 	struct pool *p;
 	struct volume *v;
 	double snap[16], del_snap[16], t, open_ms, scan_ms, del_vol;
@@ -87,7 +87,8 @@ static void bench(const char *base, uint64_t n, int reps)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd))
 		die("rm", dir);
-	if (pool_format(dir, &o, msg, sizeof(msg)) || pool_open(dir, 0, "bench", &p, msg, sizeof(msg)))
+	if (pool_format(dir, &o, msg, sizeof(msg)) ||
+	    pool_open(dir, 0, "bench", &p, msg, sizeof(msg)))
 		die("format/open", msg);
 	if (pool_create(p, "v", n * 4096, msg, sizeof(msg)))
 		die("create", msg);
@@ -121,14 +122,14 @@ static void bench(const char *base, uint64_t n, int reps)
 	snprintf(meta, sizeof(meta), "%s/meta.db", dir);
 	double bytes_per = (double)(file_size(meta)) / (double)n;
 	/* baseline: SQLite scanning the rows */
-	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' 'SELECT count(*), sum(dblock) FROM map' > /dev/null",
-		 meta);
+	snprintf(cmd, sizeof(cmd),
+		 "sqlite3 '%s' 'SELECT count(*), sum(dblock) FROM map' > /dev/null", meta);
 	t = now_ms();
 	if (system(cmd))
 		die("sqlite3 scan", meta);
 	scan_ms = now_ms() - t;
 	/* open and view memory in a fresh process, so freed heap does not hide it */
-	double res[3] = { 0 };
+	double res[3] = {0};
 	int fds[2];
 	if (pipe(fds))
 		die("pipe", "failed");
@@ -172,9 +173,10 @@ static void bench(const char *base, uint64_t n, int reps)
 	if (system(cmd))
 		die("rm", dir);
 	double sm = median(snap, reps);
-	printf("| %8llu | %8.2f | %8.2f | %8.1f | %6.1f | %8.1f | %8.1f | %7.1f | %8.1f | %6.3f |\n",
-	       (unsigned long long)n, sm, median(del_snap, reps), del_vol, bytes_per, open_ms,
-	       vopen_ms, rss1 / 1024.0, scan_ms, sm / scan_ms);
+	printf(
+	    "| %8llu | %8.2f | %8.2f | %8.1f | %6.1f | %8.1f | %8.1f | %7.1f | %8.1f | %6.3f |\n",
+	    (unsigned long long)n, sm, median(del_snap, reps), del_vol, bytes_per, open_ms,
+	    vopen_ms, rss1 / 1024.0, scan_ms, sm / scan_ms);
 	fprintf(stderr, "  (N=%llu: first commit of N rows %.0f ms)\n", (unsigned long long)n,
 		commit_ms);
 	fflush(stdout);
@@ -200,9 +202,10 @@ static double run_io(struct volume *v, int fd, bool write, size_t bs, uint64_t s
 			} else {
 				pos = (pos + bs) % span;
 			}
-			ssize_t n = v ? (write ? pool_write(v, buf, bs, pos) : pool_read(v, buf, bs, pos))
-				      : (write ? pwrite(fd, buf, bs, (off_t)pos)
-					       : pread(fd, buf, bs, (off_t)pos));
+			ssize_t n =
+			    v ? (write ? pool_write(v, buf, bs, pos) : pool_read(v, buf, bs, pos))
+			      : (write ? pwrite(fd, buf, bs, (off_t)pos)
+				       : pread(fd, buf, bs, (off_t)pos));
 			if (n != (ssize_t)bs)
 				die("io", "short");
 			ops++;
@@ -217,7 +220,7 @@ static void bench_io(const char *base)
 {
 	char dir[400], raw[420], msg[POOL_MSG_MAX], cmd[900];
 	const uint64_t span = 256ull << 20;
-	struct pool_format_opts o = { .data_size = 512ull << 20 };
+	struct pool_format_opts o = {.data_size = 512ull << 20};
 	struct pool *p;
 	struct volume *v;
 	int fd;
@@ -226,15 +229,16 @@ static void bench_io(const char *base)
 		bool write, random;
 		size_t bs;
 	} jobs[] = {
-		{ "1 MiB seq write", true, false, 1 << 20 },
-		{ "1 MiB seq read", false, false, 1 << 20 },
-		{ "4 KiB rand write", true, true, 4096 },
-		{ "4 KiB rand read", false, true, 4096 },
+	    {"1 MiB seq write", true, false, 1 << 20},
+	    {"1 MiB seq read", false, false, 1 << 20},
+	    {"4 KiB rand write", true, true, 4096},
+	    {"4 KiB rand read", false, true, 4096},
 	};
 
 	snprintf(dir, sizeof(dir), "%s/thinfs-bench-io.%d", base, getpid());
 	snprintf(raw, sizeof(raw), "%s.raw", dir);
-	if (pool_format(dir, &o, msg, sizeof(msg)) || pool_open(dir, 0, "bench", &p, msg, sizeof(msg)))
+	if (pool_format(dir, &o, msg, sizeof(msg)) ||
+	    pool_open(dir, 0, "bench", &p, msg, sizeof(msg)))
 		die("format/open", msg);
 	if (pool_create(p, "v", span, msg, sizeof(msg)) || pool_volume_open(p, "v", &v))
 		die("create", msg);
@@ -254,12 +258,14 @@ static void bench_io(const char *base)
 	}
 	pool_sync(p);
 	fsync(fd);
-	printf("\n| in-process job, qd1, %s | raw file MiB/s | thinfs engine MiB/s | ratio |\n|---|---:|---:|---:|\n",
+	printf("\n| in-process job, qd1, %s | raw file MiB/s | thinfs engine MiB/s | ratio "
+	       "|\n|---|---:|---:|---:|\n",
 	       getenv("THINFS_DATA_BUFFERED") ? "buffered" : "O_DIRECT");
 	for (size_t j = 0; j < sizeof(jobs) / sizeof(jobs[0]); j++) {
 		double r[3], e[3];
 		for (int k = 0; k < 3; k++) {
-			r[k] = run_io(NULL, fd, jobs[j].write, jobs[j].bs, span, 1.0, jobs[j].random);
+			r[k] =
+			    run_io(NULL, fd, jobs[j].write, jobs[j].bs, span, 1.0, jobs[j].random);
 			e[k] = run_io(v, -1, jobs[j].write, jobs[j].bs, span, 1.0, jobs[j].random);
 		}
 		double rm = median(r, 3), em = median(e, 3);
@@ -277,7 +283,7 @@ static void bench_io(const char *base)
 int main(int argc, char **argv)
 {
 	const char *base = argc > 1 ? argv[1] : "/var/tmp";
-	uint64_t sizes[8] = { 10000, 100000, 1000000 };
+	uint64_t sizes[8] = {10000, 100000, 1000000};
 	int nr = 3;
 
 	if (argc > 2) {
@@ -285,7 +291,8 @@ int main(int argc, char **argv)
 		for (int i = 2; i < argc && nr < 8; i++)
 			sizes[nr++] = strtoull(argv[i], NULL, 10);
 	}
-	printf("| mapped N | snap ms | del snap ms | del vol ms | meta B/map | open ms | vol open ms | RSS MiB (view loaded) | sqlite scan ms | snap/scan |\n");
+	printf("| mapped N | snap ms | del snap ms | del vol ms | meta B/map | open ms | vol open "
+	       "ms | RSS MiB (view loaded) | sqlite scan ms | snap/scan |\n");
 	printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (int i = 0; i < nr; i++)
 		bench(base, sizes[i], 5);

@@ -96,7 +96,7 @@ static struct {
 	uint64_t *cut_t; /* per run: when a cut began (UINT64_MAX: none) */
 	size_t nr_runs, cap_runs;
 	uint64_t max_seq, nr_late;
-} g = { .tag = 1, .seed = 1, .upto = UINT64_MAX };
+} g = {.tag = 1, .seed = 1, .upto = UINT64_MAX};
 
 static void die(const char *fmt, ...)
 {
@@ -131,7 +131,7 @@ static uint32_t crc32c(const void *buf, size_t len)
 /* The record for (offset, seq); returns its CRC. */
 static uint32_t fill_rec(unsigned char *p, uint64_t off, uint64_t seq)
 {
-	struct rec_hdr h = { MAGIC, g.tag, off, seq, 0, REC };
+	struct rec_hdr h = {MAGIC, g.tag, off, seq, 0, REC};
 	uint64_t x = seq * 0x9e3779b97f4a7c15ull ^ off ^ g.tag << 56;
 
 	for (unsigned i = 0; i < REC; i += 8) {
@@ -213,7 +213,7 @@ static void push_ack(uint64_t off, uint64_t seq, uint32_t crc, uint64_t t)
 		if (!g.acks)
 			die("out of memory");
 	}
-	g.acks[g.nr_acks++] = (struct ack){ off, seq, t, crc, g.nr_runs - 1 };
+	g.acks[g.nr_acks++] = (struct ack){off, seq, t, crc, g.nr_runs - 1};
 }
 
 static void push_run(void)
@@ -362,8 +362,8 @@ static int do_write(void)
 		if (w != (ssize_t)REC) {
 			if (!g.quiet)
 				fprintf(stderr,
-					"ackwriter: %" PRIu64 " acked; seq %" PRIu64
-					" at %" PRIu64 " failed: %s\n",
+					"ackwriter: %" PRIu64 " acked; seq %" PRIu64 " at %" PRIu64
+					" failed: %s\n",
 					n, seq, off, w < 0 ? strerror(errno) : "short write");
 			free(buf);
 			close(fd);
@@ -378,8 +378,9 @@ static int do_write(void)
 			log_line("setbegin %s %" PRIu64 "\n", name, seq);
 			if (mkdir(path, 0755) < 0) {
 				if (!g.quiet)
-					fprintf(stderr, "ackwriter: %" PRIu64 " acked; set %s: %s\n",
-						n + 1, name, strerror(errno));
+					fprintf(stderr,
+						"ackwriter: %" PRIu64 " acked; set %s: %s\n", n + 1,
+						name, strerror(errno));
 				free(buf);
 				close(fd);
 				return 3;
@@ -505,12 +506,12 @@ static int do_verify(void)
 	bool pass = !lost && !garbage && !unexpected;
 	if (!g.quiet || !pass)
 		printf("ackwriter verify %s: %zu acked offsets (%zu acks%s; %" PRIu64
-		       " taken after a cut began, in flight), %" PRIu64
-		       " intact, %" PRIu64 " in-flight records, %" PRIu64 " lost, %" PRIu64
-		       " garbage, %" PRIu64 " unexpected: %s\n",
-		       g.file, na, nr_records, g.upto != UINT64_MAX ? " in the log, up to the set" : "",
-		       g.nr_late, ok_acked, inflight_seen, lost, garbage, unexpected,
-		       pass ? "PASS" : "FAIL");
+		       " taken after a cut began, in flight), %" PRIu64 " intact, %" PRIu64
+		       " in-flight records, %" PRIu64 " lost, %" PRIu64 " garbage, %" PRIu64
+		       " unexpected: %s\n",
+		       g.file, na, nr_records,
+		       g.upto != UINT64_MAX ? " in the log, up to the set" : "", g.nr_late,
+		       ok_acked, inflight_seen, lost, garbage, unexpected, pass ? "PASS" : "FAIL");
 	return pass ? 0 : 1;
 }
 
@@ -553,14 +554,18 @@ static int do_cut(const char *dir, const char *log)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "direct", no_argument, NULL, 'd' },	 { "count", required_argument, NULL, 'n' },
-		{ "size", required_argument, NULL, 'S' },	 { "stride", required_argument, NULL, 'r' },
-		{ "start", required_argument, NULL, 'o' },	 { "seed", required_argument, NULL, 's' },
-		{ "tag", required_argument, NULL, 't' },	 { "snap-dir", required_argument, NULL, 'D' },
-		{ "snap-every", required_argument, NULL, 'e' }, { "upto", required_argument, NULL, 'u' },
-		{ "quiet", no_argument, NULL, 'q' },		 { NULL, 0, NULL, 0 }
-	};
+	static const struct option opts[] = {{"direct", no_argument, NULL, 'd'},
+					     {"count", required_argument, NULL, 'n'},
+					     {"size", required_argument, NULL, 'S'},
+					     {"stride", required_argument, NULL, 'r'},
+					     {"start", required_argument, NULL, 'o'},
+					     {"seed", required_argument, NULL, 's'},
+					     {"tag", required_argument, NULL, 't'},
+					     {"snap-dir", required_argument, NULL, 'D'},
+					     {"snap-every", required_argument, NULL, 'e'},
+					     {"upto", required_argument, NULL, 'u'},
+					     {"quiet", no_argument, NULL, 'q'},
+					     {NULL, 0, NULL, 0}};
 	const char *mode;
 	int c;
 
@@ -577,18 +582,42 @@ int main(int argc, char **argv)
 	optind = 4;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': g.direct = true; break;
-		case 'n': g.count = num(optarg); break;
-		case 'S': g.size = num(optarg); break;
-		case 'r': g.stride = num(optarg); g.have_stride = true; break;
-		case 'o': g.start = num(optarg); break;
-		case 's': g.seed = num(optarg); break;
-		case 't': g.tag = num(optarg); break;
-		case 'D': g.snap_dir = optarg; break;
-		case 'e': g.snap_every = num(optarg); break;
-		case 'u': g.upto = num(optarg); break;
-		case 'q': g.quiet = true; break;
-		default: return 2;
+		case 'd':
+			g.direct = true;
+			break;
+		case 'n':
+			g.count = num(optarg);
+			break;
+		case 'S':
+			g.size = num(optarg);
+			break;
+		case 'r':
+			g.stride = num(optarg);
+			g.have_stride = true;
+			break;
+		case 'o':
+			g.start = num(optarg);
+			break;
+		case 's':
+			g.seed = num(optarg);
+			break;
+		case 't':
+			g.tag = num(optarg);
+			break;
+		case 'D':
+			g.snap_dir = optarg;
+			break;
+		case 'e':
+			g.snap_every = num(optarg);
+			break;
+		case 'u':
+			g.upto = num(optarg);
+			break;
+		case 'q':
+			g.quiet = true;
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (optind != argc)

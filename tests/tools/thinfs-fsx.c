@@ -60,9 +60,9 @@ static struct {
 	const char *mnt, *vol;
 	char path[4096];
 	uint64_t size, nr_sect, vtag;
-	uint64_t *cur;     /* model: seq per sector, 0 = zeros */
-	uint64_t *acked;   /* at the last acknowledged flush */
-	uint8_t *dirty;    /* written since the last ack (for the allowed sets) */
+	uint64_t *cur;	 /* model: seq per sector, 0 = zeros */
+	uint64_t *acked; /* at the last acknowledged flush */
+	uint8_t *dirty;	 /* written since the last ack (for the allowed sets) */
 	struct set_img sets[MAX_SETS];
 	FILE *log;
 	bool quiet, snapshots;
@@ -109,7 +109,7 @@ static uint32_t crc32c(const void *buf, size_t len)
 
 static void fill_sector(unsigned char *p, uint64_t sector, uint64_t seq)
 {
-	struct sector_hdr h = { MAGIC, g.vtag, sector, seq, 0, 0 };
+	struct sector_hdr h = {MAGIC, g.vtag, sector, seq, 0, 0};
 	uint64_t x = seq * 0x9e3779b97f4a7c15ull ^ sector;
 
 	for (unsigned i = sizeof(h); i < SECT; i++) {
@@ -176,7 +176,9 @@ static int verify_file(const char *path, const uint64_t *model, bool exact, cons
 				ok = got != UINT64_MAX && g.dirty[s] &&
 				     (got == 0 ? g.dirty[s] & 2 : got > model[s]);
 			if (!ok && bad++ < 8)
-				fprintf(stderr, "%s: sector %" PRIu64 " holds %s%" PRIu64 ", expected %" PRIu64 "%s\n",
+				fprintf(stderr,
+					"%s: sector %" PRIu64 " holds %s%" PRIu64
+					", expected %" PRIu64 "%s\n",
 					what, s, got == UINT64_MAX ? "garbage " : "seq ",
 					got == UINT64_MAX ? 0 : got, model[s],
 					exact ? "" : " (or a later write of ours)");
@@ -206,7 +208,8 @@ static void finish_inflight_truncate(void)
 		if (ftruncate(fd, (off_t)g.size) < 0)
 			die("truncate %s: %s", g.path, strerror(errno));
 		if (!g.quiet)
-			printf("thinfs-fsx: the truncate in flight had shrunk %s; grown back\n", g.vol);
+			printf("thinfs-fsx: the truncate in flight had shrunk %s; grown back\n",
+			       g.vol);
 	}
 	close(fd);
 }
@@ -217,7 +220,8 @@ static void do_read(uint64_t off, uint64_t len)
 	ssize_t r = pread(g.fd, buf, len, (off_t)off);
 
 	if (r != (ssize_t)len)
-		die("pread %" PRIu64 "+%" PRIu64 ": %s", off, len, r < 0 ? strerror(errno) : "short");
+		die("pread %" PRIu64 "+%" PRIu64 ": %s", off, len,
+		    r < 0 ? strerror(errno) : "short");
 	/* compare whole sectors covered; partial edges by re-deriving */
 	for (uint64_t pos = off; pos < off + len;) {
 		uint64_t s = pos / SECT, so = pos % SECT;
@@ -228,7 +232,8 @@ static void do_read(uint64_t off, uint64_t len)
 		else
 			memset(want, 0, SECT);
 		if (memcmp(buf + (pos - off), want + so, n))
-			die("verify: read at %" PRIu64 " (sector %" PRIu64 ") differs from the model (seq %" PRIu64 ")",
+			die("verify: read at %" PRIu64 " (sector %" PRIu64
+			    ") differs from the model (seq %" PRIu64 ")",
 			    pos, s, g.cur[s]);
 		pos += n;
 	}
@@ -491,10 +496,11 @@ static void verify_sets(bool after_crash, int *bad)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "seed", 1, 0, 's' },     { "ops", 1, 0, 'n' },  { "size", 1, 0, 'S' },
-		{ "log", 1, 0, 'l' },      { "replay", 1, 0, 'r' }, { "verify-after-crash", 1, 0, 'v' },
-		{ "snapshots", 0, 0, 'x' }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
-		{ 0, 0, 0, 0 },
+	    {"seed", 1, 0, 's'},      {"ops", 1, 0, 'n'},
+	    {"size", 1, 0, 'S'},      {"log", 1, 0, 'l'},
+	    {"replay", 1, 0, 'r'},    {"verify-after-crash", 1, 0, 'v'},
+	    {"snapshots", 0, 0, 'x'}, {"quiet", 0, 0, 'q'},
+	    {"help", 0, 0, 'h'},      {0, 0, 0, 0},
 	};
 	uint64_t seed = 1, ops = 10000;
 	const char *logpath = NULL, *replay = NULL, *verify = NULL;
@@ -504,17 +510,35 @@ int main(int argc, char **argv)
 	g.size = 64ull << 20;
 	while ((c = getopt_long(argc, argv, "s:n:S:l:r:v:xqh", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': seed = strtoull(optarg, NULL, 0); break;
-		case 'n': ops = strtoull(optarg, NULL, 0); break;
-		case 'S': g.size = strtoull(optarg, NULL, 0); break;
-		case 'l': logpath = optarg; break;
-		case 'r': replay = optarg; break;
-		case 'v': verify = optarg; break;
-		case 'x': g.snapshots = true; break;
-		case 'q': g.quiet = true; break;
+		case 's':
+			seed = strtoull(optarg, NULL, 0);
+			break;
+		case 'n':
+			ops = strtoull(optarg, NULL, 0);
+			break;
+		case 'S':
+			g.size = strtoull(optarg, NULL, 0);
+			break;
+		case 'l':
+			logpath = optarg;
+			break;
+		case 'r':
+			replay = optarg;
+			break;
+		case 'v':
+			verify = optarg;
+			break;
+		case 'x':
+			g.snapshots = true;
+			break;
+		case 'q':
+			g.quiet = true;
+			break;
 		case 'h':
-			printf("usage: thinfs-fsx [--seed N] [--ops N] [--size BYTES] [--snapshots] "
-			       "[--log FILE] [--replay FILE] [--verify-after-crash FILE] [--quiet] MNT VOLUME\n");
+			printf(
+			    "usage: thinfs-fsx [--seed N] [--ops N] [--size BYTES] [--snapshots] "
+			    "[--log FILE] [--replay FILE] [--verify-after-crash FILE] [--quiet] "
+			    "MNT VOLUME\n");
 			return 0;
 		default:
 			return 2;
@@ -573,11 +597,12 @@ int main(int argc, char **argv)
 		g.log = fopen(logpath, "w");
 		if (!g.log)
 			die("%s: %s", logpath, strerror(errno));
-		logf_("# thinfs-fsx seed %" PRIu64 " size %" PRIu64 " vol %s\n", seed, g.size, g.vol);
+		logf_("# thinfs-fsx seed %" PRIu64 " size %" PRIu64 " vol %s\n", seed, g.size,
+		      g.vol);
 	}
 	if (!g.quiet)
-		printf("thinfs-fsx: seed %" PRIu64 ", %" PRIu64 " ops on %s (%" PRIu64 " bytes)\n", seed,
-		       ops, g.path, g.size);
+		printf("thinfs-fsx: seed %" PRIu64 ", %" PRIu64 " ops on %s (%" PRIu64 " bytes)\n",
+		       seed, ops, g.path, g.size);
 	rng = seed * 2654435761u + 88172645463325252ull;
 	FILE *rf = replay ? fopen(replay, "r") : NULL;
 	if (replay && !rf)
@@ -586,8 +611,8 @@ int main(int argc, char **argv)
 		if (rf) {
 			if (!fgets(line, sizeof(line), rf))
 				break;
-			if (line[0] == '#' || !strncmp(line, "ack", 3) || !strncmp(line, "dsync-ack", 9) ||
-			    !strncmp(line, "set-done", 8))
+			if (line[0] == '#' || !strncmp(line, "ack", 3) ||
+			    !strncmp(line, "dsync-ack", 9) || !strncmp(line, "set-done", 8))
 				continue;
 			line[strcspn(line, "\n")] = 0;
 		} else {
@@ -609,11 +634,11 @@ int main(int argc, char **argv)
 	bad += verify_file(g.path, g.cur, true, g.vol);
 	verify_sets(false, &bad);
 	if (!g.quiet || bad)
-		printf("thinfs-fsx: %" PRIu64 " ops (%" PRIu64 " reads, %" PRIu64 " writes, %" PRIu64
-		       " punches, %" PRIu64 " zero-ranges, %" PRIu64 " syncs, %" PRIu64
-		       " sets), final verify: %d bad\n",
-		       g.nr_ops, g.nr_reads, g.nr_writes, g.nr_punch, g.nr_zero, g.nr_sync, g.nr_sets,
-		       bad);
+		printf("thinfs-fsx: %" PRIu64 " ops (%" PRIu64 " reads, %" PRIu64
+		       " writes, %" PRIu64 " punches, %" PRIu64 " zero-ranges, %" PRIu64
+		       " syncs, %" PRIu64 " sets), final verify: %d bad\n",
+		       g.nr_ops, g.nr_reads, g.nr_writes, g.nr_punch, g.nr_zero, g.nr_sync,
+		       g.nr_sets, bad);
 	close(g.fd);
 	if (g.log)
 		fclose(g.log);

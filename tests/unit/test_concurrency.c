@@ -20,7 +20,7 @@
 #include <pthread.h>
 
 #include "unit_helpers.h"
-#include "thinfs/dataio.h"
+#include "engine/dataio.h"
 #include "thinfs/pool_test.h"
 
 #define BS (64u * 1024)
@@ -48,7 +48,8 @@ static void *writer(void *arg)
 
 	for (int op = 1; op <= OPS; op++) {
 		s = s * 6364136223846793005ull + 1442695040888963407ull;
-		uint32_t first = (uint32_t)(s >> 33) % (NR_SECT / WRITERS) * WRITERS + (uint32_t)a->id;
+		uint32_t first =
+		    (uint32_t)(s >> 33) % (NR_SECT / WRITERS) * WRITERS + (uint32_t)a->id;
 		uint32_t tag = ((uint32_t)a->id << 24) | (uint32_t)op;
 		for (unsigned i = 0; i < SECT / 4; i++)
 			memcpy(buf + i * 4, &tag, 4);
@@ -94,7 +95,7 @@ static void test_racing_writers_and_snapshots(void **state)
 	__atomic_store_n(&stop, 0, __ATOMIC_RELEASE);
 	assert_int_equal(pthread_create(&snap, NULL, snapshotter, NULL), 0);
 	for (int i = 0; i < WRITERS; i++) {
-		args[i] = (struct wargs){ .id = i, .seed = (uint64_t)i * 7919 + 1 };
+		args[i] = (struct wargs){.id = i, .seed = (uint64_t)i * 7919 + 1};
 		assert_int_equal(pthread_create(&w[i], NULL, writer, &args[i]), 0);
 	}
 	for (int i = 0; i < WRITERS; i++) {
@@ -153,8 +154,8 @@ static void *dio_writer(void *arg)
 			return (void *)1;
 		for (size_t b = 0; b < ranges[id].len; b++)
 			if (buf[b] != dio_tag(id, op - 1)) {
-				fprintf(stderr, "range %u byte %zu: %#x after op %d wrote %#x\n", id,
-					b, buf[b], op - 1, dio_tag(id, op - 1));
+				fprintf(stderr, "range %u byte %zu: %#x after op %d wrote %#x\n",
+					id, b, buf[b], op - 1, dio_tag(id, op - 1));
 				return (void *)1;
 			}
 		memset(buf, dio_tag(id, op), ranges[id].len);
@@ -186,7 +187,8 @@ static void test_rmw_across_the_stripe_wrap(void **state)
 		assert_int_equal(dio_read(dio, buf, ranges[i].len, ranges[i].off), 0);
 		for (size_t b = 0; b < ranges[i].len; b++)
 			if (buf[b] != want)
-				fail_msg("range %u byte %zu: %#x, last written %#x", i, b, buf[b], want);
+				fail_msg("range %u byte %zu: %#x, last written %#x", i, b, buf[b],
+					 want);
 	}
 	dio_close(dio);
 	fx_rmrf(dir);
@@ -250,9 +252,9 @@ static void test_concurrent_requests_get_runs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_racing_writers_and_snapshots),
-		cmocka_unit_test(test_rmw_across_the_stripe_wrap),
-		cmocka_unit_test(test_concurrent_requests_get_runs),
+	    cmocka_unit_test(test_racing_writers_and_snapshots),
+	    cmocka_unit_test(test_rmw_across_the_stripe_wrap),
+	    cmocka_unit_test(test_concurrent_requests_get_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

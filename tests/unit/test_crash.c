@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 
 #include "unit_helpers.h"
+#include "engine/dataio.h"
 #include "thinfs/pool_test.h"
 
 #define BS 4096u
@@ -42,13 +43,13 @@ struct op {
 	enum op_kind kind;
 	int vol;
 	uint32_t first, count; /* sectors */
-	int set;               /* OP_SET / OP_DELSET: set number */
+	int set;	       /* OP_SET / OP_DELSET: set number */
 };
 
 struct shared {
 	volatile int completed; /* ops completed by the child */
-	volatile int points;    /* crash points passed */
-	volatile int crash_at;  /* crash at this point (0 = never) */
+	volatile int points;	/* crash points passed */
+	volatile int crash_at;	/* crash at this point (0 = never) */
 };
 
 static struct shared *shm;
@@ -63,7 +64,7 @@ static uint32_t rnd(uint32_t n)
 
 static void gen_ops(uint64_t seed, struct op *ops)
 {
-	bool set_live[MAX_SETS] = { 0 };
+	bool set_live[MAX_SETS] = {0};
 	int next_set = 0;
 
 	rng_state = seed * 2654435761u + 1;
@@ -170,8 +171,8 @@ static void run_child(struct fixture *f, const struct op *ops)
 				fill_sector(buf + s * SECT, (uint32_t)i + 1);
 			rc = pool_write(vols[o->vol], buf, o->count * SECT,
 					(uint64_t)o->first * SECT) == (ssize_t)(o->count * SECT)
-				     ? 0
-				     : -EIO;
+				 ? 0
+				 : -EIO;
 			break;
 		case OP_DISCARD:
 			rc = pool_discard(vols[o->vol], (uint64_t)o->first * SECT,
@@ -361,7 +362,8 @@ static int run_seed(uint64_t seed, int *nr_cuts)
 			}
 			free(out);
 			if (bad) {
-				fprintf(stderr, "seed %llu: cut at point %d (after op %d): %d violations\n",
+				fprintf(stderr,
+					"seed %llu: cut at point %d (after op %d): %d violations\n",
 					(unsigned long long)seed, k, shm->completed, bad);
 				failures++;
 			}
@@ -391,7 +393,7 @@ static void test_power_cut_at_every_commit_step(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_power_cut_at_every_commit_step),
+	    cmocka_unit_test(test_power_cut_at_every_commit_step),
 	};
 	(void)child_fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);

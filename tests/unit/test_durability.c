@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "unit_helpers.h"
+#include "engine/dataio.h"
 #include "thinfs/pool_test.h"
 
 #define BS 4096u

@@ -80,6 +80,7 @@
 #include <time.h>
 
 #include "unit_helpers.h"
+#include "engine/dataio.h"
 #include "thinfs/pool_test.h"
 
 #define SECT 512u
@@ -122,9 +123,9 @@ static uint32_t rnd(uint64_t *s, uint32_t n)
 /* the log */
 
 enum { F_DATA, F_DB, F_WAL, NR_FILES };
-static const char *const file_name[NR_FILES] = { "data", "meta.db", "meta.db-wal" };
+static const char *const file_name[NR_FILES] = {"data", "meta.db", "meta.db-wal"};
 enum ev_kind { EV_WRITE, EV_PUNCH, EV_TRUNC, EV_SYNC, EV_DELETE, EV_MARK };
-static const char *const ev_name[] = { "write", "punch", "truncate", "sync", "delete", "mark" };
+static const char *const ev_name[] = {"write", "punch", "truncate", "sync", "delete", "mark"};
 
 struct ev {
 	uint8_t kind, file, ret;
@@ -141,7 +142,7 @@ static struct {
 	int cur_op;
 	uint64_t bytes;
 	pthread_mutex_t lock;
-} rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} rec = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void rec_add(int kind, int file, uint64_t off, uint64_t len, const void *buf)
 {
@@ -224,7 +225,7 @@ struct shim_file {
 
 static sqlite3_vfs *real_vfs;
 static sqlite3_vfs shim_vfs;
-static int g_autockpt; /* wal_autocheckpoint of recorded connections (0: SQLite's) */
+static int g_autockpt;	 /* wal_autocheckpoint of recorded connections (0: SQLite's) */
 static sqlite3 *live_db; /* the recorded pool's connection */
 
 static int classify(const char *path)
@@ -329,25 +330,25 @@ static int sh_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
 }
 
 static const sqlite3_io_methods shim_io = {
-	.iVersion = 3,
-	.xClose = sh_close,
-	.xRead = sh_read,
-	.xWrite = sh_write,
-	.xTruncate = sh_truncate,
-	.xSync = sh_sync,
-	.xFileSize = sh_size,
-	.xLock = sh_lock,
-	.xUnlock = sh_unlock,
-	.xCheckReservedLock = sh_reserved,
-	.xFileControl = sh_fcntl,
-	.xSectorSize = sh_sector,
-	.xDeviceCharacteristics = sh_devchar,
-	.xShmMap = sh_shmmap,
-	.xShmLock = sh_shmlock,
-	.xShmBarrier = sh_shmbarrier,
-	.xShmUnmap = sh_shmunmap,
-	.xFetch = sh_fetch,
-	.xUnfetch = sh_unfetch,
+    .iVersion = 3,
+    .xClose = sh_close,
+    .xRead = sh_read,
+    .xWrite = sh_write,
+    .xTruncate = sh_truncate,
+    .xSync = sh_sync,
+    .xFileSize = sh_size,
+    .xLock = sh_lock,
+    .xUnlock = sh_unlock,
+    .xCheckReservedLock = sh_reserved,
+    .xFileControl = sh_fcntl,
+    .xSectorSize = sh_sector,
+    .xDeviceCharacteristics = sh_devchar,
+    .xShmMap = sh_shmmap,
+    .xShmLock = sh_shmlock,
+    .xShmBarrier = sh_shmbarrier,
+    .xShmUnmap = sh_shmunmap,
+    .xFetch = sh_fetch,
+    .xUnfetch = sh_unfetch,
 };
 
 static int sv_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out)
@@ -509,7 +510,8 @@ static void img_load(struct img *im, const char *path, bool data)
 		while ((s = lseek(fd, off, SEEK_DATA)) >= 0) {
 			e = lseek(fd, s, SEEK_HOLE);
 			assert_true(pread(fd, im->b + s, (size_t)(e - s), s) == e - s);
-			for (uint64_t p = (uint64_t)s / PAGE; p < ((uint64_t)e + PAGE - 1) / PAGE; p++)
+			for (uint64_t p = (uint64_t)s / PAGE; p < ((uint64_t)e + PAGE - 1) / PAGE;
+			     p++)
 				im->nz[p] = 1;
 			off = e;
 		}
@@ -528,7 +530,8 @@ static void img_apply(struct img *im, const struct ev *e)
 			img_resize(im, e->off + e->len);
 		memcpy(im->b + e->off, e->buf, e->len);
 		if (im->nz)
-			for (uint64_t p = e->off / PAGE; p < (e->off + e->len + PAGE - 1) / PAGE; p++)
+			for (uint64_t p = e->off / PAGE; p < (e->off + e->len + PAGE - 1) / PAGE;
+			     p++)
 				im->nz[p] = 1;
 		im->exists = true;
 		break;
@@ -563,7 +566,7 @@ struct tag {
 	uint32_t dev, sect, seq; /* dev 0: zeros */
 };
 
-static const struct tag ZERO_TAG = { 0, 0, 0 };
+static const struct tag ZERO_TAG = {0, 0, 0};
 
 static bool tag_eq(struct tag a, struct tag b)
 {
@@ -586,7 +589,7 @@ static uint32_t sector_sum(const unsigned char *p)
 
 static void fill_sector(unsigned char *p, struct tag t)
 {
-	uint32_t h[5] = { SECT_MAGIC, t.dev, t.sect, t.seq, 0 };
+	uint32_t h[5] = {SECT_MAGIC, t.dev, t.sect, t.seq, 0};
 
 	memcpy(p, h, sizeof(h));
 	for (unsigned i = sizeof(h); i < SECT; i++)
@@ -632,16 +635,16 @@ enum op_kind {
 	K_REOPEN,
 	K_NR
 };
-static const char *const op_name[K_NR] = { "write",  "discard", "sync",   "commit",
-					   "set",    "delset",  "create", "delete",
-					   "resize", "vopen",   "vclose", "reopen" };
+static const char *const op_name[K_NR] = {"write",  "discard", "sync",	 "commit",
+					  "set",    "delset",  "create", "delete",
+					  "resize", "vopen",   "vclose", "reopen"};
 
 struct op {
 	enum op_kind kind;
-	int dev;               /* model slot (write, discard, create, delete, resize, v*) */
-	int set;               /* set number (set, delset) */
+	int dev;	       /* model slot (write, discard, create, delete, resize, v*) */
+	int set;	       /* set number (set, delset) */
 	uint32_t first, count; /* sectors (write, discard) */
-	uint64_t size;         /* create, resize: the new size in bytes */
+	uint64_t size;	       /* create, resize: the new size in bytes */
 	uint64_t old_size;     /* resize */
 	char name[80];
 	long rc;
@@ -679,14 +682,14 @@ enum { VB_UNM, VB_OWN, VB_SHR };
 struct mdev {
 	bool used;   /* slot taken */
 	bool exists; /* after the returned ops */
-	int id;      /* device id in the sector tags */
+	int id;	     /* device id in the sector tags */
 	int set;     /* -1: top level */
 	char name[80];
 	uint64_t size;
 	struct tag *cur, *base; /* content now, and at the last acknowledgement */
-	struct clist *cl;       /* per sector: writes since base */
-	uint8_t *vb;            /* workload: block states, to aim writes */
-	struct volume *h;       /* workload: an open handle */
+	struct clist *cl;	/* per sector: writes since base */
+	uint8_t *vb;		/* workload: block states, to aim writes */
+	struct volume *h;	/* workload: an open handle */
 };
 
 struct mset {
@@ -792,7 +795,7 @@ static void put_sector(struct mdev *d, uint32_t s, int op, struct tag t)
 		cl->c = realloc(cl->c, cl->cap * sizeof(*cl->c));
 		assert_non_null(cl->c);
 	}
-	cl->c[cl->n++] = (struct cand){ op, t };
+	cl->c[cl->n++] = (struct cand){op, t};
 }
 
 static void model_ack(struct model *m, int op)
@@ -811,13 +814,12 @@ static void model_ack(struct model *m, int op)
 static struct tag op_tag(const struct op *o, int opi, const struct mdev *d, uint32_t s)
 {
 	if (o->kind == K_WRITE)
-		return (struct tag){ (uint32_t)d->id, s, (uint32_t)opi + 1 };
+		return (struct tag){(uint32_t)d->id, s, (uint32_t)opi + 1};
 	return ZERO_TAG;
 }
 
 /* Sectors an op (in flight or returned) may change on device d: [*a, *b). */
-static bool op_range(const struct model *m, const struct op *o, int dslot, uint32_t *a,
-		     uint32_t *b)
+static bool op_range(const struct model *m, const struct op *o, int dslot, uint32_t *a, uint32_t *b)
 {
 	const struct mdev *d = &m->dev[dslot];
 	uint32_t size_s = (uint32_t)(d->size / SECT);
@@ -917,8 +919,8 @@ static void model_apply(struct model *m, const struct op *o, int opi)
 			for (uint32_t s = a; s < b; s++)
 				put_sector(d, s, opi, ZERO_TAG);
 		if (o->size < o->old_size)
-			for (uint32_t v = (uint32_t)((o->size + m->bs - 1) / m->bs); v <= m->vsect / m->spb;
-			     v++)
+			for (uint32_t v = (uint32_t)((o->size + m->bs - 1) / m->bs);
+			     v <= m->vsect / m->spb; v++)
 				d->vb[v] = VB_UNM;
 		d->size = o->size;
 		break;
@@ -1169,7 +1171,8 @@ static void gen_op(struct wl *w, struct model *m, uint64_t *rs, struct op *o)
 		} else if (r < 83) {
 			int live = 0;
 			for (i = 0; i < MAXDEV; i++)
-				live += m->dev[i].used && m->dev[i].exists && m->dev[i].name[0] == 'c';
+				live +=
+				    m->dev[i].used && m->dev[i].exists && m->dev[i].name[0] == 'c';
 			if (live >= LIVE_CVOLS || (i = free_slot(m)) < 0)
 				continue;
 			o->kind = K_CREATE;
@@ -1244,7 +1247,7 @@ static int script_ops(struct wl *w, struct op *ops)
 {
 	uint32_t spb = w->spb;
 	int n = 0;
-#define OP(...) (ops[n++] = (struct op){ .dev = -1, .set = -1, __VA_ARGS__ })
+#define OP(...) (ops[n++] = (struct op){.dev = -1, .set = -1, __VA_ARGS__})
 	OP(.kind = K_VOPEN, .dev = 0, .name = "v0");
 	OP(.kind = K_VOPEN, .dev = 1, .name = "v1");
 	OP(.kind = K_WRITE, .dev = 0, .first = 0, .count = 2 * spb, .name = "v0");
@@ -1285,7 +1288,7 @@ static void rmrf(const char *dir)
 
 static void run_workload(struct wl *w, const char top[static 256])
 {
-	struct pool_format_opts fo = { .block_size = w->bs, .data_size = w->bs * w->nr_blocks };
+	struct pool_format_opts fo = {.block_size = w->bs, .data_size = w->bs * w->nr_blocks};
 	struct model *m = model_new(w);
 	struct pool *p = NULL;
 	struct pool_status st;
@@ -1386,8 +1389,8 @@ struct stats {
 
 /* the invariants, for the tally */
 enum { INV_OPEN, INV_TID, INV_I1, INV_I3, INV_I7, INV_FREE, INV_I4, INV_NR };
-static const char *const inv_name[INV_NR] = { "open", "tid", "I1/I2", "I3", "I7", "free-block",
-					      "I4/I6" };
+static const char *const inv_name[INV_NR] = {"open", "tid",	   "I1/I2", "I3",
+					     "I7",   "free-block", "I4/I6"};
 
 static bool tear_bit(const struct tear *t, uint32_t i)
 {
@@ -1440,7 +1443,8 @@ static uint64_t plan_key(const struct plan *pl, const struct pending *pd, int r,
 			if (pl->tear[f].ev == (int32_t)pd->ev[f][j])
 				x ^= mix64(((uint64_t)pl->tear[f].gran << 40) ^
 					   ((uint64_t)pl->tear[f].mode << 48) ^ pl->tear[f].m ^
-					   (pl->tear[f].seed << 8)) | 1ull << 63;
+					   (pl->tear[f].seed << 8)) |
+				     1ull << 63;
 			h = mix64(h ^ x);
 		}
 	}
@@ -1540,19 +1544,20 @@ static void write_file(const char *path, const struct img *base, const struct pe
 			break;
 		case EV_PUNCH:
 			if (!torn) {
-				assert_int_equal(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-							   (off_t)e->off, (off_t)e->len),
-						 0);
+				assert_int_equal(
+				    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					      (off_t)e->off, (off_t)e->len),
+				    0);
 				break;
 			}
 			for (uint32_t i = 0; (uint64_t)i * g < e->len; i++) {
 				uint64_t a = (uint64_t)i * g, n = e->len - a < g ? e->len - a : g;
 				if (tear_bit(t, i))
-					assert_int_equal(fallocate(fd,
-								   FALLOC_FL_PUNCH_HOLE |
-									   FALLOC_FL_KEEP_SIZE,
-								   (off_t)(e->off + a), (off_t)n),
-							 0);
+					assert_int_equal(
+					    fallocate(fd,
+						      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						      (off_t)(e->off + a), (off_t)n),
+					    0);
 			}
 			break;
 		case EV_TRUNC:
@@ -1572,8 +1577,8 @@ static void write_file(const char *path, const struct img *base, const struct pe
 
 static void clear_dir(const char *dir)
 {
-	static const char *const names[] = { "data", "meta.db", "meta.db-wal", "meta.db-shm",
-					     "lock" };
+	static const char *const names[] = {"data", "meta.db", "meta.db-wal", "meta.db-shm",
+					    "lock"};
 	char path[PATH_MAX + 32];
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -1604,18 +1609,18 @@ static void write_state(const struct wl *w, const char *dir, const struct img *b
 struct vctx {
 	const struct wl *w;
 	const struct model *m;
-	int r, k;    /* last returned op, op in flight (-1: none) */
-	uint64_t T;  /* transaction id of the state, before recovery */
-	int a;       /* the latest op whose content is durable */
-	bool after;  /* ... with its own effects (else as it started) */
-	int eff;     /* the op in flight: 0 absent, 1 complete, 2 either */
-	FILE *out;   /* violations */
+	int r, k;   /* last returned op, op in flight (-1: none) */
+	uint64_t T; /* transaction id of the state, before recovery */
+	int a;	    /* the latest op whose content is durable */
+	bool after; /* ... with its own effects (else as it started) */
+	int eff;    /* the op in flight: 0 absent, 1 complete, 2 either */
+	FILE *out;  /* violations */
 	int bad;
 	unsigned inv_mask;
 };
 
 static void viol(struct vctx *c, int inv, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void viol(struct vctx *c, int inv, const char *fmt, ...)
 {
 	va_list ap;
@@ -1672,8 +1677,8 @@ static void tag_str(char *buf, size_t len, struct tag t)
 }
 
 /* Read a device and check every sector; collect its data blocks in used[]. */
-static void check_device(struct vctx *c, struct pool *p, const char *name, uint64_t size,
-			 int slot, const struct tag *image, uint8_t *used, uint64_t nr_blocks)
+static void check_device(struct vctx *c, struct pool *p, const char *name, uint64_t size, int slot,
+			 const struct tag *image, uint8_t *used, uint64_t nr_blocks)
 {
 	struct volume *v;
 	unsigned char *buf;
@@ -1708,8 +1713,9 @@ static void check_device(struct vctx *c, struct pool *p, const char *name, uint6
 		if (!ok && nbad++ < 3) {
 			tag_str(got, sizeof(got), t);
 			tag_str(exp, sizeof(exp), want);
-			viol(c, image ? INV_I3 : INV_I1, "%s sector %u: %s, durable content %s%s", name,
-			     s, got, exp, image ? " (snapshot image)" : " (or a later write to it)");
+			viol(c, image ? INV_I3 : INV_I1, "%s sector %u: %s, durable content %s%s",
+			     name, s, got, exp,
+			     image ? " (snapshot image)" : " (or a later write to it)");
 		}
 	}
 	for (uint64_t vb = 0; vb < (size + bs - 1) / bs; vb++) {
@@ -1752,17 +1758,18 @@ static void probe_exposure(struct vctx *c, struct pool *p, uint64_t nfree)
 	free(blk);
 	if (stale)
 		viol(c, INV_FREE,
-		     "exposed: a new volume's freshly written blocks read stale data in %llu of %llu",
+		     "exposed: a new volume's freshly written blocks read stale data in %llu of "
+		     "%llu",
 		     (unsigned long long)stale, (unsigned long long)nfree);
 }
 
 struct expect {
 	char name[96];
-	int exist;          /* 0 must not, 1 must, 2 either */
+	int exist; /* 0 must not, 1 must, 2 either */
 	uint64_t size_a, size_b;
-	int slot;           /* model device for the content, or -1 */
+	int slot;		 /* model device for the content, or -1 */
 	const struct tag *image; /* exact content (set members), or NULL */
-	int set;            /* member of set number, or -1 */
+	int set;		 /* member of set number, or -1 */
 	bool seen;
 };
 
@@ -1825,8 +1832,8 @@ static int verify_state(struct vctx *c, const char *dir)
 		rc = pool_check(dir, false, mf, msg, sizeof(msg));
 		fclose(mf);
 		if (rc || replen)
-			viol(c, INV_I4, "offline check before recovery: %d %s%s", rc, rep ? rep : "",
-			     rc < 0 ? msg : "");
+			viol(c, INV_I4, "offline check before recovery: %d %s%s", rc,
+			     rep ? rep : "", rc < 0 ? msg : "");
 		free(rep);
 		rep = NULL;
 	}
@@ -1890,8 +1897,11 @@ static int verify_state(struct vctx *c, const char *dir)
 		}
 	}
 	if (o && o->kind == K_CREATE && o->rc == 0)
-		nex = add_expect(ex, nex, o->name, c->eff == 1 ? 1 : c->eff == 0 ? 0 : 2, o->size,
-				 o->size, -1, NULL, -1);
+		nex = add_expect(ex, nex, o->name,
+				 c->eff == 1   ? 1
+				 : c->eff == 0 ? 0
+					       : 2,
+				 o->size, o->size, -1, NULL, -1);
 	if (o && o->kind == K_SET && o->rc == 0) {
 		for (int i = 0; i < MAXDEV; i++) {
 			const struct mdev *d = &m->dev[i];
@@ -1899,8 +1909,11 @@ static int verify_state(struct vctx *c, const char *dir)
 			if (!d->used || !d->exists || d->set >= 0)
 				continue;
 			snprintf(name, sizeof(name), "s%d/%s", o->set, d->name);
-			nex = add_expect(ex, nex, name, c->eff == 1 ? 1 : c->eff == 0 ? 0 : 2, d->size,
-					 d->size, -1, d->cur, o->set);
+			nex = add_expect(ex, nex, name,
+					 c->eff == 1   ? 1
+					 : c->eff == 0 ? 0
+						       : 2,
+					 d->size, d->size, -1, d->cur, o->set);
 		}
 	}
 
@@ -1931,7 +1944,8 @@ static int verify_state(struct vctx *c, const char *dir)
 	}
 	for (int i = 0; i < nex; i++)
 		if (ex[i].exist == 1 && !ex[i].seen)
-			viol(c, ex[i].set >= 0 ? INV_I3 : INV_I7, "device %s is missing", ex[i].name);
+			viol(c, ex[i].set >= 0 ? INV_I3 : INV_I7, "device %s is missing",
+			     ex[i].name);
 	/* sets: whole or absent */
 	assert_int_equal(pool_list_sets(p, &sets, &nsets), 0);
 	for (size_t j = 0; j < nsets; j++) {
@@ -2005,7 +2019,8 @@ static int verify_state(struct vctx *c, const char *dir)
 	rc = pool_check(dir, false, mf, msg, sizeof(msg));
 	fclose(mf);
 	if (rc || replen)
-		viol(c, INV_I4, "check after recovery: %d %s%s", rc, rep ? rep : "", rc < 0 ? msg : "");
+		viol(c, INV_I4, "check after recovery: %d %s%s", rc, rep ? rep : "",
+		     rc < 0 ? msg : "");
 	free(rep);
 	return c->bad;
 }
@@ -2025,7 +2040,7 @@ struct enum_ctx {
 	const char *keep;
 	bool kept;
 	int r, k;
-	int job, jobs; /* this checker checks the states whose key % jobs == job */
+	int job, jobs;		/* this checker checks the states whose key % jobs == job */
 	uint64_t failed_before; /* in earlier workloads */
 };
 
@@ -2071,7 +2086,7 @@ static void copy_state(const char *from, const char *to)
 
 static void check_plan(struct enum_ctx *x, struct plan *pl, size_t point)
 {
-	struct vctx c = { .w = x->w, .m = x->m, .r = x->r, .k = x->k, .a = -1 };
+	struct vctx c = {.w = x->w, .m = x->m, .r = x->r, .k = x->k, .a = -1};
 	char *out = NULL;
 	size_t outlen = 0;
 
@@ -2098,15 +2113,16 @@ static void check_plan(struct enum_ctx *x, struct plan *pl, size_t point)
 			if (c.inv_mask & (1u << i))
 				x->st->fail_by_inv[i]++;
 		if (x->st->failed <= 5 || knob("THINFS_ENUM_VERBOSE", 0)) {
-			fprintf(stderr,
-				"FAIL seed %llu bs %llu crash point %zu (before %s of %s), plan %s: "
-				"after op %d (%s), op in flight %d (%s), T=%llu: %d violations\n%s",
-				(unsigned long long)x->w->seed, (unsigned long long)x->w->bs, point,
-				point < rec.n ? ev_name[rec.ev[point].kind] : "end",
-				point < rec.n ? file_name[rec.ev[point].file] : "log", pl->desc, c.r,
-				c.r >= 0 ? op_name[x->w->ops[c.r].kind] : "-", c.k,
-				o ? op_name[o->kind] : "-", (unsigned long long)c.T, c.bad,
-				out ? out : "");
+			fprintf(
+			    stderr,
+			    "FAIL seed %llu bs %llu crash point %zu (before %s of %s), plan %s: "
+			    "after op %d (%s), op in flight %d (%s), T=%llu: %d violations\n%s",
+			    (unsigned long long)x->w->seed, (unsigned long long)x->w->bs, point,
+			    point < rec.n ? ev_name[rec.ev[point].kind] : "end",
+			    point < rec.n ? file_name[rec.ev[point].file] : "log", pl->desc, c.r,
+			    c.r >= 0 ? op_name[x->w->ops[c.r].kind] : "-", c.k,
+			    o ? op_name[o->kind] : "-", (unsigned long long)c.T, c.bad,
+			    out ? out : "");
 		}
 		if (x->keep && !x->kept) {
 			copy_state(x->dir, x->keep);
@@ -2155,15 +2171,17 @@ static void crash_point(struct enum_ctx *x, size_t point)
 			memset(pl.chosen[f], 1, cut + 1);
 			random_tear(x, &pl.tear[f], pd->ev[f][cut]);
 			pl.tear[f].mode = 0;
-			snprintf(pl.desc, sizeof(pl.desc), "%s: first %u of %u, the last torn (%u of %u B sectors)",
-				 file_name[f], cut + 1, pd->n[f], pl.tear[f].m, 1u << pl.tear[f].gran);
+			snprintf(pl.desc, sizeof(pl.desc),
+				 "%s: first %u of %u, the last torn (%u of %u B sectors)",
+				 file_name[f], cut + 1, pd->n[f], pl.tear[f].m,
+				 1u << pl.tear[f].gran);
 			check_plan(x, &pl, point);
 			plan_free(&pl);
 		}
 	}
 	/* random subsets, one write torn */
 	for (long i = 0; i < x->nrand; i++) {
-		static const uint32_t pct[] = { 20, 50, 80 };
+		static const uint32_t pct[] = {20, 50, 80};
 		plan_alloc(&pl, pd);
 		for (int f = 0; f < NR_FILES; f++) {
 			uint32_t pc = pct[rnd(&x->prs, 3)], last = UINT32_MAX;
@@ -2171,8 +2189,9 @@ static void crash_point(struct enum_ctx *x, size_t point)
 				if ((pl.chosen[f][j] = rnd(&x->prs, 100) < pc))
 					last = j;
 			if (last != UINT32_MAX && rnd(&x->prs, 2))
-				random_tear(x, &pl.tear[f],
-					    pd->ev[f][rnd(&x->prs, 2) ? last : rnd(&x->prs, last + 1)]);
+				random_tear(
+				    x, &pl.tear[f],
+				    pd->ev[f][rnd(&x->prs, 2) ? last : rnd(&x->prs, last + 1)]);
 		}
 		snprintf(pl.desc, sizeof(pl.desc), "random subset %ld", i);
 		check_plan(x, &pl, point);
@@ -2193,8 +2212,13 @@ static void pend_push(struct pending *pd, int f, uint32_t ev)
 static void enumerate_part(struct wl *w, struct stats *st, const char top[static 256], int job,
 			   int jobs, uint64_t failed_before)
 {
-	struct enum_ctx x = { .w = w, .st = st, .r = -1, .k = -1, .job = job, .jobs = jobs,
-			      .failed_before = failed_before };
+	struct enum_ctx x = {.w = w,
+			     .st = st,
+			     .r = -1,
+			     .k = -1,
+			     .job = job,
+			     .jobs = jobs,
+			     .failed_before = failed_before};
 
 	x.m = model_new(w);
 	x.prs_base = mix64(mix64(w->seed ^ 0x2545F4914F6CDD1Dull) + w->bs);
@@ -2277,8 +2301,11 @@ static void enumerate(struct wl *w, struct stats *st, const char top[static 256]
 		pid[j] = fork();
 		assert_true(pid[j] >= 0);
 		if (!pid[j]) {
-			struct job_arg a = { .w = w, .top = top, .job = j, .jobs = jobs,
-					     .failed_before = st->failed };
+			struct job_arg a = {.w = w,
+					    .top = top,
+					    .job = j,
+					    .jobs = jobs,
+					    .failed_before = st->failed};
 			pthread_t t;
 			close(pfd[0]);
 			if (pthread_create(&t, NULL, job_thread, &a) || pthread_join(t, NULL))
@@ -2375,12 +2402,13 @@ static void run_one(uint64_t bs, uint64_t seed, struct stats *st)
 	for (size_t i = 0; i < rec.n; i++)
 		nsync += rec.ev[i].kind == EV_SYNC;
 	if (knob("THINFS_ENUM_VERBOSE", 0)) {
-		unsigned cnt[NR_FILES][EV_MARK] = { { 0 } };
+		unsigned cnt[NR_FILES][EV_MARK] = {{0}};
 		for (size_t i = 0; i < rec.n; i++)
 			if (rec.ev[i].kind != EV_MARK)
 				cnt[rec.ev[i].file][rec.ev[i].kind]++;
 		for (int f = 0; f < NR_FILES; f++)
-			fprintf(stderr, "    %-12s writes %u punches %u truncates %u syncs %u deletes %u\n",
+			fprintf(stderr,
+				"    %-12s writes %u punches %u truncates %u syncs %u deletes %u\n",
 				file_name[f], cnt[f][EV_WRITE], cnt[f][EV_PUNCH], cnt[f][EV_TRUNC],
 				cnt[f][EV_SYNC], cnt[f][EV_DELETE]);
 	}
@@ -2393,8 +2421,8 @@ static void run_one(uint64_t bs, uint64_t seed, struct stats *st)
 			if (e->op < lo || e->op > (hi < 0 ? lo : hi))
 				continue;
 			if (e->kind == EV_MARK)
-				fprintf(stderr, "    %6zu op %d %s %s %s rc %ld tid %llu\n", i, e->op,
-					op_name[w.ops[e->op].kind], w.ops[e->op].name,
+				fprintf(stderr, "    %6zu op %d %s %s %s rc %ld tid %llu\n", i,
+					e->op, op_name[w.ops[e->op].kind], w.ops[e->op].name,
 					e->ret ? "returns" : "starts", w.ops[e->op].rc,
 					(unsigned long long)(e->ret ? w.ops[e->op].tid_after
 								    : w.ops[e->op].tid_before));
@@ -2411,11 +2439,10 @@ static void run_one(uint64_t bs, uint64_t seed, struct stats *st)
 		"points, %llu states, %llu failed, %.1fs (sets deleted with punches: %d, commits "
 		"acknowledged: %d)\n",
 		(unsigned long long)seed, (unsigned long long)bs, w.direct ? "direct" : "buffered",
-		w.nops, rec.n,
-		(unsigned long long)(rec.bytes >> 10), nsync,
-		(unsigned long long)(st->points - points), (unsigned long long)(st->states - before),
-		(unsigned long long)(st->failed - fails), now_s() - t0, w.delset_punched,
-		w.fresh_acked);
+		w.nops, rec.n, (unsigned long long)(rec.bytes >> 10), nsync,
+		(unsigned long long)(st->points - points),
+		(unsigned long long)(st->states - before), (unsigned long long)(st->failed - fails),
+		now_s() - t0, w.delset_punched, w.fresh_acked);
 	for (int f = 0; f < NR_FILES; f++)
 		img_free(&w.init[f]);
 	rec_clear();
@@ -2427,10 +2454,10 @@ static void run_one(uint64_t bs, uint64_t seed, struct stats *st)
 
 static void test_crash_states_enumerated(void **state)
 {
-	struct stats st = { 0 };
+	struct stats st = {0};
 	long nseeds = knob("THINFS_ENUM_SEEDS", 5), seed0 = knob("THINFS_ENUM_SEED", 1);
 	long only_bs = knob("THINFS_ENUM_BS", 0);
-	static const uint64_t sizes[] = { 4096, 65536 };
+	static const uint64_t sizes[] = {4096, 65536};
 	double t0 = now_s();
 
 	long max_fail = knob("THINFS_ENUM_MAX_FAIL", 20);
@@ -2445,12 +2472,13 @@ static void test_crash_states_enumerated(void **state)
 				run_one(sizes[b], (uint64_t)s, &st);
 	}
 	st.seconds = now_s() - t0;
-	fprintf(stderr,
-		"enumerate: %llu crash states checked (%llu duplicates skipped), %llu flush points, "
-		"%llu workloads, %llu states failed, %.1f s\n",
-		(unsigned long long)st.states, (unsigned long long)st.dups,
-		(unsigned long long)st.points, (unsigned long long)st.workloads,
-		(unsigned long long)st.failed, st.seconds);
+	fprintf(
+	    stderr,
+	    "enumerate: %llu crash states checked (%llu duplicates skipped), %llu flush points, "
+	    "%llu workloads, %llu states failed, %.1f s\n",
+	    (unsigned long long)st.states, (unsigned long long)st.dups,
+	    (unsigned long long)st.points, (unsigned long long)st.workloads,
+	    (unsigned long long)st.failed, st.seconds);
 	if (st.failed) {
 		fprintf(stderr, "  failing states by invariant:");
 		for (int i = 0; i < INV_NR; i++)
@@ -2466,7 +2494,7 @@ static void test_crash_states_enumerated(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crash_states_enumerated),
+	    cmocka_unit_test(test_crash_states_enumerated),
 	};
 
 	shim_register();

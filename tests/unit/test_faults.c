@@ -8,6 +8,7 @@
  * check --repair; nothing acknowledged before the fault is lost.
  */
 #include "unit_helpers.h"
+#include "engine/dataio.h"
 #include "thinfs/pool_test.h"
 
 #define BS 4096u
@@ -137,10 +138,10 @@ static void test_failed_data_write_maps_nothing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fault_before_data_flush),
-		cmocka_unit_test(test_fault_after_data_flush),
-		cmocka_unit_test(test_fault_before_metadata_commit),
-		cmocka_unit_test(test_failed_data_write_maps_nothing),
+	    cmocka_unit_test(test_fault_before_data_flush),
+	    cmocka_unit_test(test_fault_after_data_flush),
+	    cmocka_unit_test(test_fault_before_metadata_commit),
+	    cmocka_unit_test(test_failed_data_write_maps_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

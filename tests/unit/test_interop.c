@@ -13,7 +13,7 @@
 
 #include "unit_helpers.h"
 #include "thinfs/interop.h"
-#include "thinfs/interop_internal.h"
+#include "interop/interop_internal.h"
 #include "thinfs/pool_test.h"
 
 #define BS 4096u

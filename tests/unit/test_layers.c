@@ -9,10 +9,10 @@
 #include <sqlite3.h>
 
 #include "unit_helpers.h"
-#include "thinfs/dataio.h"
-#include "thinfs/meta.h"
-#include "thinfs/space.h"
-#include "thinfs/vmap.h"
+#include "engine/dataio.h"
+#include "engine/meta.h"
+#include "engine/space.h"
+#include "engine/vmap.h"
 
 static char tmpdir[64];
 
@@ -143,7 +143,7 @@ static void test_space_grow_keeps_allocations(void **state)
 
 static void test_space_persists_through_meta(void **state)
 {
-	struct meta_pool_row row = { .block_size = 4096, .nr_data_blocks = 70000 };
+	struct meta_pool_row row = {.block_size = 4096, .nr_data_blocks = 70000};
 	struct meta *m;
 	struct space sp, sp2;
 	uint64_t b;
@@ -249,8 +249,8 @@ static void test_dio_batches(void **state)
 	for (int i = 0; i < N; i++) {
 		size_t len = i % 10 == 3 ? LEN - 100 : LEN; /* a misaligned one now and then */
 		uint64_t off = (uint64_t)(N - 1 - i) * 3 * LEN + (i % 10 == 3 ? 50 : 0);
-		w[i] = (struct dio_seg){ src + i * LEN, len, off };
-		r[i] = (struct dio_seg){ back + i * LEN, len, off };
+		w[i] = (struct dio_seg){src + i * LEN, len, off};
+		r[i] = (struct dio_seg){back + i * LEN, len, off};
 	}
 	memset(back, 0xee, N * LEN);
 	assert_int_equal(dio_write_batch(d, w, N), 0);
@@ -367,7 +367,7 @@ static void test_meta_refuses_foreign_and_newer(void **state)
 	assert_true(meta_open(junk, true, &m, msg, sizeof(msg)) < 0);
 	assert_non_null(strstr(msg, "not a thinfs pool"));
 
-	struct meta_pool_row row = { .block_size = 4096, .nr_data_blocks = 8 };
+	struct meta_pool_row row = {.block_size = 4096, .nr_data_blocks = 8};
 	const char *newer = tmp_path("newer.db");
 	unlink(newer);
 	assert_int_equal(meta_create(newer, &row, NULL, 0), 0);
@@ -386,7 +386,7 @@ static int count_rows(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time
 
 static void test_meta_map_rows_move_and_tombstones(void **state)
 {
-	struct meta_pool_row row = { .block_size = 4096, .nr_data_blocks = 8 };
+	struct meta_pool_row row = {.block_size = 4096, .nr_data_blocks = 8};
 	const char *db = tmp_path("map.db");
 	struct meta *m;
 	uint64_t l1, l2, d, n;
@@ -429,20 +429,20 @@ static void test_meta_map_rows_move_and_tombstones(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_space_alloc_until_enospc),
-		cmocka_unit_test(test_space_alloc_run),
-		cmocka_unit_test(test_space_free_is_deferred_until_release),
-		cmocka_unit_test(test_space_unfree_restores),
-		cmocka_unit_test(test_space_grow_keeps_allocations),
-		cmocka_unit_test(test_space_persists_through_meta),
-		cmocka_unit_test(test_vmap_sparse_set_get_find),
-		cmocka_unit_test(test_dio_misaligned_writes_and_reads),
-		cmocka_unit_test(test_dio_batches),
-		cmocka_unit_test(test_dio_punch_copy_size),
-		cmocka_unit_test(test_dio_lost_unflushed_writes),
-		cmocka_unit_test(test_dio_refuses_symlink_and_directory),
-		cmocka_unit_test(test_meta_refuses_foreign_and_newer),
-		cmocka_unit_test(test_meta_map_rows_move_and_tombstones),
+	    cmocka_unit_test(test_space_alloc_until_enospc),
+	    cmocka_unit_test(test_space_alloc_run),
+	    cmocka_unit_test(test_space_free_is_deferred_until_release),
+	    cmocka_unit_test(test_space_unfree_restores),
+	    cmocka_unit_test(test_space_grow_keeps_allocations),
+	    cmocka_unit_test(test_space_persists_through_meta),
+	    cmocka_unit_test(test_vmap_sparse_set_get_find),
+	    cmocka_unit_test(test_dio_misaligned_writes_and_reads),
+	    cmocka_unit_test(test_dio_batches),
+	    cmocka_unit_test(test_dio_punch_copy_size),
+	    cmocka_unit_test(test_dio_lost_unflushed_writes),
+	    cmocka_unit_test(test_dio_refuses_symlink_and_directory),
+	    cmocka_unit_test(test_meta_refuses_foreign_and_newer),
+	    cmocka_unit_test(test_meta_map_rows_move_and_tombstones),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -174,8 +174,8 @@ static void run(uint64_t seed, int steps)
 			uint64_t off = rnd((uint32_t)model[i].size);
 			uint64_t len = 1 + rnd(3 * BS);
 			struct volume *v = vol_get(f, i);
-			assert_int_equal(r < 45 ? pool_discard(v, off, len) : pool_zero_range(v, off, len),
-					 0);
+			assert_int_equal(
+			    r < 45 ? pool_discard(v, off, len) : pool_zero_range(v, off, len), 0);
 			vol_put(i, v);
 			if (off + len > model[i].size)
 				len = model[i].size - off;
@@ -208,7 +208,8 @@ static void run(uint64_t seed, int steps)
 				char member[sizeof(model[i].name)];
 				if (!model[i].live || strchr(model[i].name, '/') || model[i].ro)
 					continue;
-				snprintf(member, sizeof(member), "%.20s/%.40s", name, model[i].name);
+				snprintf(member, sizeof(member), "%.20s/%.40s", name,
+					 model[i].name);
 				j = free_slot();
 				model[j] = model[i];
 				model[j].ro = true;
@@ -291,7 +292,7 @@ static void test_random_operations_match_model(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_random_operations_match_model),
+	    cmocka_unit_test(test_random_operations_match_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,10 +8,11 @@
 #include <sys/wait.h>
 
 #include "unit_helpers.h"
+#include "engine/dataio.h"
 #include "thinfs/pool_test.h"
 
 #define BS 4096u
-#define KB(x) ((x) * 1024ull)
+#define KB(x) ((x)*1024ull)
 
 static void test_format_defaults(void **state)
 {
@@ -30,14 +31,14 @@ static void test_format_defaults(void **state)
 
 static void test_format_rejects_bad_block_sizes(void **state)
 {
-	static const uint64_t bad[] = { 1, 3000, 4095, 66048, 2048, 2ull << 30 };
+	static const uint64_t bad[] = {1, 3000, 4095, 66048, 2048, 2ull << 30};
 	char dir[] = "/tmp/thinfs-unit.XXXXXX", pool[64], msg[POOL_MSG_MAX];
 	struct stat sb;
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(pool, sizeof(pool), "%s/p", dir);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct pool_format_opts o = { .block_size = bad[i], .data_size = 1 << 20 };
+		struct pool_format_opts o = {.block_size = bad[i], .data_size = 1 << 20};
 		assert_int_equal(pool_format(pool, &o, msg, sizeof(msg)), -EINVAL);
 		assert_non_null(strstr(msg, "power of two from 4K to 1G"));
 		assert_int_equal(stat(pool, &sb), -1);
@@ -48,7 +49,7 @@ static void test_format_rejects_bad_block_sizes(void **state)
 static void test_format_refuses_existing_pool_without_force(void **state)
 {
 	struct fixture *f = fx_new(BS, 64);
-	struct pool_format_opts o = { .block_size = BS, .data_size = BS * 64 };
+	struct pool_format_opts o = {.block_size = BS, .data_size = BS * 64};
 
 	pool_close(f->p);
 	f->p = NULL;
@@ -63,7 +64,7 @@ static void test_format_refuses_data_on_meta_db(void **state)
 {
 	struct fixture *f = fx_new(BS, 64);
 	char data[160], lnk[160];
-	struct pool_format_opts o = { .block_size = BS, .data_size = BS * 64, .force = true };
+	struct pool_format_opts o = {.block_size = BS, .data_size = BS * 64, .force = true};
 
 	pool_close(f->p);
 	f->p = NULL;
@@ -127,7 +128,7 @@ static void test_unmapped_reads_zero_and_write_reads_back(void **state)
 	fx_create(f, "v", 16 * BS);
 	fx_expect(f, "v", 0, 16 * BS, 0);
 	fx_fill(f, "v", BS + 100, 200, 0xab);
-	fx_expect(f, "v", BS, 100, 0);      /* the rest of a new block reads zero */
+	fx_expect(f, "v", BS, 100, 0); /* the rest of a new block reads zero */
 	fx_expect(f, "v", BS + 100, 200, 0xab);
 	fx_expect(f, "v", BS + 300, BS - 300, 0);
 	assert_int_equal(fx_mapped(f, "v"), 1);
@@ -142,7 +143,7 @@ static void test_write_past_end_is_efbig(void **state)
 {
 	struct fixture *f = fx_new(BS, 64);
 	struct volume *v;
-	char buf[100] = { 0 };
+	char buf[100] = {0};
 
 	fx_create(f, "v", 2 * BS);
 	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
@@ -514,7 +515,7 @@ static void test_snapshot_set_is_read_only_and_atomic(void **state)
 	fx_expect(f, "monday/a", 0, BS, 1);
 	if (pool_delete_set(f->p, "monday", f->msg, sizeof(f->msg)))
 		fail_msg("%s", f->msg);
-	assert_int_equal(pool_device_info(f->p, "monday/a", &(struct pool_device_info){ 0 }),
+	assert_int_equal(pool_device_info(f->p, "monday/a", &(struct pool_device_info){0}),
 			 -ENOENT);
 	fx_expect(f, "restored", 0, BS, 1);
 	fx_check_clean(f);
@@ -532,7 +533,7 @@ static void test_delete_while_open_is_deferred(void **state)
 	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
 	fx_delete(f, "v");
 	/* gone from the namespace, the name is free, the handle still works */
-	assert_int_equal(pool_device_info(f->p, "v", &(struct pool_device_info){ 0 }), -ENOENT);
+	assert_int_equal(pool_device_info(f->p, "v", &(struct pool_device_info){0}), -ENOENT);
 	fx_create(f, "v", BS);
 	assert_int_equal(pool_read(v, buf, BS, BS), BS);
 	assert_int_equal(buf[0], 6);
@@ -560,12 +561,12 @@ static void test_rename_and_errors(void **state)
 	fx_fill(f, "c", 0, BS, 8);
 	assert_int_equal(pool_rename_replace(f->p, "c", "b", f->msg, sizeof(f->msg)), 0);
 	fx_expect(f, "b", 0, BS, 8);
-	assert_int_equal(pool_device_info(f->p, "c", &(struct pool_device_info){ 0 }), -ENOENT);
+	assert_int_equal(pool_device_info(f->p, "c", &(struct pool_device_info){0}), -ENOENT);
 	assert_int_equal(pool_commit(f->p), 0);
 	assert_int_equal(fx_used(f), 1);
 	fx_create(f, "c", BS);
 	fx_reopen(f);
-	assert_int_equal(pool_device_info(f->p, "c", &(struct pool_device_info){ 0 }), 0);
+	assert_int_equal(pool_device_info(f->p, "c", &(struct pool_device_info){0}), 0);
 	fx_free(f);
 }
 
@@ -620,10 +621,10 @@ static void test_commit_only_when_changed(void **state)
 	assert_int_equal(pool_commit(f->p), 0);
 	assert_int_equal(pool_sync(f->p), 0);
 	assert_int_equal(fx_tid(f), tid);
-	fx_fill(f, "v", 0, BS, 1);          /* the close commits a new mapping */
+	fx_fill(f, "v", 0, BS, 1); /* the close commits a new mapping */
 	assert_true(fx_tid(f) > tid);
 	tid = fx_tid(f);
-	fx_fill(f, "v", 0, BS, 2);          /* an overwrite changes no mapping */
+	fx_fill(f, "v", 0, BS, 2); /* an overwrite changes no mapping */
 	assert_int_equal(pool_sync(f->p), 0);
 	assert_int_equal(fx_tid(f), tid);
 	fx_free(f);
@@ -633,7 +634,7 @@ static void test_grow_pool(void **state)
 {
 	struct fixture *f = fx_new(BS, 4);
 	struct volume *v;
-	char buf[BS] = { 1 };
+	char buf[BS] = {1};
 
 	fx_create(f, "v", 8 * BS);
 	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
@@ -710,8 +711,8 @@ static void expect_no_secret(struct fixture *f, uint64_t nr_blocks)
 		for (unsigned i = 0; i < BS; i++) {
 			unsigned char want = i >= 1024 && i < 1536 ? 0x42 : 0;
 			if (buf[i] != want)
-				fail_msg("block %llu byte %u: %#x (stale data)", (unsigned long long)b,
-					 i, buf[i]);
+				fail_msg("block %llu byte %u: %#x (stale data)",
+					 (unsigned long long)b, i, buf[i]);
 		}
 	}
 	pool_volume_close(v);
@@ -853,39 +854,39 @@ static void test_multi_block_writes_land_in_order(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_format_defaults),
-		cmocka_unit_test(test_format_rejects_bad_block_sizes),
-		cmocka_unit_test(test_format_refuses_existing_pool_without_force),
-		cmocka_unit_test(test_format_refuses_data_on_meta_db),
-		cmocka_unit_test(test_open_refuses_second_writer),
-		cmocka_unit_test(test_names_are_validated),
-		cmocka_unit_test(test_unmapped_reads_zero_and_write_reads_back),
-		cmocka_unit_test(test_write_past_end_is_efbig),
-		cmocka_unit_test(test_cow_partial_write_keeps_rest_and_snapshot),
-		cmocka_unit_test(test_io_cost_of_cow_and_first_writes),
-		cmocka_unit_test(test_space_accounting_snapshot_wipe_delete),
-		cmocka_unit_test(test_ref_count_tree),
-		cmocka_unit_test(test_delete_origin_keeps_snapshot),
-		cmocka_unit_test(test_block_hidden_everywhere_is_freed),
-		cmocka_unit_test(test_snapshot_chain_and_middle_delete),
-		cmocka_unit_test(test_snapshot_is_constant_in_rows),
-		cmocka_unit_test(test_discard_frees_own_block_after_commit),
-		cmocka_unit_test(test_discard_partial_zeroes_and_keeps_neighbours),
-		cmocka_unit_test(test_discard_shared_keeps_block),
-		cmocka_unit_test(test_freed_block_not_reused_before_commit),
-		cmocka_unit_test(test_enospc_and_overwrites_when_full),
-		cmocka_unit_test(test_resize_shrink_unmaps_tail),
-		cmocka_unit_test(test_snapshot_set_is_read_only_and_atomic),
-		cmocka_unit_test(test_delete_while_open_is_deferred),
-		cmocka_unit_test(test_rename_and_errors),
-		cmocka_unit_test(test_device_ids_are_never_reused),
-		cmocka_unit_test(test_seek_data_hole),
-		cmocka_unit_test(test_commit_only_when_changed),
-		cmocka_unit_test(test_grow_pool),
-		cmocka_unit_test(test_check_finds_and_repairs_leak),
-		cmocka_unit_test(test_no_stale_data_after_delete),
-		cmocka_unit_test(test_no_stale_data_after_unclean_stop),
-		cmocka_unit_test(test_multi_block_writes_land_in_order),
+	    cmocka_unit_test(test_format_defaults),
+	    cmocka_unit_test(test_format_rejects_bad_block_sizes),
+	    cmocka_unit_test(test_format_refuses_existing_pool_without_force),
+	    cmocka_unit_test(test_format_refuses_data_on_meta_db),
+	    cmocka_unit_test(test_open_refuses_second_writer),
+	    cmocka_unit_test(test_names_are_validated),
+	    cmocka_unit_test(test_unmapped_reads_zero_and_write_reads_back),
+	    cmocka_unit_test(test_write_past_end_is_efbig),
+	    cmocka_unit_test(test_cow_partial_write_keeps_rest_and_snapshot),
+	    cmocka_unit_test(test_io_cost_of_cow_and_first_writes),
+	    cmocka_unit_test(test_space_accounting_snapshot_wipe_delete),
+	    cmocka_unit_test(test_ref_count_tree),
+	    cmocka_unit_test(test_delete_origin_keeps_snapshot),
+	    cmocka_unit_test(test_block_hidden_everywhere_is_freed),
+	    cmocka_unit_test(test_snapshot_chain_and_middle_delete),
+	    cmocka_unit_test(test_snapshot_is_constant_in_rows),
+	    cmocka_unit_test(test_discard_frees_own_block_after_commit),
+	    cmocka_unit_test(test_discard_partial_zeroes_and_keeps_neighbours),
+	    cmocka_unit_test(test_discard_shared_keeps_block),
+	    cmocka_unit_test(test_freed_block_not_reused_before_commit),
+	    cmocka_unit_test(test_enospc_and_overwrites_when_full),
+	    cmocka_unit_test(test_resize_shrink_unmaps_tail),
+	    cmocka_unit_test(test_snapshot_set_is_read_only_and_atomic),
+	    cmocka_unit_test(test_delete_while_open_is_deferred),
+	    cmocka_unit_test(test_rename_and_errors),
+	    cmocka_unit_test(test_device_ids_are_never_reused),
+	    cmocka_unit_test(test_seek_data_hole),
+	    cmocka_unit_test(test_commit_only_when_changed),
+	    cmocka_unit_test(test_grow_pool),
+	    cmocka_unit_test(test_check_finds_and_repairs_leak),
+	    cmocka_unit_test(test_no_stale_data_after_delete),
+	    cmocka_unit_test(test_no_stale_data_after_unclean_stop),
+	    cmocka_unit_test(test_multi_block_writes_land_in_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

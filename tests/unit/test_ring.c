@@ -16,7 +16,7 @@
 #include <pthread.h>
 
 #include "unit_helpers.h"
-#include "thinfs/dataio.h"
+#include "engine/dataio.h"
 
 #define FILE_SIZE (8u << 20)
 #define REGION (FILE_SIZE / 2)
@@ -100,9 +100,9 @@ static void *work(void *arg)
 				note(w, "write failed", off);
 		} else {
 			/* two halves, written as one batch */
-			struct dio_seg seg[2] = { { buf, len / 2 & ~4095ul, w->base + off } };
-			seg[1] = (struct dio_seg){ buf + seg[0].len, len - seg[0].len,
-						   w->base + off + seg[0].len };
+			struct dio_seg seg[2] = {{buf, len / 2 & ~4095ul, w->base + off}};
+			seg[1] = (struct dio_seg){buf + seg[0].len, len - seg[0].len,
+						  w->base + off + seg[0].len};
 			if (!seg[0].len)
 				seg[0] = seg[1];
 			if (dio_write_batch(w->d, seg, seg[0].buf == seg[1].buf ? 1 : 2))
@@ -112,8 +112,8 @@ static void *work(void *arg)
 		check_idle(w, off);
 		memset(rbuf, 0xee, len);
 		if (batch) {
-			struct dio_seg seg[2] = { { rbuf, 4096, w->base + off },
-						  { rbuf + 4096, len - 4096, w->base + off + 4096 } };
+			struct dio_seg seg[2] = {{rbuf, 4096, w->base + off},
+						 {rbuf + 4096, len - 4096, w->base + off + 4096}};
 			if (dio_read_batch(w->d, seg, len > 4096 ? 2 : 1))
 				note(w, "batched read failed", off);
 		} else if (dio_read(w->d, rbuf, len, w->base + off)) {
@@ -131,7 +131,7 @@ static void *work(void *arg)
 static void run_workers(int nr, unsigned permille)
 {
 	struct dio *d;
-	struct worker w[2] = { { 0 } };
+	struct worker w[2] = {{0}};
 	pthread_t t[2];
 	uint64_t before[4], after[4];
 	char msg[256];
@@ -140,9 +140,10 @@ static void run_workers(int nr, unsigned permille)
 	dio_test_ring_fault_counts(before);
 	dio_test_ring_faults(permille);
 	for (int i = 0; i < nr; i++) {
-		w[i] = (struct worker){ .d = d, .base = (uint64_t)i * REGION,
-					.seed = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) + permille,
-					.model = calloc(1, REGION) };
+		w[i] = (struct worker){.d = d,
+				       .base = (uint64_t)i * REGION,
+				       .seed = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) + permille,
+				       .model = calloc(1, REGION)};
 		assert_non_null(w[i].model);
 		/* the model starts as the file does */
 		assert_int_equal(dio_read(d, w[i].model, REGION, w[i].base), 0);
@@ -165,13 +166,14 @@ static void run_workers(int nr, unsigned permille)
 	for (int i = 0; i < nr; i++) {
 		free(w[i].model);
 		if (w[i].failures)
-			fail_msg("worker %d: %d failures (%d calls left the ring busy); first: %s", i,
-				 w[i].failures, w[i].leftovers, w[i].why);
+			fail_msg("worker %d: %d failures (%d calls left the ring busy); first: %s",
+				 i, w[i].failures, w[i].leftovers, w[i].why);
 	}
 	if (permille)
 		for (int k = 0; k < 4; k++)
 			if (after[k] == before[k])
-				fail_msg("fault kind %d was never injected: the test proves nothing", k);
+				fail_msg(
+				    "fault kind %d was never injected: the test proves nothing", k);
 }
 
 /* No faults: the baseline the faulted runs are held to. */
@@ -231,10 +233,10 @@ static void test_ring_faults_misaligned(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ring_plain_io),
-		cmocka_unit_test(test_ring_faults_one_thread),
-		cmocka_unit_test(test_ring_faults_two_threads),
-		cmocka_unit_test(test_ring_faults_misaligned),
+	    cmocka_unit_test(test_ring_plain_io),
+	    cmocka_unit_test(test_ring_faults_one_thread),
+	    cmocka_unit_test(test_ring_faults_two_threads),
+	    cmocka_unit_test(test_ring_faults_misaligned),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

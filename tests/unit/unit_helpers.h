@@ -41,7 +41,7 @@ static inline void fx_rmrf(const char *dir)
 static inline struct fixture *fx_new(uint64_t bs, uint64_t nr_blocks)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct pool_format_opts o = { .block_size = bs, .data_size = bs * nr_blocks };
+	struct pool_format_opts o = {.block_size = bs, .data_size = bs * nr_blocks};
 
 	assert_non_null(f);
 	snprintf(f->dir, sizeof(f->dir), "/tmp/thinfs-unit.XXXXXX");

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuse_loop.h - the daemon's request loop (see src/fuse_loop.c).
+ */
+#ifndef THINFS_FUSE_LOOP_H
+#define THINFS_FUSE_LOOP_H
+
+#include <signal.h>
+
+#include "fuse_ops.h"
+
+/* Block the stop signals (SIGTERM, SIGHUP and SIGINT unless ignored) in the
+ * calling thread, and so in every thread it starts afterwards; ignore
+ * SIGPIPE.  Call before any thread exists.  *stop gets the blocked set. */
+int fuse_loop_block_signals(sigset_t *stop);
+
+/* Serve se with nr_workers threads until the file system is unmounted or a
+ * signal of stop arrives (*signo then names it, else 0).  Returns 0, or a
+ * negative errno when the loop could not run or reading /dev/fuse failed. */
+int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *stop, int *signo);
+
+#endif

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool_device.c - a device's in-memory state: finding it by name, its
+ * resolved view (loaded on first use, dropped when nothing needs it), the
+ * changes waiting for the next commit (dirty vblocks, hidden ancestor
+ * mappings), and its public description.  Pool lock held by every caller.
+ *
+ * Invariant: a view with dirty or hidden entries, or pinned after a failed
+ * commit, is never dropped: it is the only record of those writes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "pool_internal.h"
+#include "thinfs/pool_test.h"
+#include "util.h"
+
+struct device *pool_find_device(struct pool *pool, const char *name)
+{
+	const char *slash = strchr(name, '/');
+	size_t setlen = slash ? (size_t)(slash - name) : 0;
+	const char *base = slash ? slash + 1 : name;
+
+	for (struct device *d = pool->devices; d; d = d->next) {
+		if (d->deleted)
+			continue;
+		if (strcmp(d->row.name, base))
+			continue;
+		if (slash ? (strlen(d->row.set) == setlen && !strncmp(d->row.set, name, setlen))
+			  : !d->row.set[0])
+			return d;
+	}
+	return NULL;
+}
+
+void pool_free_device(struct device *d)
+{
+	vmap_destroy(&d->vm);
+	free(d->dirty);
+	free(d->hidden);
+	free(d);
+}
+
+void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblock)
+{
+	if (dev->nr_dirty == dev->cap_dirty) {
+		size_t cap = dev->cap_dirty ? dev->cap_dirty * 2 : 256;
+		uint64_t *n =
+		    pool_test_alloc_fails(pool) ? NULL : realloc(dev->dirty, cap * sizeof(*n));
+		if (!n) {
+			/* cannot track it, so it can never be committed: fail every
+			 * later sync rather than report it durable */
+			pool_fail(pool, -EIO, "out of memory tracking changes");
+			return;
+		}
+		dev->dirty = n;
+		dev->cap_dirty = cap;
+	}
+	dev->dirty[dev->nr_dirty++] = vblock;
+	pool->dirty = true;
+}
+
+void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t dblock)
+{
+	if (dev->nr_hidden == dev->cap_hidden) {
+		size_t cap = dev->cap_hidden ? dev->cap_hidden * 2 : 64;
+		struct hidden *n = realloc(dev->hidden, cap * sizeof(*n));
+		if (!n)
+			return; /* a block no one sees stays allocated: a leak, never a loss */
+		dev->hidden = n;
+		dev->cap_hidden = cap;
+	}
+	dev->hidden[dev->nr_hidden++] = (struct hidden){vblock, dblock};
+	pool->dirty = true;
+}
+
+void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vblock)
+{
+	uint64_t e = vmap_get(&dev->vm, vblock);
+
+	if (!vm_mapped(e))
+		return;
+	if (e & VM_OWN)
+		space_free(&pool->space, vm_dblock(e));
+	else
+		pool_device_hide(pool, dev, vblock, vm_dblock(e));
+	dev->row.mapped--;
+	dev->row_dirty = true;
+	if (!(e & VM_DIRTY))
+		pool_device_mark_dirty(pool, dev, vblock);
+	vmap_set(&dev->vm, vblock, VM_DIRTY | (e & VM_ROW));
+	pool_space_short(pool, false);
+	pool->dirty = true;
+}
+
+int pool_device_load_vmap(struct pool *pool, struct device *dev)
+{
+	int rc;
+
+	if (dev->vm_loaded)
+		return 0;
+	rc = layer_resolve(pool, dev->layer, &dev->vm);
+	if (rc) {
+		vmap_destroy(&dev->vm);
+		return rc;
+	}
+	dev->vm_loaded = true;
+	return 0;
+}
+
+/* Drop a view nobody uses (nothing dirty in it). */
+void pool_maybe_unload_vmap(struct device *dev)
+{
+	if (dev->vm_loaded && !dev->open_count && !dev->nr_dirty && !dev->nr_hidden &&
+	    !dev->pinned) {
+		vmap_destroy(&dev->vm);
+		dev->vm_loaded = false;
+	}
+}
+
+/* After the layer tree changed shape, re-resolve the views in use. */
+int pool_reload_vmaps(struct pool *pool)
+{
+	for (struct device *d = pool->devices; d; d = d->next) {
+		if (!d->vm_loaded)
+			continue;
+		vmap_destroy(&d->vm);
+		d->vm_loaded = false;
+		int rc = pool_device_load_vmap(pool, d);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+void pool_device_fill_info(const struct device *d, struct pool_device_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->id = d->row.id;
+	/* a device deleted while open is in no set: it is only hidden */
+	snprintf(info->set, sizeof(info->set), "%s", d->deleted ? "" : d->row.set);
+	snprintf(info->name, sizeof(info->name), "%s", d->row.name);
+	info->size = d->row.size;
+	info->origin_id = d->row.origin;
+	info->creation_time = d->row.creation_time;
+	info->snap_time = d->row.snap_time;
+	info->ctime_sec = d->row.ctime;
+	info->mtime_sec = d->row.mtime;
+	info->read_only = d->row.read_only;
+	info->uid = d->row.uid;
+	info->gid = d->row.gid;
+	info->mode = d->row.mode;
+	info->mapped_blocks = d->row.mapped;
+}

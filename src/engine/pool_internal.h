@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool_internal.h - the pool's in-memory state, shared by pool.c (open,
+ * commit, administration), pool_io.c (the data path), layer.c (the layer
+ * tree), pool_list.c and check.c.  Not for the front ends.
+ *
+ * Locking (always in this order):
+ *   io_lock (rwlock)  readers: every data I/O, from lookup until the data
+ *                     transfer ends; writer: commit and administration, so a
+ *                     commit never includes a mapping whose data is still in
+ *                     flight, and a freed block is never reused under a read.
+ *   lock (mutex)      every in-memory structure and the meta connection.
+ *   commit_lock       serialises commits (group commit: waiters find their
+ *                     changes already durable).
+ */
+#ifndef THINFS_POOL_INTERNAL_H
+#define THINFS_POOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataio.h"
+#include "meta.h"
+#include "thinfs/pool.h"
+#include "space.h"
+#include "vmap.h"
+
+#include "engine/pool_view.h" /* DELETED_SET, POOL_MAX_DATA_BLOCKS */
+_Static_assert(POOL_MAX_DATA_BLOCKS == VM_DMASK - 1, "view entries address every data block");
+
+struct device;
+
+/* A node of the layer tree: a set of map rows.  Leaves belong to exactly one
+ * device; interior layers are frozen and always have two or more children. */
+struct layer {
+	uint64_t id;
+	struct layer *parent;
+	struct layer **children;
+	size_t nr_children, cap_children;
+	struct device *dev; /* the device whose leaf this is, or NULL */
+	uint64_t nr_rows;
+	bool dirty;	    /* parent or nr_rows changed since the last commit */
+	struct layer *next; /* all layers */
+};
+
+/* A hidden ancestor mapping: the device stopped seeing (vblock -> dblock) of an
+ * ancestor layer; at commit, free it if no other device sees it. */
+struct hidden {
+	uint64_t vblock, dblock;
+};
+
+/* A device: every field [L] (pool->lock), changed shape only under [A]. */
+struct device {
+	struct meta_device_row row;
+	struct layer *layer;
+	struct vmap vm; /* entries [L]; a PROV entry belongs to its provisioner */
+	bool vm_loaded;
+	unsigned open_count;
+	bool deleted;	 /* gone from the namespace; released on last close */
+	bool pinned;	 /* a commit failed: this view is ahead of the db, keep it */
+	bool row_dirty;	 /* the device row changed */
+	uint64_t *dirty; /* vblocks whose entry has VM_DIRTY */
+	size_t nr_dirty, cap_dirty;
+	struct hidden *hidden;
+	size_t nr_hidden, cap_hidden;
+	struct device *next;
+};
+
+struct set {
+	struct meta_set_row row;
+	struct set *next;
+};
+
+/* test hooks: called at named crash points; a non-zero return "crashes" */
+typedef int (*pool_crash_hook)(void *arg, const char *point);
+
+/*
+ * The pool's mode: one field, changed only by the functions named below (all
+ * in pool.c), written under the pool lock (with the io lock held for writing
+ * where a commit is involved).  The data path reads it without the lock as a
+ * fast refusal; every decision that matters is taken again under the lock.
+ *
+ *   pool_open(POOL_OPEN_RDONLY) ............................... -> READER
+ *       a consistent read view: no lock file, no writes, never changes.
+ *   pool_open(read-write) ..................................... -> WRITE,
+ *       or -> READ_ONLY when needs_check is set (in meta.db, or the
+ *       needs_check marker file): reads only; nothing is pending, so a sync
+ *       succeeds.  Left only by pool_mode_repair() (check --repair).
+ *   WRITE -> OUT_OF_SPACE: pool_space_short(true), a write that needs a
+ *       block found none (writes to mapped, unshared blocks go on).
+ *   OUT_OF_SPACE -> WRITE: pool_space_short(false), an allocation
+ *       succeeded, freed blocks were released, or the pool grew.
+ *   WRITE, OUT_OF_SPACE -> FAILED: pool_fail(err, why), exactly when
+ *       the data flush before a commit fails, a metadata commit fails, or
+ *       a change cannot be tracked (out of memory).  What was accepted since
+ *       the last commit can never become durable: every later sync returns
+ *       fail_err, writes and changes -EROFS, reads go on, the views are kept;
+ *       needs_check is persisted over the last durable pool row (or in the
+ *       marker file).  Final for this open.
+ */
+enum pool_mode {
+	POOL_MODE_READER,
+	POOL_MODE_WRITE,
+	POOL_MODE_OUT_OF_SPACE,
+	POOL_MODE_READ_ONLY,
+	POOL_MODE_FAILED,
+};
+
+/*
+ * Locks: [i] immutable after pool_open; [L] pool->lock; [A] admin_lock
+ * (io lock for writing + pool lock); [C] commit_lock; [a] atomic.
+ */
+struct pool {
+	char *dir;		   /* [i] */
+	char *meta_path;	   /* [i] */
+	int lock_fd;		   /* [i] */
+	enum pool_mode mode;	   /* [L] written; read unlocked as a hint */
+	int fail_err;		   /* [L] the error every sync returns in FAILED */
+	struct meta *meta;	   /* [L] the one connection */
+	struct dio *dio;	   /* [i] thread-safe itself */
+	struct space space;	   /* [L] */
+	struct meta_pool_row prow; /* [L] the durable row, plus the open transaction's changes */
+	struct layer *layers;	   /* [L] */
+	struct device *devices;	   /* [L] */
+	struct set *sets;	   /* [L] */
+	uint64_t block_size;	   /* [i] */
+	unsigned block_shift;	   /* [i] */
+
+	pthread_rwlock_t io_lock;
+	pthread_mutex_t lock;
+	pthread_mutex_t commit_lock;
+	pthread_cond_t prov_cv; /* a provisioning finished */
+
+	bool dirty;	     /* [L] something to commit */
+	uint64_t change_seq; /* [a] bumped by every completed change */
+	uint64_t synced_seq; /* [a] changes up to here are durable; moved only by
+			      * pool_txn and sync_data, after a flush that began
+			      * once they had completed */
+
+	/* counters: [L], nr_fsyncs and nr_cow [a] */
+	uint64_t nr_commits, nr_fsyncs, nr_punches, nr_cow;
+
+	bool devices_pending_delete; /* [L] deleted-while-open devices to finish */
+	char ro_reason[256];	     /* [L] why READ_ONLY or FAILED */
+
+	uint64_t *unpunched; /* [A] freed and durable, but their punch failed */
+	size_t nr_unpunched, cap_unpunched;
+	bool unpunched_lost; /* [A] some could not even be remembered */
+
+	pool_crash_hook crash_hook; /* tests only */
+	void *crash_arg;
+	int fail_alloc, fail_punch; /* test failures (pool_test_fail) [L] */
+};
+
+static inline bool pool_mode_writable(const struct pool *pool)
+{
+	return pool->mode == POOL_MODE_WRITE || pool->mode == POOL_MODE_OUT_OF_SPACE;
+}
+
+#define POOL_NEEDS_CHECK_MARKER "needs_check"
+
+/* pool_format.c: the pool directory is private (not group/other writable) */
+int pool_check_dir_private(const char *dir, char *msg, size_t msglen);
+/* pool_mode.c: is the needs_check marker file there? */
+bool needs_check_marked(struct pool *pool);
+/* pool_txn.c: after a durable commit, punch the freed blocks and reuse them */
+void pool_release_freed(struct pool *pool);
+
+/* pool.c */
+bool pool_test_alloc_fails(struct pool *pool);
+bool pool_test_punch_fails(struct pool *pool);
+/* Remove the needs_check marker file (after a repair). */
+int pool_clear_needs_check_marker(struct pool *pool);
+/* Punch every data extent lying in a free block; lock held or pool private. */
+int pool_scrub_free_blocks(struct pool *pool);
+struct device *pool_find_device(struct pool *pool, const char *name);
+int pool_commit_locked(struct pool *pool);
+/* WRITE/OUT_OF_SPACE -> FAILED (see enum pool_mode); pool lock held. */
+void pool_fail(struct pool *pool, int err, const char *why);
+/* WRITE <-> OUT_OF_SPACE; nothing in other modes; pool lock held. */
+void pool_space_short(struct pool *pool, bool short_of_space);
+/* READ_ONLY -> WRITE for check --repair's transaction; admin lock held. */
+void pool_mode_repair(struct pool *pool);
+int pool_device_load_vmap(struct pool *pool, struct device *dev);
+void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblock);
+void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t dblock);
+int pool_crash_point(struct pool *pool, const char *point);
+/* pool_release.c: release a device nobody has open, inside a transaction */
+int pool_release_device(struct pool *pool, struct device *d);
+/* pool_release.c: finish the deletes that waited for a last close (takes the
+ * admin lock itself) */
+void pool_finish_deletes(struct pool *pool);
+/* Unmap one whole block of dev (lock held): frees an own block (released after
+ * the commit), hides an ancestor's. */
+void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vblock);
+/*
+ * An administrative change, run by pool_txn inside its transaction, after the
+ * data flush and the write-back of the mappings, before the space map and the
+ * pool row are saved and the transaction commits.  The contract, as
+ * dm-transaction-manager.h writes its own:
+ *  - do everything that can be refused (names, sizes, existence, the mode)
+ *    before calling pool_txn, with the admin lock held so nothing changes in
+ *    between: an op should fail only when the database or memory does;
+ *  - an op may change rows through meta_* and in-memory state under the pool
+ *    lock (devices, layers, sets, prow), and free blocks with space_free
+ *    (they are reused only after the commit is durable);
+ *  - if the op or the commit fails, the transaction is rolled back, prow is
+ *    restored, and the pool goes FAILED; in-memory changes the op made are
+ *    NOT undone (the caller undoes what a mount would show, e.g. a size),
+ *    and the views are kept as the only record of the writes since the
+ *    last commit.
+ */
+typedef int (*txn_op)(struct pool *pool, void *arg);
+/* Run op (may be NULL: a plain commit) inside one commit; io lock (write)
+ * and pool lock held.  0, or the error every later sync returns too. */
+int pool_txn(struct pool *pool, txn_op op, void *arg);
+int pool_reload_vmaps(struct pool *pool);
+void pool_free_device(struct device *dev);
+void pool_maybe_unload_vmap(struct device *dev);
+/* pool_io.c: zero [offset, offset+len), which lies within one block of d, with
+ * the io lock held for writing and the pool lock not held (resize's partial
+ * last block, so no write can slip in between the zeroing and the shrink). */
+int pool_zero_partial_iolocked(struct pool *pool, struct device *d, uint64_t offset, size_t len);
+/* pool_io.c: what an open handle refers to */
+struct device *pool_volume_device(struct volume *vol);
+struct pool *pool_volume_pool(struct volume *vol);
+/* pool_list.c: a device's public description (pool lock held) */
+void pool_device_fill_info(const struct device *dev, struct pool_device_info *info);
+void admin_lock(struct pool *pool);
+void admin_unlock(struct pool *pool);
+
+/* layer.c */
+struct layer *layer_new(struct pool *pool, uint64_t id, struct layer *parent);
+struct layer *layer_find(struct pool *pool, uint64_t id);
+int layer_add_child(struct layer *parent, struct layer *child);
+void layer_remove_child(struct layer *parent, struct layer *child);
+void layer_forget(struct pool *pool, struct layer *l);
+/* Create a layer in the db and in memory. */
+int layer_create(struct pool *pool, struct layer *parent, struct layer **out);
+/* Is (layer->parent chain) mapping at vblock seen by any leaf under `l`? */
+int layer_seen_below(struct pool *pool, struct layer *l, uint64_t vblock, bool *seen);
+/* The ancestor of leaf `l` (excluded) holding a row for vblock, or NULL. */
+int layer_ancestor_row(struct pool *pool, struct layer *l, uint64_t vblock, struct layer **found,
+		       uint64_t *dblock);
+/* Remove leaf `l` (whose rows are already gone): merge its parent if it is left
+ * with one child, then free the rows no device sees any more. */
+int layer_remove_leaf(struct pool *pool, struct layer *l);
+/* Free every row of the tree under `root` that no leaf sees. */
+int layer_sweep(struct pool *pool, struct layer *root, uint64_t *nr_freed);
+/* Resolve the view of a leaf into vm (root first, leaf last). */
+int layer_resolve(struct pool *pool, struct layer *leaf, struct vmap *vm);
+
+#endif

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool_mode.c - the pool's mode (the state machine in pool_internal.h):
+ * the only code that changes pool->mode, and the needs_check marker file
+ * that keeps a failure meta.db would not record.  Pool lock held by callers.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "pool_internal.h"
+#include "thinfs/pool_test.h"
+#include "util.h"
+
+/* The marker that keeps needs_check when meta.db would not take it. */
+static char *needs_check_marker(const struct pool *pool)
+{
+	return util_path_join(pool->dir, POOL_NEEDS_CHECK_MARKER);
+}
+
+bool needs_check_marked(struct pool *pool)
+{
+	char *path = needs_check_marker(pool);
+	struct stat sb;
+	bool marked = path && lstat(path, &sb) == 0;
+
+	free(path);
+	return marked;
+}
+
+int pool_clear_needs_check_marker(struct pool *pool)
+{
+	char *path = needs_check_marker(pool);
+	int rc = 0;
+
+	if (!path)
+		return -ENOMEM;
+	if (unlink(path) == 0)
+		rc = util_fsync_dir(pool->dir);
+	else if (errno != ENOENT)
+		rc = -errno;
+	free(path);
+	return rc;
+}
+
+static void write_needs_check_marker(struct pool *pool, const char *why)
+{
+	char *path = needs_check_marker(pool);
+	int fd =
+	    path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
+
+	if (fd >= 0) {
+		/* best effort: the database already refused the flag */
+		ssize_t n = write(fd, why, strlen(why));
+		(void)n;
+		fsync(fd);
+		close(fd);
+		util_fsync_dir(pool->dir);
+	}
+	free(path);
+}
+
+/*
+ * WRITE or OUT_OF_SPACE -> FAILED (enum pool_mode in pool_internal.h).
+ * needs_check is persisted on top of the last durable pool row (never the
+ * in-memory one, which may hold a failed change such as a grow's
+ * nr_data_blocks); where meta.db will not take it, a marker file in the pool
+ * directory keeps it, so that a remount never forgets the failure.
+ */
+void pool_fail(struct pool *pool, int err, const char *why)
+{
+	struct meta_pool_row durable;
+	bool saved = false;
+
+	if (!pool_mode_writable(pool))
+		return;
+	pool->mode = POOL_MODE_FAILED;
+	pool->fail_err = err;
+	snprintf(pool->ro_reason, sizeof(pool->ro_reason), "%s", why);
+	meta_rollback(pool->meta);
+	pool->prow.needs_check = 1;
+	/* (the crash point lets a test make the database refuse it) */
+	if (!pool_crash_point(pool, "readonly/persist") && !meta_pool_get(pool->meta, &durable) &&
+	    !meta_begin(pool->meta)) {
+		durable.needs_check = 1;
+		saved = !meta_pool_put(pool->meta, &durable) && !meta_commit(pool->meta);
+		if (!saved)
+			meta_rollback(pool->meta);
+	}
+	if (!saved)
+		write_needs_check_marker(pool, why);
+}
+
+void pool_space_short(struct pool *pool, bool short_of_space)
+{
+	if (short_of_space && pool->mode == POOL_MODE_WRITE)
+		pool->mode = POOL_MODE_OUT_OF_SPACE;
+	else if (!short_of_space && pool->mode == POOL_MODE_OUT_OF_SPACE)
+		pool->mode = POOL_MODE_WRITE;
+}
+
+void pool_mode_repair(struct pool *pool)
+{
+	if (pool->mode == POOL_MODE_READ_ONLY)
+		pool->mode = POOL_MODE_WRITE;
+}

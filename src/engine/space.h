@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * space.h - the data-block allocator (space map).
+ *
+ * Two bitmaps over the data blocks: `used` is what the metadata says (it is
+ * persisted, in chunks, at every commit) and `busy` is used | freed-but-not-
+ * yet-released.  A block freed in the open transaction keeps its busy bit until
+ * that transaction is durable and its hole is punched (space_take_freed() and
+ * space_release()), so it is never reused before the free is durable.
+ *
+ * Locking: the caller (the pool) serialises all calls.
+ */
+#ifndef THINFS_SPACE_H
+#define THINFS_SPACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct meta;
+
+struct space {
+	uint64_t nr_blocks;
+	uint64_t *used;
+	uint64_t *busy;
+	uint64_t nr_used;
+	uint64_t nr_busy;
+	uint64_t cursor;       /* next-fit allocation cursor */
+	uint8_t *dirty_chunks; /* one byte per META_SPACE_CHUNK_BITS blocks */
+	uint64_t nr_chunks;
+	uint64_t *freed; /* freed in the open transaction */
+	size_t nr_freed, cap_freed;
+};
+
+int space_init(struct space *sp, uint64_t nr_blocks);
+void space_destroy(struct space *sp);
+/* Load the used bitmap from the metadata. */
+int space_load(struct space *sp, struct meta *m);
+/* Write the chunks changed since the last save (inside a transaction). */
+int space_save(struct space *sp, struct meta *m);
+int space_grow(struct space *sp, uint64_t nr_blocks);
+
+/* Allocate a block that is neither used nor awaiting release: -ENOSPC if none. */
+int space_alloc(struct space *sp, uint64_t *dblock);
+#define SPACE_NO_GOAL UINT64_MAX
+/*
+ * Allocate up to `want` consecutive blocks, at `goal` if it is free (the block
+ * after a neighbour's, so a stream stays in order), else at the next free
+ * block: the number allocated (>= 1) starting at *first, or -ENOSPC.  Runs let
+ * a volume's consecutive blocks move with one I/O.
+ */
+int space_alloc_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *first);
+/* Free a used block: it stays busy until released after the commit. */
+void space_free(struct space *sp, uint64_t dblock);
+bool space_is_used(const struct space *sp, uint64_t dblock);
+/* Mark a block used (repair, restore). */
+void space_set_used(struct space *sp, uint64_t dblock);
+/* Hand over the blocks freed so far (the caller owns the array), and forget them. */
+size_t space_take_freed(struct space *sp, uint64_t **list);
+/* Put blocks freed in a durable transaction back into circulation. */
+void space_release(struct space *sp, const uint64_t *list, size_t nr);
+/* Forget uncommitted frees (rollback): they become used again. */
+void space_unfree(struct space *sp);
+/* Blocks neither used nor busy. */
+static inline uint64_t space_nr_free(const struct space *sp)
+{
+	return sp->nr_blocks - sp->nr_busy;
+}
+
+#endif

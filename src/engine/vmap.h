@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmap.h - a device's resolved view in memory: vblock -> entry.
+ *
+ * An entry is (dblock + 1) in the low 48 bits (0 = unmapped) plus flags:
+ * OWN   the mapping lives in the device's own (leaf) layer: write in place;
+ * ROW   the leaf layer has a row here (a mapping or a tombstone);
+ * DIRTY changed since the last commit: the row must be written back;
+ * PROV  being provisioned: other threads wait until it clears.
+ * Pages of 4096 entries are allocated on first use, so memory follows what is
+ * mapped, not the virtual size.  The pool's lock protects every call.
+ */
+#ifndef THINFS_VMAP_H
+#define THINFS_VMAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define VM_DIRTY (1ull << 63)
+#define VM_OWN (1ull << 62)
+#define VM_PROV (1ull << 61)
+#define VM_ROW (1ull << 60)
+#define VM_DMASK ((1ull << 48) - 1)
+
+struct vmap {
+	uint64_t nr_pages;
+	uint64_t **pages;
+	uint64_t nr_entries; /* non-zero entries, for memory accounting */
+};
+
+static inline bool vm_mapped(uint64_t e)
+{
+	return (e & VM_DMASK) != 0;
+}
+static inline uint64_t vm_dblock(uint64_t e)
+{
+	return (e & VM_DMASK) - 1;
+}
+static inline uint64_t vm_make(uint64_t dblock)
+{
+	return (dblock + 1) & VM_DMASK;
+}
+
+void vmap_init(struct vmap *vm);
+void vmap_destroy(struct vmap *vm);
+uint64_t vmap_get(const struct vmap *vm, uint64_t vblock);
+int vmap_set(struct vmap *vm, uint64_t vblock, uint64_t entry);
+/* First vblock in [from, limit) whose entry is mapped (want_mapped) or not;
+ * returns limit if none. */
+uint64_t vmap_find(const struct vmap *vm, uint64_t from, uint64_t limit, bool want_mapped);
+/* Call fn for every non-zero entry with vblock >= from, in order. */
+void vmap_foreach(struct vmap *vm, uint64_t from,
+		  void (*fn)(void *arg, uint64_t vblock, uint64_t *entry), void *arg);
+
+#endif

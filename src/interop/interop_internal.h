@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * interop_internal.h - what the interop sources (thin_dump.c, restore*.c,
+ * thin_delta.c, send_receive.c) share: a device's view with mapping times,
+ * a consistent read lock, CRC32C, and meta_interop.c's SQL.  Not for the
+ * front ends.
+ */
+#ifndef THINFS_INTEROP_INTERNAL_H
+#define THINFS_INTEROP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "thinfs/interop.h"
+#include "engine/pool_view.h"
+
+/* One mapping of a device's view. */
+#define tmap pool_view_mapping
+
+/* A device's view: its mappings sorted by vblock. */
+struct tview {
+	struct tmap *m;
+	size_t n;
+};
+
+/* A device as interop sees it: its committed row. */
+struct idev {
+	struct meta_device_row row;
+};
+
+/* interop_util.c */
+/* Resolve the committed view of device d, with times (inside interop_lock). */
+int interop_view(struct pool *pool, const struct idev *d, struct tview *v);
+void tview_free(struct tview *v);
+/* The mapping of vblock in v, or NULL (binary search). */
+const struct tmap *tview_find(const struct tview *v, uint64_t vblock);
+/* A consistent view of the metadata (pool_view_begin/end). */
+void interop_lock(struct pool *pool);
+void interop_unlock(struct pool *pool);
+/* A live (not deleted) device by name, inside interop_lock: 0 or -ENOENT. */
+int interop_find_device(struct pool *pool, const char *name, struct idev *out);
+/* Escape s for the inside of an XML comment's quoted value (see thin_dump.c). */
+void interop_put_escaped(FILE *out, const char *s);
+
+/* thin_delta.c: how two views differ, vblock by vblock */
+enum delta_kind { D_SAME, D_DIFFERENT, D_LEFT_ONLY, D_RIGHT_ONLY };
+typedef void (*delta_cb)(void *arg, enum delta_kind kind, uint64_t begin, uint64_t len);
+/* Call cb for every maximal run of vblocks of one kind (vblocks neither view
+ * maps are skipped), in vblock order. */
+void delta_walk(const struct tview *a, const struct tview *b, delta_cb cb, void *arg);
+
+/* interop_util.c: CRC32C (Castagnoli); start with crc = 0. */
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+
+/*
+ * meta_interop.c - a second SQLite connection to a pool's meta.db for what
+ * meta.c's statements cannot say: device ids chosen by restore, and the table
+ * of received identities (created on first use):
+ *   interop_received(dev_id PRIMARY KEY, dev_creation_time, dev_ctime,
+ *                    src_uuid, src_dev_id, src_creation_time, src_ctime, received)
+ * A row describes the local device dev_id only while that device's
+ * (creation_time, ctime) still match: ids are reused after deletes.
+ * Use it only while the pool's own connection has no write transaction open.
+ */
+struct meta_ix;
+
+struct ix_identity {
+	char uuid[40];
+	uint64_t dev_id;
+	uint64_t creation_time;
+	int64_t ctime;
+};
+
+struct meta_ix_recv {
+	uint64_t dev_id;
+	uint64_t dev_creation_time;
+	int64_t dev_ctime;
+	struct ix_identity src;
+	int64_t received;
+};
+
+int meta_ix_open(const char *path, bool rdonly, struct meta_ix **out);
+void meta_ix_close(struct meta_ix *x);
+/* Give device from[i] the id to[i], for all i, in one transaction. */
+int meta_ix_recv_put(struct meta_ix *x, const struct meta_ix_recv *r);
+/* -ENOENT when there is no row (or no table yet). */
+int meta_ix_recv_get(struct meta_ix *x, uint64_t dev_id, struct meta_ix_recv *r);
+int meta_ix_recv_del(struct meta_ix *x, uint64_t dev_id);
+
+#endif
