@@ -158,8 +158,6 @@ static inline bool pool_mode_writable(const struct pool *pool)
 	return pool->mode == POOL_MODE_WRITE || pool->mode == POOL_MODE_OUT_OF_SPACE;
 }
 
-#define POOL_NEEDS_CHECK_MARKER "needs_check"
-
 /* pool_format.c: the pool directory is private (not group/other writable) */
 int pool_check_dir_private(const char *dir, char *msg, size_t msglen);
 /* pool_mode.c: is the needs_check marker file there? */

@@ -333,6 +333,22 @@ static int open_data(struct pool *pool, char *msg, size_t msglen)
 	return rc;
 }
 
+/* Persist the pool row with clean set to `clean`, in a transaction of its own. */
+static int write_clean(struct pool *pool, int clean)
+{
+	int rc;
+
+	pool->prow.clean = clean;
+	rc = meta_begin(pool->meta);
+	if (!rc)
+		rc = meta_pool_put(pool->meta, &pool->prow);
+	if (!rc)
+		rc = meta_commit(pool->meta);
+	if (rc)
+		meta_rollback(pool->meta);
+	return rc;
+}
+
 /* A read-write open: recover from an unclean stop (scrub free blocks), then
  * mark the pool in use, so a crash from now on is an unclean stop. */
 static int open_for_writing(struct pool *pool, char *msg, size_t msglen)
@@ -345,17 +361,10 @@ static int open_for_writing(struct pool *pool, char *msg, size_t msglen)
 			return set_msg(msg, msglen, rc, "cannot scrub free blocks: %s",
 				       strerror(-rc));
 	}
-	pool->prow.clean = 0;
-	rc = meta_begin(pool->meta);
-	if (!rc)
-		rc = meta_pool_put(pool->meta, &pool->prow);
-	if (!rc)
-		rc = meta_commit(pool->meta);
-	if (rc) {
-		meta_rollback(pool->meta);
+	rc = write_clean(pool, 0);
+	if (rc)
 		return set_msg(msg, msglen, rc, "cannot write %s: %s", pool->meta_path,
 			       meta_errmsg(pool->meta));
-	}
 	/* devices deleted while open when the pool stopped: finished below */
 	for (struct device *d = pool->devices; d; d = d->next)
 		if (d->deleted)
@@ -424,17 +433,10 @@ int pool_close(struct pool *pool)
 			/* clean means "free blocks are holes and every write is
 			 * durable": flush the punches and any in-place writes no
 			 * commit covered before saying so (crash enumeration) */
-			if (!rc && !pool->nr_unpunched && !pool->unpunched_lost)
-				rc = dio_flush(pool->dio);
 			if (!rc && !pool->nr_unpunched && !pool->unpunched_lost) {
-				pool->prow.clean = 1;
-				rc = meta_begin(pool->meta);
+				rc = dio_flush(pool->dio);
 				if (!rc)
-					rc = meta_pool_put(pool->meta, &pool->prow);
-				if (!rc)
-					rc = meta_commit(pool->meta);
-				if (rc)
-					meta_rollback(pool->meta);
+					rc = write_clean(pool, 1);
 			}
 		}
 		admin_unlock(pool);

@@ -16,6 +16,9 @@
 #include "engine/meta.h"
 #include "thinfs/pool.h"
 
+/* The file in the pool directory that keeps needs_check when meta.db would
+ * not take it (and that marks a restore in progress). */
+#define POOL_NEEDS_CHECK_MARKER "needs_check"
 /* The set that hides devices deleted while open, until their last close. */
 #define DELETED_SET ".deleted"
 /* The most data blocks a pool can address (a view entry's block field). */

@@ -40,7 +40,7 @@ void rs_remove_made(struct made *mk)
 	if (!mk->lock_existed && mk->lock_path)
 		unlink(mk->lock_path);
 	if (mk->marker_made) {
-		if (asprintf(&side, "%s/needs_check", mk->dir_path) >= 0) {
+		if (asprintf(&side, "%s/" POOL_NEEDS_CHECK_MARKER, mk->dir_path) >= 0) {
 			unlink(side);
 			free(side);
 		}
@@ -143,7 +143,7 @@ int rs_restore_marker(struct made *mk, bool on)
 	char *path = NULL;
 	int rc = 0;
 
-	if (asprintf(&path, "%s/needs_check", mk->dir_path) < 0)
+	if (asprintf(&path, "%s/" POOL_NEEDS_CHECK_MARKER, mk->dir_path) < 0)
 		return -ENOMEM;
 	if (on) {
 		static const char why[] = "restore did not finish: restore again\n";
