@@ -586,6 +586,10 @@ static int cmd_check(const struct cmd *cmd, int argc, char **argv)
 		fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
 		return 2;
 	}
+	if (rc > 0 && !ctx.repair)
+		fail(cmd,
+		     "the pool is damaged: it opens read-only until 'thinctl check --repair %s'",
+		     argv[optind]);
 	return rc;
 }
 
@@ -824,8 +828,10 @@ static const struct cmd cmds[] = {
     {"status", "POOL [--json]",
      "Pool status: block size, data blocks used/total, transaction id, mode.", cmd_status},
     {"check", "POOL [--repair]",
-     "Check the metadata (like thin_check). Exit 0 clean (leaks are warnings), 1 damaged,\n"
-     "2 fatal. --repair fixes leaks and repairable damage.",
+     "Check the metadata and the data file (like thin_check): one line per finding.\n"
+     "Exit 0 clean (leaks are warnings), 1 damaged (repairable), 2 fatal. Damage found\n"
+     "keeps the pool read-only until repaired. --repair fixes what it can, says for each\n"
+     "finding what it did or why it could not, checks again, and exits 0 only if clean.",
      cmd_check},
     {"dump", "POOL [-o FILE]",
      "Write the metadata as thin_dump XML (thin_restore reads it; thinfs names, sizes\n"

@@ -1,300 +1,206 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * check.c - thinctl check: verify a pool's metadata against invariant 4 (and
- * SQLite's own integrity), and with repair fix what can be fixed safely.
+ * check.c - thinctl check: the driver.  Opens the pool leniently (so damage
+ * that a normal open refuses can be seen and repaired), runs the scan of
+ * check_scan.c, and reports one line per finding:
+ *     LEVEL: WHAT                          (check)
+ *     LEVEL: WHAT: repaired (HOW)          (check --repair)
+ *     LEVEL: WHAT: not repaired (WHY)
+ * LEVEL is warning (exit 0: leaks), damaged (exit 1: repairable) or fatal
+ * (exit 2: not repairable in place), as thin_check's exit codes.
  *
- * Findings, one line each on the report stream:
- *   fatal   (exit 2) SQLite integrity errors, a block mapped by two rows, a
- *           mapping past the end of the data, a damaged layer tree;
- *   damaged (exit 1) a mapped block marked free, map rows of no layer, the
- *           needs_check flag; --repair marks the block used, drops the rows,
- *           clears the flag;
- *   warning (exit 0) leaks: a block marked used that no device maps, or a row
- *           no device sees; --repair frees them.
- * Read-only checks open the pool read-only (a consistent view, also while it
- * is mounted); --repair needs the pool's lock.
+ * Never lies:
+ *  - check and --repair run the same scan, so check finds all repair does;
+ *  - after a repair the pool is scanned again: what is still found is
+ *    reported ("still there after the repair") and sets the exit code, so a
+ *    repair that returns 0 left a clean pool; fixes that uncover more (a
+ *    tombstone that leaves an ancestor's row unseen) get up to three rounds;
+ *  - with fatal damage, --repair changes nothing;
+ *  - damage (damaged or fatal) that is left is recorded in the pool's
+ *    needs_check marker file, so every later open is read-only (the daemon
+ *    serves the pool read-only) until a repair succeeds.
+ * check alone opens read-only (a consistent view, also while mounted); only
+ * the marker file is written.  --repair takes the pool's lock.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool_internal.h"
-#include "util.h"
+#include "engine/check.h"
+#include "engine/util.h"
 
-struct checker {
-	struct pool *pool;
-	FILE *out;
-	bool repair;
-	int worst;
-	uint64_t nr_blocks;
-	uint8_t *inrow; /* block appears in some row */
-	uint32_t *refs; /* devices that see the block */
-	struct layer *cur;
-	uint64_t problems;
-	bool fixed_something;
-};
+#define REPAIR_ROUNDS 3
 
-static void report(struct checker *c, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static const char *const level_tag[] = {"warning", "damaged", "fatal"};
 
-static void report(struct checker *c, int level, const char *fmt, ...)
+static int scan_pool(const char *dir, bool rw, struct pool **pp, struct checker *c, char *msg,
+		     size_t msglen)
 {
-	static const char *const tag[] = {"warning", "damaged", "fatal"};
-	char line[1024];
-	va_list ap;
+	unsigned flags = POOL_OPEN_LENIENT | (rw ? 0 : POOL_OPEN_RDONLY);
+	int rc = pool_open(dir, flags, "thinctl check --repair", pp, msg, msglen);
 
-	va_start(ap, fmt);
-	/* clang 14's valist checker misreads this (a false positive) */
-	vsnprintf(line, sizeof(line), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
-	va_end(ap);
-	if (c->out)
-		fprintf(c->out, "%s: %s\n", tag[level], line);
-	if (level > c->worst)
-		c->worst = level;
-	c->problems++;
-}
-
-static const char *layer_owner(struct layer *l, char *buf, size_t len)
-{
-	if (l && l->dev)
-		snprintf(buf, len, "device '%s%s%s'", l->dev->row.set,
-			 l->dev->row.set[0] ? "/" : "", l->dev->row.name);
-	else
-		snprintf(buf, len, "layer %llu", l ? (unsigned long long)l->id : 0ull);
-	return buf;
-}
-
-static void integrity_line(void *arg, const char *line)
-{
-	report(arg, CHECK_FATAL, "sqlite: %s", line);
-}
-
-static void orphan_row(void *arg, uint64_t layer, uint64_t vblock, uint64_t dblock)
-{
-	report(arg, CHECK_DAMAGED, "map row of missing layer %llu (vblock %llu)",
-	       (unsigned long long)layer, (unsigned long long)vblock);
-}
-
-static int row_scan(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
-{
-	struct checker *c = arg;
-	char who[600];
-
-	if (dblock == META_TOMBSTONE)
-		return 0;
-	if (dblock >= c->nr_blocks) {
-		report(c, CHECK_FATAL,
-		       "%s maps vblock %llu past the end of the data (block %llu of %llu)",
-		       layer_owner(c->cur, who, sizeof(who)), (unsigned long long)vblock,
-		       (unsigned long long)dblock, (unsigned long long)c->nr_blocks);
-		return 0;
+	memset(c, 0, sizeof(*c));
+	if (rc)
+		return rc;
+	c->pool = *pp;
+	admin_lock(*pp);
+	rc = check_scan(c);
+	if (rc) {
+		admin_unlock(*pp);
+		set_msg(msg, msglen, rc, "check failed: %s", strerror(-rc));
 	}
-	if (c->inrow[dblock])
-		report(c, CHECK_FATAL, "data block %llu is mapped twice (again by %s vblock %llu)",
-		       (unsigned long long)dblock, layer_owner(c->cur, who, sizeof(who)),
-		       (unsigned long long)vblock);
-	c->inrow[dblock] = 1;
-	if (!space_is_used(&c->pool->space, dblock)) {
-		report(c, CHECK_DAMAGED,
-		       "data block %llu is mapped (%s vblock %llu) but marked free",
-		       (unsigned long long)dblock, layer_owner(c->cur, who, sizeof(who)),
-		       (unsigned long long)vblock);
-		if (c->repair) {
-			space_set_used(&c->pool->space, dblock);
-			c->fixed_something = true;
-		}
-	}
-	return 0;
-}
-
-static void count_ref(void *arg, uint64_t vblock, uint64_t *entry)
-{
-	struct checker *c = arg;
-
-	if (vm_mapped(*entry) && vm_dblock(*entry) < c->nr_blocks)
-		c->refs[vm_dblock(*entry)]++;
-}
-
-struct dead_ctx {
-	struct checker *c;
-	struct layer *l;
-	uint64_t *vbs;
-	size_t n, cap;
-};
-
-static int dead_scan(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
-{
-	struct dead_ctx *d = arg;
-	struct checker *c = d->c;
-	char who[600];
-
-	if (dblock == META_TOMBSTONE || dblock >= c->nr_blocks || c->refs[dblock])
-		return 0;
-	report(c, CHECK_CLEAN, "leak: data block %llu (%s vblock %llu) is seen by no device",
-	       (unsigned long long)dblock, layer_owner(d->l, who, sizeof(who)),
-	       (unsigned long long)vblock);
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 64;
-		uint64_t *n = realloc(d->vbs, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		d->vbs = n;
-		d->cap = cap;
-	}
-	d->vbs[d->n++] = vblock;
-	return 0;
-}
-
-static int check_layers(struct checker *c)
-{
-	struct pool *pool = c->pool;
-	int rc;
-
-	for (struct layer *l = pool->layers; l; l = l->next) {
-		if (!l->dev && l->nr_children < 2)
-			report(c, CHECK_CLEAN, "layer %llu is interior with %zu child(ren)",
-			       (unsigned long long)l->id, l->nr_children);
-		c->cur = l;
-		rc = meta_map_foreach(pool->meta, l->id, 0, row_scan, c);
-		if (rc)
-			return rc;
-	}
-	for (struct device *d = pool->devices; d; d = d->next) {
-		struct vmap vm;
-		vmap_init(&vm);
-		rc = layer_resolve(pool, d->layer, &vm);
-		if (!rc)
-			vmap_foreach(&vm, 0, count_ref, c);
-		vmap_destroy(&vm);
-		if (rc)
-			return rc;
-	}
-	/* rows nobody sees: leaks */
-	for (struct layer *l = pool->layers; l; l = l->next) {
-		struct dead_ctx d = {.c = c, .l = l};
-		rc = meta_map_foreach(pool->meta, l->id, 0, dead_scan, &d);
-		for (size_t i = 0; !rc && c->repair && i < d.n; i++) {
-			uint64_t db;
-			rc = meta_map_get(pool->meta, l->id, d.vbs[i], &db);
-			if (!rc)
-				rc = meta_map_del(pool->meta, l->id, d.vbs[i]);
-			if (!rc) {
-				space_free(&pool->space, db);
-				c->inrow[db] = 0;
-				l->nr_rows--;
-				l->dirty = true;
-				c->fixed_something = true;
-			}
-		}
-		free(d.vbs);
-		if (rc)
-			return rc;
-	}
-	/* blocks marked used that no row holds: leaks */
-	for (uint64_t b = 0; b < c->nr_blocks; b++) {
-		if (!space_is_used(&pool->space, b) || c->inrow[b])
-			continue;
-		report(c, CHECK_CLEAN, "leak: data block %llu is marked used but mapped nowhere",
-		       (unsigned long long)b);
-		if (c->repair) {
-			space_free(&pool->space, b);
-			c->fixed_something = true;
-		}
-	}
-	return 0;
-}
-
-static int fix_layer_counts(struct checker *c)
-{
-	for (struct layer *l = c->pool->layers; l; l = l->next) {
-		uint64_t n;
-		int rc = meta_map_count(c->pool->meta, l->id, &n);
-		if (rc)
-			return rc;
-		if (n != l->nr_rows) {
-			report(c, CHECK_DAMAGED, "layer %llu records %llu rows but holds %llu",
-			       (unsigned long long)l->id, (unsigned long long)l->nr_rows,
-			       (unsigned long long)n);
-			l->nr_rows = n;
-			l->dirty = true;
-		}
-	}
-	return 0;
-}
-
-static int op_repair(struct pool *pool, void *arg)
-{
-	struct checker *c = arg;
-	int rc = check_layers(c);
-
-	if (!rc)
-		rc = fix_layer_counts(c);
-	if (!rc)
-		rc = meta_map_delete_orphans(pool->meta);
-	if (!rc && c->worst < CHECK_FATAL)
-		pool->prow.needs_check = 0;
 	return rc;
 }
 
-int pool_check(const char *dir, bool repair, FILE *out, char *msg, size_t msglen)
+static void end_scan(struct pool *pool, struct checker *c)
 {
-	struct checker c = {.out = out, .repair = repair};
-	struct pool *pool;
-	int rc, nr;
+	admin_unlock(pool);
+	check_free(c);
+	pool_close(pool);
+}
 
-	rc = pool_open(dir, repair ? 0 : POOL_OPEN_RDONLY, "thinctl check --repair", &pool, msg,
-		       msglen);
+/* Damage that stays: every later open is read-only until a repair. */
+static void keep_damage(struct checker *c)
+{
+	char why[600];
+
+	for (size_t i = 0; i < c->nr; i++) {
+		const struct check_finding *f = &c->f[i];
+		if (f->level < CHECK_DAMAGED || f->fix == FIX_NEEDS_CHECK)
+			continue;
+		snprintf(why, sizeof(why), "thinctl check: %s: %s\n", level_tag[f->level], f->text);
+		pool_write_needs_check_marker(c->pool, why);
+		return;
+	}
+}
+
+static int check_only(const char *dir, FILE *out, char *msg, size_t msglen)
+{
+	struct checker c;
+	struct pool *pool;
+	int rc = scan_pool(dir, false, &pool, &c, msg, msglen);
+
 	if (rc)
 		return rc;
-	c.pool = pool;
-	c.nr_blocks = pool->prow.nr_data_blocks;
-	c.inrow = calloc(c.nr_blocks ? c.nr_blocks : 1, 1);
-	c.refs = calloc(c.nr_blocks ? c.nr_blocks : 1, sizeof(uint32_t));
-	if (!c.inrow || !c.refs) {
-		rc = -ENOMEM;
-		goto out;
+	for (size_t i = 0; out && i < c.nr; i++)
+		fprintf(out, "%s: %s\n", level_tag[c.f[i].level], c.f[i].text);
+	keep_damage(&c);
+	rc = c.worst;
+	end_scan(pool, &c);
+	return rc;
+}
+
+static bool has_fatal(const struct checker *c)
+{
+	for (size_t i = 0; i < c->nr; i++)
+		if (c->f[i].level == CHECK_FATAL && c->f[i].fix == FIX_NONE)
+			return true;
+	return false;
+}
+
+static void report_repair(const struct checker *c, FILE *out)
+{
+	for (size_t i = 0; out && i < c->nr; i++) {
+		const struct check_finding *f = &c->f[i];
+		fprintf(out, "%s: %s: %s (%s)\n", level_tag[f->level], f->text,
+			f->result ? "not repaired" : "repaired", f->how);
 	}
-	admin_lock(pool);
-	nr = meta_integrity(pool->meta, integrity_line, &c);
-	if (nr < 0) {
-		rc = nr;
-		goto out_unlock;
-	}
-	rc = meta_map_foreach_orphan(pool->meta, orphan_row, &c);
-	if (!rc && pool->prow.needs_check)
-		report(&c, CHECK_DAMAGED,
-		       "needs_check is set: an earlier error made the pool read-only");
+}
+
+/* One round: scan, repair what has a fix.  *found: findings this round. */
+static int repair_round(const char *dir, FILE *out, size_t *found, char *msg, size_t msglen)
+{
+	struct checker c;
+	struct pool *pool;
+	int rc = scan_pool(dir, true, &pool, &c, msg, msglen);
+
 	if (rc)
-		goto out_unlock;
-	if (!repair) {
-		rc = check_layers(&c);
-	} else if (c.worst < CHECK_FATAL) {
-		/* a repair may run on a pool forced read-only: that is what it is for */
-		pool_mode_repair(pool);
-		c.worst = 0;
-		c.problems = 0;
-		rc = pool_txn(pool, op_repair, &c);
-		/* an earlier error may have left data in free blocks (an unclean
-		 * stop, a failed punch): make them read zeros again */
-		if (!rc)
-			rc = pool_scrub_free_blocks(pool);
-		if (!rc && c.worst < CHECK_FATAL)
-			rc = pool_clear_needs_check_marker(pool);
-		if (!rc && c.out)
-			fprintf(c.out, "repaired: %s\n",
-				c.problems ? "the findings above" : "nothing to do");
-		if (!rc && c.worst < CHECK_FATAL)
-			c.worst = CHECK_CLEAN;
+		return rc;
+	*found = c.nr;
+	if (has_fatal(&c)) {
+		/* the database cannot be trusted: change nothing */
+		for (size_t i = 0; i < c.nr; i++) {
+			c.f[i].result = -EUCLEAN;
+			snprintf(
+			    c.f[i].how, sizeof(c.f[i].how), "%s",
+			    c.f[i].fix == FIX_NONE
+				? "cannot be repaired in place: dump what can be read (thinctl "
+				  "dump) and restore it into a new pool"
+				: "nothing was changed: the pool has fatal damage");
+		}
+		report_repair(&c, out);
+		keep_damage(&c);
+		end_scan(pool, &c);
+		return CHECK_FATAL;
 	}
-out_unlock:
-	admin_unlock(pool);
-out:
-	free(c.inrow);
-	free(c.refs);
-	pool_close(pool);
+	if (c.nr) {
+		rc = check_repair(&c);
+		report_repair(&c, out);
+		if (rc)
+			set_msg(msg, msglen, rc, "repair failed: %s", strerror(-rc));
+		else
+			pool->lenient = false; /* repaired and scrubbed: close marks it clean */
+	}
+	end_scan(pool, &c);
+	return rc;
+}
+
+/* A fresh scan after a round.  *left: findings another round would fix.
+ * The final one reports what is still found (which sets the exit code)
+ * and keeps the damage in the marker. */
+static int rescan(const char *dir, bool final, FILE *out, bool *left, char *msg, size_t msglen)
+{
+	struct checker c;
+	struct pool *pool;
+	int rc = scan_pool(dir, false, &pool, &c, msg, msglen);
+
+	*left = false;
 	if (rc)
-		return set_msg(msg, msglen, rc, "check failed: %s", strerror(-rc));
-	return c.worst;
+		return rc;
+	for (size_t i = 0; i < c.nr; i++) {
+		*left |= c.f[i].fix != FIX_NONE;
+		if (final && out)
+			fprintf(out, "%s: %s: still there after the repair\n",
+				level_tag[c.f[i].level], c.f[i].text);
+	}
+	*left &= !has_fatal(&c);
+	if (final)
+		keep_damage(&c);
+	rc = c.nr ? (c.worst > CHECK_DAMAGED ? c.worst : CHECK_DAMAGED) : CHECK_CLEAN;
+	end_scan(pool, &c);
+	return rc;
+}
+
+static int repair(const char *dir, FILE *out, char *msg, size_t msglen)
+{
+	size_t total = 0, found = 0;
+	bool left = true;
+	int rc = 0;
+
+	for (int round = 0; round < REPAIR_ROUNDS && left; round++) {
+		rc = repair_round(dir, out, &found, msg, msglen);
+		total += found;
+		if (rc)
+			return rc;
+		if (!found)
+			break;
+		rc = rescan(dir, false, NULL, &left, msg, msglen);
+		if (rc < 0)
+			return rc;
+	}
+	rc = rescan(dir, true, out, &left, msg, msglen);
+	if (rc >= 0 && out) {
+		if (rc == CHECK_CLEAN)
+			fprintf(out, "repaired: %zu finding(s); the pool is clean\n", total);
+		else
+			fprintf(out, "not repaired: findings remain (above); the pool opens "
+				     "read-only until they are fixed\n");
+	}
+	return rc;
+}
+
+int pool_check(const char *dir, bool do_repair, FILE *out, char *msg, size_t msglen)
+{
+	return do_repair ? repair(dir, out, msg, msglen) : check_only(dir, out, msg, msglen);
 }

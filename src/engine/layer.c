@@ -493,6 +493,15 @@ static int layer_merge(struct pool *pool, struct layer *p, struct layer *c, stru
 	return layer_save(pool, keep);
 }
 
+int layer_merge_single(struct pool *pool, struct layer *p)
+{
+	struct layer *keep;
+
+	if (p->dev || p->nr_children != 1)
+		return -EINVAL;
+	return layer_merge(pool, p, p->children[0], &keep);
+}
+
 int layer_remove_leaf(struct pool *pool, struct layer *l)
 {
 	struct layer *p = l->parent, *root;

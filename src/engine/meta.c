@@ -47,6 +47,7 @@ enum stmt_id {
 	S_LAYER_INSERT,
 	S_LAYER_UPDATE,
 	S_LAYER_DELETE,
+	S_LAYER_INSERT_ID,
 	S_MAP_GET,
 	S_MAP_PUT,
 	S_MAP_DEL,
@@ -94,6 +95,7 @@ static const char *const stmt_sql[S_NR] = {
     [S_LAYER_INSERT] = "INSERT INTO layers(parent, nr_rows) VALUES(?1, 0)",
     [S_LAYER_UPDATE] = "UPDATE layers SET parent = ?2, nr_rows = ?3 WHERE id = ?1",
     [S_LAYER_DELETE] = "DELETE FROM layers WHERE id = ?1",
+    [S_LAYER_INSERT_ID] = "INSERT INTO layers(id, parent, nr_rows) VALUES(?1, ?2, ?3)",
     [S_MAP_GET] = "SELECT dblock FROM map WHERE layer = ?1 AND vblock = ?2",
     [S_MAP_PUT] = "INSERT OR REPLACE INTO map(layer, vblock, dblock, time) VALUES(?1, ?2, ?3, ?4)",
     [S_MAP_DEL] = "DELETE FROM map WHERE layer = ?1 AND vblock = ?2",
@@ -644,15 +646,28 @@ int meta_layer_insert(struct meta *m, uint64_t parent, uint64_t *id)
 	return rc;
 }
 
-int meta_layer_update(struct meta *m, const struct meta_layer_row *row)
+/* (id, parent or NULL, nr_rows) as ?1 ?2 ?3 */
+static void bind_layer_row(sqlite3_stmt *s, const struct meta_layer_row *row)
 {
-	PREP(m, S_LAYER_UPDATE);
 	bind_u64(s, 1, row->id);
 	if (row->parent)
 		bind_u64(s, 2, row->parent);
 	else
 		sqlite3_bind_null(s, 2);
 	bind_u64(s, 3, row->nr_rows);
+}
+
+int meta_layer_update(struct meta *m, const struct meta_layer_row *row)
+{
+	PREP(m, S_LAYER_UPDATE);
+	bind_layer_row(s, row);
+	return run(s);
+}
+
+int meta_layer_insert_id(struct meta *m, const struct meta_layer_row *row)
+{
+	PREP(m, S_LAYER_INSERT_ID);
+	bind_layer_row(s, row);
 	return run(s);
 }
 
@@ -830,25 +845,18 @@ int meta_space_delete_from(struct meta *m, uint64_t chunk)
 	return run(s);
 }
 
-static int integrity_pragma(struct meta *m, const char *sql, bool ok_line,
-			    void (*cb)(void *arg, const char *line), void *arg)
+int meta_integrity(struct meta *m, void (*cb)(void *arg, const char *line), void *arg)
 {
 	sqlite3_stmt *s;
 	int problems = 0, step;
 	char line[512];
 
-	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(m->db, "PRAGMA integrity_check", -1, &s, NULL) != SQLITE_OK)
 		return meta_errno(sqlite3_errcode(m->db));
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		if (ok_line) {
-			col_text(s, 0, line, sizeof(line));
-			if (!strcmp(line, "ok"))
-				continue;
-		} else {
-			snprintf(line, sizeof(line), "foreign key violation in table %s row %lld",
-				 (const char *)sqlite3_column_text(s, 0),
-				 (long long)sqlite3_column_int64(s, 1));
-		}
+		col_text(s, 0, line, sizeof(line));
+		if (!strcmp(line, "ok"))
+			continue;
 		problems++;
 		cb(arg, line);
 	}
@@ -861,13 +869,7 @@ static int integrity_pragma(struct meta *m, const char *sql, bool ok_line,
 	return problems;
 }
 
-int meta_integrity(struct meta *m, void (*cb)(void *arg, const char *line), void *arg)
+int meta_reindex(struct meta *m)
 {
-	int a = integrity_pragma(m, "PRAGMA integrity_check", true, cb, arg);
-	int b;
-
-	if (a < 0)
-		return a;
-	b = integrity_pragma(m, "PRAGMA foreign_key_check", false, cb, arg);
-	return b < 0 ? b : a + b;
+	return exec(m->db, "REINDEX");
 }

@@ -102,6 +102,8 @@ typedef int (*meta_layer_cb)(void *arg, const struct meta_layer_row *row);
 int meta_layer_foreach(struct meta *m, meta_layer_cb cb, void *arg);
 int meta_layer_insert(struct meta *m, uint64_t parent, uint64_t *id);
 int meta_layer_update(struct meta *m, const struct meta_layer_row *row);
+/* Insert a layer with a given id (check --repair recreating a missing row). */
+int meta_layer_insert_id(struct meta *m, const struct meta_layer_row *row);
 int meta_layer_delete(struct meta *m, uint64_t id);
 
 /* Map rows.  dblock META_TOMBSTONE marks a tombstone. */
@@ -130,8 +132,11 @@ int meta_space_foreach(struct meta *m, meta_space_cb cb, void *arg);
 int meta_space_put(struct meta *m, uint64_t chunk, const void *bits, size_t len);
 int meta_space_delete_from(struct meta *m, uint64_t chunk);
 
-/* PRAGMA integrity_check and foreign_key_check: cb per problem line; returns
+/* PRAGMA integrity_check (the foreign keys are the checker's, who says what
+ * a dangling one means): cb per problem line; returns
  * the number of problems (>= 0) or a negative errno. */
 int meta_integrity(struct meta *m, void (*cb)(void *arg, const char *line), void *arg);
+/* REINDEX: every index rebuilt from its table (inside a transaction). */
+int meta_reindex(struct meta *m);
 
 #endif

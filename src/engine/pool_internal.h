@@ -40,6 +40,7 @@ struct layer {
 	size_t nr_children, cap_children;
 	struct device *dev; /* the device whose leaf this is, or NULL */
 	uint64_t nr_rows;
+	bool placeholder;   /* stands in for a missing layers row (check only) */
 	bool dirty;	    /* parent or nr_rows changed since the last commit */
 	struct layer *next; /* all layers */
 };
@@ -71,6 +72,27 @@ struct set {
 	struct meta_set_row row;
 	struct set *next;
 };
+
+/*
+ * Damage the loader met.  A lenient open (check's) records it and goes on
+ * with a usable tree; every other open refuses the pool, naming the first.
+ */
+enum pool_damage_kind {
+	PD_PARENT_MISSING, /* layer id names missing parent ref: a placeholder stands in */
+	PD_CYCLE,	   /* layer id's parent link (to ref) closed a cycle: cut */
+	PD_LAYER_MISSING,  /* device id names missing layer ref: a placeholder stands in */
+	PD_LAYER_SHARED,   /* device id names layer ref, another device's leaf: not loaded */
+	PD_SPACE_CHUNK,	   /* space row id is damaged (ref bytes): ignored */
+	PD_DATA_SHORT,	   /* the data file is id bytes, the pool needs ref */
+};
+struct pool_damage {
+	enum pool_damage_kind kind;
+	uint64_t id, ref;
+};
+/* Internal open flag: load damaged metadata as far as it goes (check). */
+#define POOL_OPEN_LENIENT (1u << 30)
+/* One line on a damage. */
+void pool_damage_describe(const struct pool_damage *d, char *buf, size_t len);
 
 /* test hooks: called at named crash points; a non-zero return "crashes" */
 typedef int (*pool_crash_hook)(void *arg, const char *point);
@@ -148,6 +170,10 @@ struct pool {
 	size_t nr_unpunched, cap_unpunched;
 	bool unpunched_lost; /* [A] some could not even be remembered */
 
+	struct pool_damage *damage; /* [i] what a lenient open found */
+	size_t nr_damage, cap_damage;
+	bool lenient; /* [i] opened with POOL_OPEN_LENIENT */
+
 	pool_crash_hook crash_hook; /* tests only */
 	void *crash_arg;
 	int fail_alloc, fail_punch; /* test failures (pool_test_fail) [L] */
@@ -170,6 +196,8 @@ bool pool_test_alloc_fails(struct pool *pool);
 bool pool_test_punch_fails(struct pool *pool);
 /* Remove the needs_check marker file (after a repair). */
 int pool_clear_needs_check_marker(struct pool *pool);
+/* Write the marker file with `why` (best effort, made durable). */
+void pool_write_needs_check_marker(struct pool *pool, const char *why);
 /* Punch every data extent lying in a free block; lock held or pool private. */
 int pool_scrub_free_blocks(struct pool *pool);
 struct device *pool_find_device(struct pool *pool, const char *name);
@@ -244,6 +272,8 @@ int layer_ancestor_row(struct pool *pool, struct layer *l, uint64_t vblock, stru
 /* Remove leaf `l` (whose rows are already gone): merge its parent if it is left
  * with one child, then free the rows no device sees any more. */
 int layer_remove_leaf(struct pool *pool, struct layer *l);
+/* Merge interior `p`, left with one child, with that child (check --repair). */
+int layer_merge_single(struct pool *pool, struct layer *p);
 /* Free every row of the tree under `root` that no leaf sees. */
 int layer_sweep(struct pool *pool, struct layer *root, uint64_t *nr_freed);
 /* Resolve the view of a leaf into vm (root first, leaf last). */

@@ -50,7 +50,7 @@ int pool_clear_needs_check_marker(struct pool *pool)
 	return rc;
 }
 
-static void write_needs_check_marker(struct pool *pool, const char *why)
+void pool_write_needs_check_marker(struct pool *pool, const char *why)
 {
 	char *path = needs_check_marker(pool);
 	int fd =
@@ -95,7 +95,7 @@ void pool_fail(struct pool *pool, int err, const char *why)
 			meta_rollback(pool->meta);
 	}
 	if (!saved)
-		write_needs_check_marker(pool, why);
+		pool_write_needs_check_marker(pool, why);
 }
 
 void pool_space_short(struct pool *pool, bool short_of_space)

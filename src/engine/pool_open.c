@@ -39,8 +39,81 @@ static int load_layer(void *arg, const struct meta_layer_row *r)
 	return 0;
 }
 
+static int add_damage(struct pool *pool, enum pool_damage_kind kind, uint64_t id, uint64_t ref)
+{
+	if (pool->nr_damage == pool->cap_damage) {
+		size_t cap = pool->cap_damage ? pool->cap_damage * 2 : 8;
+		struct pool_damage *n = realloc(pool->damage, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		pool->damage = n;
+		pool->cap_damage = cap;
+	}
+	pool->damage[pool->nr_damage++] = (struct pool_damage){kind, id, ref};
+	return 0;
+}
+
+void pool_damage_describe(const struct pool_damage *d, char *buf, size_t len)
+{
+	static const char *const fmt[] = {
+	    [PD_PARENT_MISSING] = "layer %llu names parent layer %llu, which is missing",
+	    [PD_CYCLE] = "the parent link of layer %llu (to layer %llu) closes a cycle",
+	    [PD_LAYER_MISSING] = "device %llu names layer %llu, which is missing",
+	    [PD_LAYER_SHARED] = "device %llu names layer %llu, another device's leaf",
+	    [PD_SPACE_CHUNK] = "space row %llu is damaged (%llu bytes)",
+	    [PD_DATA_SHORT] = "the data file is %llu bytes, the pool needs %llu",
+	};
+	snprintf(buf, len, fmt[d->kind], (unsigned long long)d->id, (unsigned long long)d->ref);
+}
+
+/* The layer with this id, or a placeholder standing in for its missing row. */
+static struct layer *layer_or_placeholder(struct pool *pool, uint64_t id)
+{
+	struct layer *l = layer_find(pool, id);
+
+	if (!l && (l = layer_new(pool, id, NULL)))
+		l->placeholder = true;
+	return l;
+}
+
+/* Cut one parent link of every cycle (each is damage). */
+static int cut_cycles(struct pool *pool)
+{
+	uint64_t nr = 0;
+	int rc;
+
+	for (struct layer *l = pool->layers; l; l = l->next)
+		nr++;
+	for (struct layer *l = pool->layers; l; l = l->next) {
+		struct layer *x = l;
+		uint64_t n = 0;
+		while (x && n <= nr) {
+			x = x->parent;
+			n++;
+		}
+		if (!x)
+			continue;
+		/* x is on a cycle: cut the link into a device's leaf (a leaf never
+		 * has children, so that one is wrong), else x's */
+		for (struct layer *y = x->parent; y != x; y = y->parent) {
+			if (y->parent->dev) {
+				x = y;
+				break;
+			}
+		}
+		rc = add_damage(pool, PD_CYCLE, x->id, x->parent->id);
+		if (rc)
+			return rc;
+		layer_remove_child(x->parent, x);
+		x->dirty = true;
+	}
+	return 0;
+}
+
 static int link_layers(struct pool *pool)
 {
+	int rc;
+
 	for (struct layer *l = pool->layers; l; l = l->next) {
 		uint64_t pid = (uint64_t)(uintptr_t)l->children;
 		l->children = NULL;
@@ -48,22 +121,30 @@ static int link_layers(struct pool *pool)
 	}
 	for (struct layer *l = pool->layers; l; l = l->next) {
 		uint64_t pid = (uint64_t)(uintptr_t)l->parent;
+		struct layer *p;
+		if (l->placeholder)
+			continue;
 		l->parent = NULL;
 		if (!pid)
 			continue;
-		struct layer *p = layer_find(pool, pid);
-		if (!p || p == l)
-			return -EUCLEAN;
-		int rc = layer_add_child(p, l);
+		if (pid == l->id) {
+			rc = add_damage(pool, PD_CYCLE, l->id, pid);
+			l->dirty = true;
+			if (rc)
+				return rc;
+			continue;
+		}
+		p = layer_find(pool, pid);
+		if (!p) {
+			rc = add_damage(pool, PD_PARENT_MISSING, l->id, pid);
+			if (!rc && !(p = layer_or_placeholder(pool, pid)))
+				rc = -ENOMEM;
+			if (rc)
+				return rc;
+		}
+		rc = layer_add_child(p, l);
 		if (rc)
 			return rc;
-	}
-	/* a cycle would make a chain that never ends */
-	for (struct layer *l = pool->layers; l; l = l->next) {
-		uint64_t n = 0;
-		for (struct layer *a = l; a; a = a->parent)
-			if (++n > 1000000)
-				return -EUCLEAN;
 	}
 	return 0;
 }
@@ -71,17 +152,26 @@ static int link_layers(struct pool *pool)
 static int load_device(void *arg, const struct meta_device_row *r)
 {
 	struct pool *pool = arg;
-	struct device *d = calloc(1, sizeof(*d));
+	struct device *d;
+	struct layer *l = layer_find(pool, r->layer);
+	int rc = 0;
 
+	if (!l) {
+		rc = add_damage(pool, PD_LAYER_MISSING, r->id, r->layer);
+		if (!rc && !(l = layer_or_placeholder(pool, r->layer)))
+			rc = -ENOMEM;
+	} else if (l->dev) {
+		/* check reports it; no device can share a leaf */
+		return add_damage(pool, PD_LAYER_SHARED, r->id, r->layer);
+	}
+	if (rc)
+		return rc;
+	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	d->row = *r;
-	d->layer = layer_find(pool, r->layer);
-	if (!d->layer || d->layer->dev) {
-		free(d);
-		return -EUCLEAN;
-	}
-	d->layer->dev = d;
+	d->layer = l;
+	l->dev = d;
 	vmap_init(&d->vm);
 	d->deleted = !strcmp(r->set, DELETED_SET);
 	d->next = pool->devices;
@@ -119,18 +209,25 @@ static void free_state(struct pool *pool)
 	space_destroy(&pool->space);
 }
 
+static int bad_space_chunk(void *arg, uint64_t chunk, size_t len)
+{
+	return add_damage(arg, PD_SPACE_CHUNK, chunk, len);
+}
+
 static int load_state(struct pool *pool)
 {
 	int rc = space_init(&pool->space, pool->prow.nr_data_blocks);
 
 	if (!rc)
-		rc = space_load(&pool->space, pool->meta);
+		rc = space_load(&pool->space, pool->meta, bad_space_chunk, pool);
 	if (!rc)
 		rc = meta_layer_foreach(pool->meta, load_layer, pool);
 	if (!rc)
 		rc = link_layers(pool);
 	if (!rc)
 		rc = meta_device_foreach(pool->meta, load_device, pool);
+	if (!rc) /* after the devices: which link is wrong depends on them */
+		rc = cut_cycles(pool);
 	if (!rc)
 		rc = meta_set_foreach(pool->meta, load_set, pool);
 	return rc;
@@ -206,6 +303,8 @@ static int check_data(struct pool *pool, char *msg, size_t msglen)
 
 	if (rc)
 		return set_msg(msg, msglen, rc, "cannot size the data file: %s", strerror(-rc));
+	if (size < need && pool->lenient)
+		return add_damage(pool, PD_DATA_SHORT, size, need); /* check grows it */
 	if (size < need)
 		return set_msg(
 		    msg, msglen, -EUCLEAN,
@@ -264,6 +363,7 @@ static void pool_free(struct pool *pool)
 	pthread_mutex_destroy(&pool->commit_lock);
 	pthread_cond_destroy(&pool->prov_cv);
 	free(pool->unpunched);
+	free(pool->damage);
 	free(pool->dir);
 	free(pool->meta_path);
 	free(pool);
@@ -372,6 +472,25 @@ static int open_for_writing(struct pool *pool, char *msg, size_t msglen)
 	return 0;
 }
 
+/* A strict open refuses damage the loader met (naming the first); a lenient
+ * one (check) keeps the pool as loaded, in WRITE or READER mode, untouched. */
+static int open_state(struct pool *pool, char *msg, size_t msglen)
+{
+	char what[200];
+	int rc = load_state(pool);
+
+	if (rc)
+		return set_msg(msg, msglen, rc,
+			       "%s: cannot load the metadata (%s); run thinctl check", pool->dir,
+			       strerror(-rc));
+	if (pool->lenient || !pool->nr_damage)
+		return 0;
+	pool_damage_describe(&pool->damage[0], what, sizeof(what));
+	return set_msg(msg, msglen, -EUCLEAN,
+		       "%s: damaged metadata (%s): run thinctl check --repair %s", pool->dir, what,
+		       pool->dir);
+}
+
 int pool_open(const char *dir, unsigned flags, const char *holder, struct pool **out, char *msg,
 	      size_t msglen)
 {
@@ -380,6 +499,7 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 
 	if (!pool)
 		return -ENOMEM;
+	pool->lenient = flags & POOL_OPEN_LENIENT;
 	rc = pool->dir && pool->meta_path ? 0 : -ENOMEM;
 	if (!rc)
 		rc = open_dir(pool, holder, msg, msglen);
@@ -387,30 +507,28 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 		rc = open_meta(pool, msg, msglen);
 	if (!rc)
 		rc = open_data(pool, msg, msglen);
-	if (!rc) {
-		rc = load_state(pool);
-		if (rc)
-			set_msg(msg, msglen, rc,
-				"%s: cannot load the metadata (%s); run thinctl check", dir,
-				rc == -EUCLEAN ? "damaged" : strerror(-rc));
-	}
+	if (!rc)
+		rc = open_state(pool, msg, msglen);
 	if (rc) {
 		pool_free(pool);
 		return rc;
 	}
+	*out = pool;
+	if (pool->lenient)
+		return 0;
 	if (needs_check_marked(pool)) {
-		/* an error meta.db could not record: the marker kept it */
+		/* an error meta.db could not record, or damage check found */
 		pool->prow.needs_check = 1;
-		snprintf(pool->ro_reason, sizeof(pool->ro_reason), "%s",
-			 "needs_check is set (marker file): run thinctl check --repair");
+		snprintf(pool->ro_reason, sizeof(pool->ro_reason),
+			 "needs_check is set (marker file): run thinctl check --repair %s", dir);
 	}
 	if (pool->mode == POOL_MODE_WRITE && pool->prow.needs_check)
 		pool->mode = POOL_MODE_READ_ONLY;
 	if (pool->mode == POOL_MODE_WRITE && (rc = open_for_writing(pool, msg, msglen))) {
 		pool_free(pool);
+		*out = NULL;
 		return rc;
 	}
-	*out = pool;
 	if (pool->devices_pending_delete)
 		pool_finish_deletes(pool);
 	return 0;
@@ -433,7 +551,8 @@ int pool_close(struct pool *pool)
 			/* clean means "free blocks are holes and every write is
 			 * durable": flush the punches and any in-place writes no
 			 * commit covered before saying so (crash enumeration) */
-			if (!rc && !pool->nr_unpunched && !pool->unpunched_lost) {
+			/* (a lenient open marks nothing: check decides) */
+			if (!rc && !pool->nr_unpunched && !pool->unpunched_lost && !pool->lenient) {
 				rc = dio_flush(pool->dio);
 				if (!rc)
 					rc = write_clean(pool, 1);

@@ -95,25 +95,31 @@ int space_grow(struct space *sp, uint64_t nr_blocks)
 
 struct load_ctx {
 	struct space *sp;
+	space_bad_chunk bad;
+	void *arg;
 };
 
 static int load_chunk(void *arg, uint64_t chunk, const void *bits, size_t len)
 {
-	struct space *sp = arg;
-	uint64_t *dst;
+	struct load_ctx *lc = arg;
+	struct space *sp = lc->sp;
 	uint64_t first = chunk * META_SPACE_CHUNK_BITS;
 
-	if (chunk >= sp->nr_chunks || len != CHUNK_BYTES)
-		return -EUCLEAN;
-	dst = sp->used + first / WORD_BITS;
-	memcpy(dst, bits, CHUNK_BYTES);
+	if (chunk >= sp->nr_chunks || len != CHUNK_BYTES) {
+		int rc = lc->bad ? lc->bad(lc->arg, chunk, len) : -EUCLEAN;
+		if (!rc && chunk < sp->nr_chunks)
+			sp->dirty_chunks[chunk] = 1;
+		return rc;
+	}
+	memcpy(sp->used + first / WORD_BITS, bits, CHUNK_BYTES);
 	memcpy(sp->busy + first / WORD_BITS, bits, CHUNK_BYTES);
 	return 0;
 }
 
-int space_load(struct space *sp, struct meta *m)
+int space_load(struct space *sp, struct meta *m, space_bad_chunk bad, void *arg)
 {
-	int rc = meta_space_foreach(m, load_chunk, sp);
+	struct load_ctx lc = {sp, bad, arg};
+	int rc = meta_space_foreach(m, load_chunk, &lc);
 	uint64_t words = sp->nr_chunks * (META_SPACE_CHUNK_BITS / WORD_BITS);
 
 	if (rc)
@@ -124,6 +130,36 @@ int space_load(struct space *sp, struct meta *m)
 	sp->nr_busy = sp->nr_used;
 	/* bits past nr_blocks are never set by us; a damaged map is check's job */
 	return 0;
+}
+
+void space_mark_all_dirty(struct space *sp)
+{
+	memset(sp->dirty_chunks, 1, sp->nr_chunks);
+}
+
+uint64_t space_nr_beyond(const struct space *sp)
+{
+	uint64_t n = 0, end = sp->nr_chunks * META_SPACE_CHUNK_BITS;
+
+	for (uint64_t b = sp->nr_blocks; b < end; b++)
+		n += (sp->used[b / WORD_BITS] >> (b % WORD_BITS)) & 1;
+	return n;
+}
+
+void space_clear_beyond(struct space *sp)
+{
+	uint64_t end = sp->nr_chunks * META_SPACE_CHUNK_BITS;
+
+	for (uint64_t b = sp->nr_blocks; b < end; b++) {
+		uint64_t bit = 1ull << (b % WORD_BITS);
+		if (sp->used[b / WORD_BITS] & bit) {
+			sp->used[b / WORD_BITS] &= ~bit;
+			sp->busy[b / WORD_BITS] &= ~bit;
+			sp->nr_used--;
+			sp->nr_busy--;
+			sp->dirty_chunks[b / META_SPACE_CHUNK_BITS] = 1;
+		}
+	}
 }
 
 int space_save(struct space *sp, struct meta *m)

@@ -34,8 +34,16 @@ struct space {
 
 int space_init(struct space *sp, uint64_t nr_blocks);
 void space_destroy(struct space *sp);
-/* Load the used bitmap from the metadata. */
-int space_load(struct space *sp, struct meta *m);
+/* Load the used bitmap from the metadata.  A damaged row (out of range, or
+ * of the wrong length) is -EUCLEAN, or with `bad` set, reported to it and
+ * skipped (its blocks read free; the chunk is rewritten at the next save). */
+typedef int (*space_bad_chunk)(void *arg, uint64_t chunk, size_t len); /* non-zero: stop */
+int space_load(struct space *sp, struct meta *m, space_bad_chunk bad, void *arg);
+/* Rewrite every chunk at the next save (check --repair). */
+void space_mark_all_dirty(struct space *sp);
+/* Bits set past nr_blocks in the last chunk (damage); clear them. */
+uint64_t space_nr_beyond(const struct space *sp);
+void space_clear_beyond(struct space *sp);
 /* Write the chunks changed since the last save (inside a transaction). */
 int space_save(struct space *sp, struct meta *m);
 int space_grow(struct space *sp, uint64_t nr_blocks);

@@ -184,9 +184,25 @@ cp -r "$P" "$T/dmg"
 sqlite3 "$T/dmg/meta.db" "INSERT INTO map(layer, vblock, dblock, time) SELECT layer, 0, 5, 0 FROM devices WHERE name = 'v1'; UPDATE space SET bits = zeroblob(4096)"
 expect_rc 1 "$C" check "$T/dmg" && grep -q "marked free" "$T/out" && ok "mapped-but-free is damage (exit 1)" || bad "damage: $(cat "$T/out")"
 sqlite3 "$T/dmg/meta.db" "INSERT INTO map(layer, vblock, dblock, time) SELECT layer, 1, 999999, 0 FROM devices WHERE name = 'v1'"
-expect_rc 2 "$C" check "$T/dmg" && grep -q "past the end" "$T/out" && ok "mapping past the end is fatal (exit 2)" || bad "past end: $(cat "$T/out")"
+expect_rc 1 "$C" check "$T/dmg" && grep -q "past the end" "$T/out" && ok "mapping past the end is damage (exit 1)" || bad "past end: $(cat "$T/out")"
 sqlite3 "$T/dmg/meta.db" "DELETE FROM map WHERE dblock = 999999; INSERT INTO map(layer, vblock, dblock, time) SELECT layer, 2, 5, 0 FROM devices WHERE name = 'zero'"
-expect_rc 2 "$C" check "$T/dmg" && grep -q "mapped twice" "$T/out" && ok "block mapped twice is fatal" || bad "twice: $(cat "$T/out")"
+expect_rc 1 "$C" check "$T/dmg" && grep -q "mapped twice" "$T/out" && ok "block mapped twice is damage (exit 1)" || bad "twice: $(cat "$T/out")"
+# damage found by check is remembered: the pool opens read-only until repaired (issue 12)
+expect 0 "$C" status "$T/dmg" && grep -q "needs_check" "$T/out" && ok "damage found: the pool is needs_check" || bad "dmg status: $(cat "$T/out")"
+expect_rc 0 "$C" check --repair "$T/dmg" && grep -q "mapped twice.*: repaired (the second mapping got its own copy" "$T/out" && ok "repair copies a block mapped twice" || bad "repair twice: $(cat "$T/out")"
+expect_rc 0 "$C" check "$T/dmg" && [ ! -s "$T/out" ] && [ ! -e "$T/dmg/needs_check" ] && ok "after the repair: clean, marker gone" || bad "after repair: $(cat "$T/out")"
+# a finding repair cannot fix is said, with a non-zero exit, and nothing changes
+cp -r "$P" "$T/fatal"; sqlite3 "$T/fatal/meta.db" "PRAGMA wal_checkpoint(TRUNCATE)" > /dev/null
+root=$(sqlite3 "$T/fatal/meta.db" "SELECT rootpage FROM sqlite_master WHERE name = 'map'")
+psize=$(sqlite3 "$T/fatal/meta.db" "PRAGMA page_size")
+head -c "$psize" /dev/urandom | dd of="$T/fatal/meta.db" bs="$psize" seek=$((root - 1)) conv=notrunc status=none
+before=$(sha256sum "$T/fatal/meta.db")
+expect_rc 2 "$C" check "$T/fatal" && ok "a garbage page in meta.db is fatal (exit 2)" || bad "garbage page: $(cat "$T/out" "$T/err")"
+expect_rc 2 "$C" check --repair "$T/fatal" && ! grep -q ": repaired" "$T/out" && [ "$before" = "$(sha256sum "$T/fatal/meta.db")" ] && ok "repair of fatal damage claims nothing, changes nothing (exit 2)" || bad "fatal repair: $(cat "$T/out" "$T/err")"
+# an index that disagrees with its table is rebuilt
+cp -r "$P" "$T/index"; sqlite3 "$T/index/meta.db" "PRAGMA writable_schema=ON; UPDATE sqlite_master SET sql = 'CREATE INDEX layers_parent ON layers(nr_rows)' WHERE name = 'layers_parent'"
+expect_rc 1 "$C" check "$T/index" && grep -q "missing from index\|wrong # of entries" "$T/out" && ok "a stale index is damage (exit 1)" || bad "index: $(cat "$T/out")"
+expect_rc 0 "$C" check --repair "$T/index" && grep -q "indexes rebuilt" "$T/out" && expect_rc 0 "$C" check "$T/index" && ok "repair rebuilds the index" || bad "reindex: $(cat "$T/out")"
 expect 0 "$C" check "$P" && ok "the original pool is still clean"
 
 # dump / restore / delta / send / receive (issue 6) from the command line

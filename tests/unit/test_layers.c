@@ -162,7 +162,7 @@ static void test_space_persists_through_meta(void **state)
 	assert_int_equal(space_save(&sp, m), 0);
 	assert_int_equal(meta_commit(m), 0);
 	assert_int_equal(space_init(&sp2, 70000), 0);
-	assert_int_equal(space_load(&sp2, m), 0);
+	assert_int_equal(space_load(&sp2, m, NULL, NULL), 0);
 	assert_int_equal(sp2.nr_used, 6);
 	assert_true(space_is_used(&sp2, 69999));
 	assert_true(space_is_used(&sp2, 4));
