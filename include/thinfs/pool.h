@@ -75,6 +75,17 @@ int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msgl
  * as before; its blocks are released at the last close (or, after a crash,
  * at the next open of the pool). */
 int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen);
+/*
+ * Background reclaim, for a daemon that must not stall I/O: with it on, a
+ * delete only hides the device (O(1)); its space comes back through
+ * pool_reclaim_step(), each call one bounded transaction (a few thousand
+ * rows), to be called while pool_reclaim_pending().  Off (the default), a
+ * delete frees everything before it returns.  A pool closed or crashed with
+ * deletes pending finishes them at its next read-write open.
+ */
+void pool_set_background_reclaim(struct pool *pool, bool on);
+bool pool_reclaim_pending(struct pool *pool);
+int pool_reclaim_step(struct pool *pool);
 /* Delete a snapshot set and all its members. */
 int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen);
 /* Rename a top-level device, or a set when both names are set names (is_set). */
@@ -93,6 +104,12 @@ int pool_rename_replace(struct pool *pool, const char *oldname, const char *newn
 int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, size_t msglen);
 /* Resize the device behind an open handle (also one deleted while open). */
 int pool_volume_resize(struct volume *vol, uint64_t size, char *msg, size_t msglen);
+/* VOLUME reads exactly as SNAPSHOT (any other device) did, again: O(1),
+ * metadata only; VOLUME keeps its name, id, owner and mode and takes the
+ * snapshot's size; its old blocks are released like a delete's.  Refused
+ * (-EBUSY) while VOLUME is open; set members cannot be rolled back. */
+int pool_rollback(struct pool *pool, const char *volume, const char *snapshot, char *msg,
+		  size_t msglen);
 /* Grow the data capacity to data_size bytes (never shrinks). */
 int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen);
 /* Owner and mode of a device's file (persisted, durable on return).  Acts on
@@ -131,6 +148,7 @@ struct pool_status {
 	uint64_t transaction_id; /* of the last durable commit */
 	uint64_t pool_time;
 	uint64_t nr_devices, nr_sets;
+	uint64_t reclaim_devices, reclaim_rows; /* deleted, space still being freed */
 	bool read_only; /* opened read-only, or forced read-only by an error */
 	bool needs_check;
 	bool out_of_space;

@@ -53,6 +53,7 @@ enum stmt_id {
 	S_MAP_DEL,
 	S_MAP_RANGE,
 	S_MAP_DEL_FROM,
+	S_MAP_DEL_UPTO,
 	S_MAP_MOVE_KEEP,
 	S_MAP_MOVE_REPLACE,
 	S_MAP_DEL_LAYER,
@@ -102,6 +103,7 @@ static const char *const stmt_sql[S_NR] = {
     [S_MAP_RANGE] = "SELECT vblock, dblock, time FROM map WHERE layer = ?1 AND vblock >= ?2 "
 		    "ORDER BY vblock",
     [S_MAP_DEL_FROM] = "DELETE FROM map WHERE layer = ?1 AND vblock >= ?2",
+    [S_MAP_DEL_UPTO] = "DELETE FROM map WHERE layer = ?1 AND vblock <= ?2",
     [S_MAP_MOVE_KEEP] = "INSERT OR IGNORE INTO map(layer, vblock, dblock, time) "
 			"SELECT ?2, vblock, dblock, time FROM map WHERE layer = ?1",
     [S_MAP_MOVE_REPLACE] = "INSERT OR REPLACE INTO map(layer, vblock, dblock, time) "
@@ -751,6 +753,14 @@ int meta_map_delete_from(struct meta *m, uint64_t layer, uint64_t from)
 	PREP(m, S_MAP_DEL_FROM);
 	bind_u64(s, 1, layer);
 	bind_u64(s, 2, from);
+	return run(s);
+}
+
+int meta_map_delete_upto(struct meta *m, uint64_t layer, uint64_t last)
+{
+	PREP(m, S_MAP_DEL_UPTO);
+	bind_u64(s, 1, layer);
+	bind_u64(s, 2, last);
 	return run(s);
 }
 

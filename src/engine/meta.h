@@ -115,6 +115,7 @@ typedef int (*meta_map_cb)(void *arg, uint64_t vblock, uint64_t dblock, uint64_t
  * cb stops the walk and is returned. */
 int meta_map_foreach(struct meta *m, uint64_t layer, uint64_t from, meta_map_cb cb, void *arg);
 int meta_map_delete_from(struct meta *m, uint64_t layer, uint64_t from);
+int meta_map_delete_upto(struct meta *m, uint64_t layer, uint64_t last); /* vblock <= last */
 /* Move every row of `from` into `to`: where both have a row, `to` keeps its own
  * (keep_to) or takes from's (!keep_to).  `from` is left empty. */
 int meta_map_move(struct meta *m, uint64_t from, uint64_t to, bool keep_to);

@@ -20,7 +20,7 @@
 
 #define MAX_DEVICE_SIZE ((uint64_t)INT64_MAX)
 
-static int check_writable(struct pool *pool, char *msg, size_t msglen)
+int pool_check_writable(struct pool *pool, char *msg, size_t msglen)
 {
 	if (pool->mode == POOL_MODE_READER)
 		return set_msg(msg, msglen, -EROFS, "pool is open read-only");
@@ -51,7 +51,7 @@ static int run_change(struct pool *pool, txn_op op, void *arg, const char *what,
 	return rc;
 }
 
-static struct device *new_device(struct pool *pool)
+struct device *pool_new_device(struct pool *pool)
 {
 	struct device *d = calloc(1, sizeof(*d));
 
@@ -80,7 +80,7 @@ static int op_create(struct pool *pool, void *arg)
 
 	if (rc)
 		return rc;
-	d = new_device(pool);
+	d = pool_new_device(pool);
 	if (!d)
 		return -ENOMEM;
 	snprintf(d->row.set, sizeof(d->row.set), "%s", a->set);
@@ -103,7 +103,7 @@ int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, s
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc)
 		rc = check_size(pool, size, msg, msglen);
 	if (!rc && pool_find_device(pool, name))
@@ -116,7 +116,7 @@ int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, s
 
 /* ---- snapshots ---- */
 
-static void clear_own(void *arg, uint64_t vblock, uint64_t *entry)
+void pool_clear_own(void *arg, uint64_t vblock, uint64_t *entry)
 {
 	*entry &= ~(VM_OWN | VM_ROW);
 }
@@ -146,9 +146,9 @@ static int snap_one(struct pool *pool, struct device *d, const char *set, const 
 		l1->dev = d;
 		d->row.layer = l1->id;
 		if (d->vm_loaded)
-			vmap_foreach(&d->vm, 0, clear_own, NULL);
+			vmap_foreach(&d->vm, 0, pool_clear_own, NULL);
 	}
-	n = new_device(pool);
+	n = pool_new_device(pool);
 	if (!n)
 		return -ENOMEM;
 	n->row = d->row;
@@ -196,7 +196,7 @@ int pool_snapshot(struct pool *pool, const char *origin, const char *name, char 
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(a.origin = pool_find_device(pool, origin)))
 		rc = set_msg(msg, msglen, -ENOENT, "origin '%s' does not exist", origin);
 	if (!rc && pool_find_device(pool, name))
@@ -266,7 +266,7 @@ int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msgl
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && find_set(pool, set))
 		rc = set_msg(msg, msglen, -EEXIST, "snapshot set '%s' already exists", set);
 	if (!rc)
@@ -278,7 +278,7 @@ int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msgl
 /* ---- delete ---- */
 
 /* Hide an open device until its last close. */
-static int defer_delete(struct pool *pool, struct device *d)
+int pool_defer_delete(struct pool *pool, struct device *d)
 {
 	snprintf(d->row.set, sizeof(d->row.set), "%s", DELETED_SET);
 	snprintf(d->row.name, sizeof(d->row.name), "%llu", (unsigned long long)d->row.id);
@@ -289,7 +289,11 @@ static int defer_delete(struct pool *pool, struct device *d)
 
 static int remove_device(struct pool *pool, struct device *d)
 {
-	return d->open_count ? defer_delete(pool, d) : pool_release_device(pool, d);
+	if (d->open_count || pool->background_reclaim) {
+		pool->devices_pending_delete |= !d->open_count;
+		return pool_defer_delete(pool, d);
+	}
+	return pool_release_device(pool, d);
 }
 
 static int op_delete(struct pool *pool, void *arg)
@@ -303,7 +307,7 @@ int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen)
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(d = pool_find_device(pool, dev)))
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", dev);
 	if (!rc)
@@ -348,7 +352,7 @@ int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(s = find_set(pool, set)))
 		rc = set_msg(msg, msglen, -ENOENT, "snapshot set '%s' does not exist", set);
 	if (!rc)
@@ -391,7 +395,7 @@ static int rename_device(struct pool *pool, const char *oldname, const char *new
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(a.dev = pool_find_device(pool, oldname)))
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", oldname);
 	else if (!rc && a.dev->row.set[0])
@@ -445,7 +449,7 @@ int pool_rename_set(struct pool *pool, const char *oldname, const char *newname,
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(a.set = find_set(pool, oldname)))
 		rc = set_msg(msg, msglen, -ENOENT, "snapshot set '%s' does not exist", oldname);
 	if (!rc && find_set(pool, newname) && strcmp(oldname, newname))
@@ -490,7 +494,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc)
 		rc = check_size(pool, size, msg, msglen);
 	if (rc)
@@ -560,7 +564,7 @@ int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && nr < pool->prow.nr_data_blocks)
 		rc = set_msg(msg, msglen, -EINVAL,
 			     "data size %llu is smaller than the pool's %llu; pools only grow",
@@ -610,7 +614,7 @@ int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gi
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, NULL, 0);
+	rc = pool_check_writable(pool, NULL, 0);
 	if (!rc && !(a.dev = pool_find_device(pool, dev)))
 		rc = -ENOENT;
 	if (!rc) {

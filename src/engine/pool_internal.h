@@ -164,6 +164,7 @@ struct pool {
 	uint64_t nr_commits, nr_fsyncs, nr_punches, nr_cow;
 
 	bool devices_pending_delete; /* [L] deleted-while-open devices to finish */
+	bool background_reclaim;     /* [L] deletes only hide; pool_reclaim_step frees */
 	char ro_reason[256];	     /* [L] why READ_ONLY or FAILED */
 
 	uint64_t *unpunched; /* [A] freed and durable, but their punch failed */
@@ -212,6 +213,13 @@ int pool_device_load_vmap(struct pool *pool, struct device *dev);
 void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblock);
 void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t dblock);
 int pool_crash_point(struct pool *pool, const char *point);
+/* pool_admin.c: the shared steps of administrative changes */
+int pool_check_writable(struct pool *pool, char *msg, size_t msglen);
+struct device *pool_new_device(struct pool *pool); /* linked in, row zeroed */
+/* Hide d under DELETED_SET (inside a transaction): released later. */
+int pool_defer_delete(struct pool *pool, struct device *d);
+/* vmap_foreach callback: no entry is the leaf's own any more (it froze). */
+void pool_clear_own(void *arg, uint64_t vblock, uint64_t *entry);
 /* pool_release.c: release a device nobody has open, inside a transaction */
 int pool_release_device(struct pool *pool, struct device *d);
 /* pool_release.c: finish the deletes that waited for a last close (takes the

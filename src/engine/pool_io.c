@@ -81,7 +81,8 @@ void pool_volume_close(struct volume *vol)
 	}
 	admin_unlock(pool);
 	free(vol);
-	if (pool->devices_pending_delete)
+	/* (a background reclaimer frees it step by step instead) */
+	if (pool->devices_pending_delete && !pool->background_reclaim)
 		pool_finish_deletes(pool);
 }
 

@@ -23,9 +23,14 @@ int pool_status(struct pool *pool, struct pool_status *st)
 	st->used_blocks = pool->space.nr_busy;
 	st->transaction_id = pool->prow.transaction_id;
 	st->pool_time = pool->prow.pool_time;
-	for (struct device *d = pool->devices; d; d = d->next)
-		if (!d->deleted)
+	for (struct device *d = pool->devices; d; d = d->next) {
+		if (!d->deleted) {
 			st->nr_devices++;
+		} else {
+			st->reclaim_devices++;
+			st->reclaim_rows += d->layer->nr_rows;
+		}
+	}
 	for (struct set *s = pool->sets; s; s = s->next)
 		st->nr_sets++;
 	st->read_only = !pool_mode_writable(pool);
@@ -92,7 +97,8 @@ int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 		     "{\"block_size\":%llu,\"nr_data_blocks\":%llu,\"used_blocks\":%llu,"
 		     "\"free_blocks\":%llu,\"transaction_id\":%llu,\"pool_time\":%llu,"
 		     "\"mode\":\"%s\",\"needs_check\":%s,\"read_only\":%s,\"out_of_data_space\":%s,"
-		     "\"nr_devices\":%llu,\"nr_sets\":%llu,\"uuid\":%s,\"data_path\":%s,"
+		     "\"nr_devices\":%llu,\"nr_sets\":%llu,\"reclaim_devices\":%llu,"
+		     "\"reclaim_rows\":%llu,\"uuid\":%s,\"data_path\":%s,"
 		     "\"commits\":%llu,\"fsyncs\":%llu,\"punches\":%llu,\"cow_copies\":%llu,"
 		     "\"journal_mode\":%s,\"synchronous\":%d}",
 		     (unsigned long long)st->block_size, (unsigned long long)st->nr_data_blocks,
@@ -103,9 +109,11 @@ int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 		     (unsigned long long)st->transaction_id, (unsigned long long)st->pool_time,
 		     st->mode, st->needs_check ? "true" : "false", st->read_only ? "true" : "false",
 		     st->out_of_space ? "true" : "false", (unsigned long long)st->nr_devices,
-		     (unsigned long long)st->nr_sets, uuid, path, (unsigned long long)st->commits,
-		     (unsigned long long)st->fsyncs, (unsigned long long)st->punches,
-		     (unsigned long long)st->cow_copies, jm, st->synchronous);
+		     (unsigned long long)st->nr_sets, (unsigned long long)st->reclaim_devices,
+		     (unsigned long long)st->reclaim_rows, uuid, path,
+		     (unsigned long long)st->commits, (unsigned long long)st->fsyncs,
+		     (unsigned long long)st->punches, (unsigned long long)st->cow_copies, jm,
+		     st->synchronous);
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
 	return n;

@@ -6,6 +6,13 @@
  * that waited for a last close (a device deleted while open is hidden under
  * the ".deleted" set until then, and after a crash finished at open).
  * Callers hold the admin lock, inside a transaction (pool_txn) where stated.
+ *
+ * Background reclaim (the daemon's, pool_set_background_reclaim): a delete
+ * only hides the device (one O(1) transaction); pool_reclaim_step() then
+ * frees its rows RECLAIM_ROWS at a time, each step its own transaction under
+ * the admin lock, so a writer on another device waits at most one step, and
+ * last releases the empty leaf.  A crash between steps leaves the device
+ * hidden with fewer rows: the next open finishes it (pool_finish_deletes).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -46,13 +53,89 @@ int pool_release_device(struct pool *pool, struct device *d)
 		rc = meta_device_delete(pool->meta, d->row.id);
 	if (rc)
 		return rc;
+	bool others = l->parent != NULL; /* a merge may move others' rows */
 	l->dev = NULL;
 	l->nr_rows = 0;
 	unlink_device(pool, d);
 	pool_free_device(d);
 	rc = layer_remove_leaf(pool, l);
-	if (!rc)
+	if (!rc && others)
 		rc = pool_reload_vmaps(pool);
+	return rc;
+}
+
+#define RECLAIM_ROWS 4096 /* rows freed per transaction: what one step stalls */
+
+struct reclaim_ctx {
+	struct pool *pool;
+	uint64_t n, last;
+};
+
+static int reclaim_row(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
+{
+	struct reclaim_ctx *c = arg;
+
+	if (dblock != META_TOMBSTONE)
+		space_free(&c->pool->space, dblock);
+	c->last = vblock;
+	return ++c->n == RECLAIM_ROWS ? 1 : 0; /* 1: this step is full */
+}
+
+/* One step: up to RECLAIM_ROWS rows of d's leaf, or, once none is left,
+ * the device itself. */
+static int op_reclaim_step(struct pool *pool, void *arg)
+{
+	struct device *d = arg;
+	struct reclaim_ctx c = {.pool = pool};
+	int rc = meta_map_foreach(pool->meta, d->layer->id, 0, reclaim_row, &c);
+
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return pool_release_device(pool, d); /* frees what is left */
+	rc = meta_map_delete_upto(pool->meta, d->layer->id, c.last);
+	if (!rc) {
+		d->layer->nr_rows = d->layer->nr_rows > c.n ? d->layer->nr_rows - c.n : 0;
+		d->layer->dirty = true;
+	}
+	return rc;
+}
+
+static struct device *reclaim_victim(struct pool *pool)
+{
+	for (struct device *d = pool->devices; d; d = d->next)
+		if (d->deleted && !d->open_count)
+			return d;
+	return NULL;
+}
+
+void pool_set_background_reclaim(struct pool *pool, bool on)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->background_reclaim = on;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+bool pool_reclaim_pending(struct pool *pool)
+{
+	bool pending;
+
+	pthread_mutex_lock(&pool->lock);
+	pending = pool_mode_writable(pool) && reclaim_victim(pool);
+	pthread_mutex_unlock(&pool->lock);
+	return pending;
+}
+
+int pool_reclaim_step(struct pool *pool)
+{
+	struct device *d;
+	int rc = 0;
+
+	admin_lock(pool);
+	if (pool_mode_writable(pool) && (d = reclaim_victim(pool)))
+		rc = pool_txn(pool, op_reclaim_step, d);
+	pool->devices_pending_delete = reclaim_victim(pool) != NULL;
+	admin_unlock(pool);
 	return rc;
 }
 
