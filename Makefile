@@ -18,14 +18,16 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE \
 LDLIBS += $(PKG_LIBS) -lpthread
 
 # Sources are found by folder: src/engine (the pool library), src/interop
-# (dump, restore, delta, send/receive over the engine), src/daemon (the FUSE
+# (dump, restore, delta, send/receive over the engine), src/control (the
+# one code path of changing commands and the control socket), src/daemon (the FUSE
 # daemon).  Public headers are in include/thinfs; private ones sit beside
 # their sources and are included as "engine/x.h" from other folders.
 ENGINE_SRCS := $(sort $(wildcard src/engine/*.c))
 INTEROP_SRCS := $(sort $(wildcard src/interop/*.c))
+CONTROL_SRCS := $(sort $(wildcard src/control/*.c))
 DAEMON_SRCS := $(sort $(wildcard src/daemon/*.c))
 HDRS := $(wildcard include/thinfs/*.h src/*/*.h)
-LIB_SRCS := $(ENGINE_SRCS) $(INTEROP_SRCS)
+LIB_SRCS := $(ENGINE_SRCS) $(INTEROP_SRCS) $(CONTROL_SRCS)
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libthinfs.a
 CFLAGS += -Isrc

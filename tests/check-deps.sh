@@ -6,7 +6,7 @@
 # call down by construction: they are not in the library.
 BUILD=${1:-build}
 VERBOSE=${2:-}
-objs=$(ls "$BUILD"/engine/*.o "$BUILD"/interop/*.o 2> /dev/null)
+objs=$(ls "$BUILD"/engine/*.o "$BUILD"/interop/*.o "$BUILD"/control/*.o 2> /dev/null)
 [ -n "$objs" ] || { echo "check-deps: no objects under $BUILD (build first)"; exit 1; }
 for o in $objs; do
 	me=$(basename "$o" .o)

@@ -8,8 +8,12 @@
  * extra argument prints the usage line on stderr and exits 2; a failure prints
  * one line "thinctl: CMD: reason" and exits 1 (check: 0 clean, 1 damaged,
  * 2 fatal).  Success writes nothing to stderr.  Read-only commands open the
- * pool read-only, so they work on a mounted pool; changing commands need the
- * pool's lock, and say who holds it when they can't have it.
+ * pool read-only, so they work on a mounted pool.  Changing commands build
+ * one request (control.h) and send it to the daemon serving the pool, if
+ * one does, or run it here on the pool they open: the same library call
+ * either way.  A holder that is going away (a daemon after its unmount) is
+ * waited for briefly; a daemon that does not answer within THINCTL_TIMEOUT
+ * seconds (default 10) is an error, never a hang.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -25,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "thinfs/control.h"
 #include "thinfs/interop.h"
 #include "thinfs/pool.h"
 
@@ -155,6 +160,77 @@ static int change_done(const struct cmd *cmd, struct pool *pool, int rc, const c
 	return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
 }
 
+#define HOLDER_WAIT_MS 3000 /* a holder that is exiting (after an unmount) */
+
+static int control_timeout_ms(void)
+{
+	const char *t = getenv("THINCTL_TIMEOUT");
+	long v = t ? strtol(t, NULL, 10) : 0;
+
+	return v > 0 && v < 86400 ? (int)v * 1000 : CONTROL_TIMEOUT_MS;
+}
+
+/* The daemon's answer: its report on stdout, its reason on failure. */
+static int daemon_done(const struct cmd *cmd, struct admin_reply *rep)
+{
+	int status = rep->status;
+
+	if (rep->out)
+		fputs(rep->out, stdout);
+	free(rep->out);
+	if (status < 0)
+		return fail(cmd, "%s", rep->msg[0] ? rep->msg : strerror(-status));
+	return status;
+}
+
+/*
+ * Run a changing request: through the daemon that serves the pool, or here.
+ * local (may be NULL) replaces admin_exec for the local run (check --repair
+ * works on the unopened pool).  Returns the exit status.
+ */
+static int run_change(const struct cmd *cmd, const char *dir, struct admin_req *req,
+		      int (*local)(const char *dir, FILE *out, char *msg, size_t msglen))
+{
+	char msg[POOL_MSG_MAX] = "", holder[64];
+	struct admin_reply rep;
+	struct pool *pool;
+	int rc, waited = 0;
+
+	req->uid = (uint32_t)getuid();
+	req->gid = (uint32_t)getgid();
+	snprintf(holder, sizeof(holder), "thinctl %s (pid %d)", cmd->name, (int)getpid());
+	for (;;) {
+		msg[0] = 0;
+		rc = control_call(dir, req, control_timeout_ms(), &rep, msg, sizeof(msg));
+		if (!rc)
+			return daemon_done(cmd, &rep);
+		if (rc != -ENOENT && rc != -ECONNREFUSED)
+			return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+		/* no daemon: here, once the pool's lock is ours */
+		msg[0] = 0;
+		if (local) {
+			rc = local(dir, stdout, msg, sizeof(msg));
+			if (rc != -EBUSY)
+				break;
+		} else {
+			rc = pool_open(dir, 0, holder, &pool, msg, sizeof(msg));
+			if (!rc) {
+				rc = admin_exec(pool, req, stdout, msg, sizeof(msg));
+				return change_done(cmd, pool, rc, msg);
+			}
+		}
+		/* held: by a daemon still starting or already going, or another
+		 * command; try both ways again for a while */
+		if (rc != -EBUSY || waited >= HOLDER_WAIT_MS)
+			break;
+		usleep(50 * 1000);
+		waited += 50;
+	}
+	if (rc < 0)
+		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+	return rc;
+}
+
 /* End a reading command; a reader that went away (| head) is no failure. */
 static int read_done(const struct cmd *cmd, struct pool *pool, int rc, const char *msg)
 {
@@ -255,21 +331,18 @@ static int cmd_format(const struct cmd *cmd, int argc, char **argv)
 
 static int cmd_create(const struct cmd *cmd, int argc, char **argv)
 {
+	struct admin_req req = {.op = ADMIN_CREATE};
 	char msg[POOL_MSG_MAX] = "";
-	struct pool *pool;
-	uint64_t size;
 	int rc = parse(cmd, argc, argv, NULL, NULL, NULL, 3);
 
 	if (rc >= 0)
 		return rc;
-	if (parse_size(cmd, argv[optind + 2], &size))
+	if (parse_size(cmd, argv[optind + 2], &req.size))
 		return 1;
 	if (pool_name_valid(argv[optind + 1], msg, sizeof(msg)))
 		return fail(cmd, "%s", msg);
-	if (open_pool(cmd, argv[optind], false, &pool))
-		return 1;
-	rc = pool_create(pool, argv[optind + 1], size, msg, sizeof(msg));
-	return change_done(cmd, pool, rc, msg);
+	snprintf(req.a, sizeof(req.a), "%s", argv[optind + 1]);
+	return run_change(cmd, argv[optind], &req, NULL);
 }
 
 struct set_ctx {
@@ -290,8 +363,8 @@ static const struct option set_opts[] = {
 static int cmd_snapshot(const struct cmd *cmd, int argc, char **argv)
 {
 	struct set_ctx ctx = {0};
+	struct admin_req req = {0};
 	char msg[POOL_MSG_MAX] = "";
-	struct pool *pool;
 	int rc;
 
 	/* two forms: POOL ORIGIN NAME, or POOL --set SET */
@@ -305,20 +378,17 @@ static int cmd_snapshot(const struct cmd *cmd, int argc, char **argv)
 	const char *name = ctx.set ? ctx.set : argv[optind + 2];
 	if (pool_name_valid(name, msg, sizeof(msg)))
 		return fail(cmd, "%s", msg);
-	if (open_pool(cmd, argv[optind], false, &pool))
-		return 1;
-	if (ctx.set)
-		rc = pool_snapshot_set(pool, ctx.set, msg, sizeof(msg));
-	else
-		rc = pool_snapshot(pool, argv[optind + 1], argv[optind + 2], msg, sizeof(msg));
-	return change_done(cmd, pool, rc, msg);
+	req.op = ctx.set ? ADMIN_SNAPSHOT_SET : ADMIN_SNAPSHOT;
+	snprintf(req.a, sizeof(req.a), "%s", ctx.set ? ctx.set : argv[optind + 1]);
+	if (!ctx.set)
+		snprintf(req.b, sizeof(req.b), "%s", argv[optind + 2]);
+	return run_change(cmd, argv[optind], &req, NULL);
 }
 
 static int cmd_delete(const struct cmd *cmd, int argc, char **argv)
 {
 	struct set_ctx ctx = {0};
-	char msg[POOL_MSG_MAX] = "";
-	struct pool *pool;
+	struct admin_req req = {0};
 	int rc = parse(cmd, argc, argv, set_opts, set_opt, &ctx, -1);
 
 	if (rc >= 0)
@@ -327,46 +397,37 @@ static int cmd_delete(const struct cmd *cmd, int argc, char **argv)
 	if (ctx.set ? nargs != 1 : nargs != 2)
 		return usage_error(cmd, nargs < (ctx.set ? 1 : 2) ? "missing argument"
 								  : "too many arguments");
-	if (open_pool(cmd, argv[optind], false, &pool))
-		return 1;
-	if (ctx.set)
-		rc = pool_delete_set(pool, ctx.set, msg, sizeof(msg));
-	else
-		rc = pool_delete(pool, argv[optind + 1], msg, sizeof(msg));
-	return change_done(cmd, pool, rc, msg);
+	req.op = ctx.set ? ADMIN_DELETE_SET : ADMIN_DELETE;
+	snprintf(req.a, sizeof(req.a), "%s", ctx.set ? ctx.set : argv[optind + 1]);
+	return run_change(cmd, argv[optind], &req, NULL);
 }
 
 static int cmd_rename(const struct cmd *cmd, int argc, char **argv)
 {
+	struct admin_req req = {.op = ADMIN_RENAME};
 	char msg[POOL_MSG_MAX] = "";
-	struct pool *pool;
 	int rc = parse(cmd, argc, argv, NULL, NULL, NULL, 3);
 
 	if (rc >= 0)
 		return rc;
 	if (pool_name_valid(argv[optind + 2], msg, sizeof(msg)))
 		return fail(cmd, "%s", msg);
-	if (open_pool(cmd, argv[optind], false, &pool))
-		return 1;
-	rc = pool_rename(pool, argv[optind + 1], argv[optind + 2], msg, sizeof(msg));
-	return change_done(cmd, pool, rc, msg);
+	snprintf(req.a, sizeof(req.a), "%s", argv[optind + 1]);
+	snprintf(req.b, sizeof(req.b), "%s", argv[optind + 2]);
+	return run_change(cmd, argv[optind], &req, NULL);
 }
 
 static int cmd_resize(const struct cmd *cmd, int argc, char **argv)
 {
-	char msg[POOL_MSG_MAX] = "";
-	struct pool *pool;
-	uint64_t size;
+	struct admin_req req = {.op = ADMIN_RESIZE};
 	int rc = parse(cmd, argc, argv, NULL, NULL, NULL, 3);
 
 	if (rc >= 0)
 		return rc;
-	if (parse_size(cmd, argv[optind + 2], &size))
+	if (parse_size(cmd, argv[optind + 2], &req.size))
 		return 1;
-	if (open_pool(cmd, argv[optind], false, &pool))
-		return 1;
-	rc = pool_resize(pool, argv[optind + 1], size, msg, sizeof(msg));
-	return change_done(cmd, pool, rc, msg);
+	snprintf(req.a, sizeof(req.a), "%s", argv[optind + 1]);
+	return run_change(cmd, argv[optind], &req, NULL);
 }
 
 struct grow_ctx {
@@ -392,18 +453,27 @@ static int cmd_grow(const struct cmd *cmd, int argc, char **argv)
 	    {0},
 	};
 	struct grow_ctx ctx = {.cmd = cmd};
-	char msg[POOL_MSG_MAX] = "";
-	struct pool *pool;
+	struct admin_req req = {.op = ADMIN_GROW};
 	int rc = parse(cmd, argc, argv, opts, grow_opt, &ctx, 1);
 
 	if (rc >= 0)
 		return rc;
 	if (!ctx.have)
 		return usage_error(cmd, "--data-size is required");
-	if (open_pool(cmd, argv[optind], false, &pool))
-		return 1;
-	rc = pool_grow(pool, ctx.size, msg, sizeof(msg));
-	return change_done(cmd, pool, rc, msg);
+	req.size = ctx.size;
+	return run_change(cmd, argv[optind], &req, NULL);
+}
+
+static int cmd_rollback(const struct cmd *cmd, int argc, char **argv)
+{
+	struct admin_req req = {.op = ADMIN_ROLLBACK};
+	int rc = parse(cmd, argc, argv, NULL, NULL, NULL, 3);
+
+	if (rc >= 0)
+		return rc;
+	snprintf(req.a, sizeof(req.a), "%s", argv[optind + 1]);
+	snprintf(req.b, sizeof(req.b), "%s", argv[optind + 2]);
+	return run_change(cmd, argv[optind], &req, NULL);
 }
 
 struct json_ctx {
@@ -569,6 +639,11 @@ static int check_opt(int c, const char *arg, void *vctx)
 	return -1;
 }
 
+static int repair_here(const char *dir, FILE *out, char *msg, size_t msglen)
+{
+	return pool_check(dir, true, out, msg, msglen);
+}
+
 static int cmd_check(const struct cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -581,7 +656,13 @@ static int cmd_check(const struct cmd *cmd, int argc, char **argv)
 
 	if (rc >= 0)
 		return rc;
-	rc = pool_check(argv[optind], ctx.repair, stdout, msg, sizeof(msg));
+	if (ctx.repair) {
+		/* mounted: the daemon fixes what it can; else the whole repair here */
+		struct admin_req req = {.op = ADMIN_REPAIR};
+		rc = run_change(cmd, argv[optind], &req, repair_here);
+		return rc == 1 && msg[0] ? 2 : rc;
+	}
+	rc = pool_check(argv[optind], false, stdout, msg, sizeof(msg));
 	if (rc < 0) {
 		fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
 		return 2;
@@ -819,9 +900,13 @@ static const struct cmd cmds[] = {
     {"delete", "POOL NAME | POOL --set SET",
      "Delete a volume (its unshared blocks return to the pool), or a whole snapshot set.",
      cmd_delete},
-    {"rename", "POOL OLD NEW", "Rename a volume.", cmd_rename},
+    {"rename", "POOL OLD NEW", "Rename a volume, or a snapshot set.", cmd_rename},
     {"resize", "POOL NAME SIZE", "Grow or shrink a volume; shrinking unmaps the tail.", cmd_resize},
     {"grow", "POOL --data-size SIZE", "Grow the pool's data capacity.", cmd_grow},
+    {"rollback", "POOL VOLUME SNAPSHOT",
+     "Make VOLUME read exactly as SNAPSHOT again (a set member or a writable snapshot):\n"
+     "metadata only, at once; refused while VOLUME is open. Later snapshots stay.",
+     cmd_rollback},
     {"list", "POOL [--json]",
      "List devices: size, mapped, exclusive and shared blocks, read-only, origin (like thin_ls).",
      cmd_list},

@@ -204,6 +204,10 @@ enum { CHECK_CLEAN = 0, CHECK_DAMAGED = 1, CHECK_FATAL = 2 };
 /* Check (and with repair, fix) an unopened pool; findings go to `report`, one a
  * line.  Returns CHECK_* or a negative errno when the pool can't be opened. */
 int pool_check(const char *dir, bool repair, FILE *report, char *msg, size_t msglen);
+/* check --repair of an open pool in use: leaks are fixed at once (one
+ * commit); damage is reported as needing the pool unmounted and nothing is
+ * changed.  Returns CHECK_* or a negative errno. */
+int pool_check_live(struct pool *pool, FILE *report, char *msg, size_t msglen);
 
 /* ---- helpers shared by the front ends ---- */
 /* 0 if `name` is a valid volume or set name, else -EINVAL with a reason in msg. */

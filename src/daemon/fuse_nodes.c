@@ -462,3 +462,55 @@ void reply_set_entry(fuse_req_t req, struct fsops *fs, const char *name, time_t 
 	dir_stat(fs, n->ino, 0555, 2, ctime, &st);
 	reply_entry(req, fs, n, &st, fs->cfg.dir_attr_timeout);
 }
+
+/* Drop what the kernel may cache of one device name ("NAME" or "SET/NAME"):
+ * the entry in its directory and, if we know the node, its attributes and
+ * pages.  Called without fs->lock held across the notifications. */
+static void forget_devname(struct fsops *fs, struct fuse_session *se, const char *name)
+{
+	const char *slash = strchr(name, '/');
+	fuse_ino_t parent = FUSE_ROOT_ID, ino = 0;
+	const char *leaf = slash ? slash + 1 : name;
+
+	pthread_mutex_lock(&fs->lock);
+	if (slash) {
+		parent = 0;
+		for (struct fsops_node *n = fs->sets; n; n = n->snext)
+			if (strlen(n->name) == (size_t)(slash - name) &&
+			    !strncmp(n->name, name, (size_t)(slash - name)))
+				parent = n->ino;
+	}
+	for (size_t b = 0; b < NR_BUCKETS && !ino; b++)
+		for (struct fsops_node *n = fs->buckets[b]; n && !ino; n = n->hnext) {
+			char full[DEVNAME_MAX];
+			if (n->kind != NODE_DEV || n->dead)
+				continue;
+			devname(n, full);
+			if (!strcmp(full, name))
+				ino = n->ino;
+		}
+	pthread_mutex_unlock(&fs->lock);
+	if (parent)
+		fuse_lowlevel_notify_inval_entry(se, parent, leaf, strlen(leaf));
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+}
+
+void fsops_forget_names(struct fsops *fs, struct fuse_session *se, const char *a, const char *b,
+			bool sets)
+{
+	const char *names[2] = {a, b};
+
+	for (int i = 0; i < 2; i++) {
+		if (!names[i] || !names[i][0])
+			continue;
+		if (sets)
+			fuse_lowlevel_notify_inval_entry(se, SNAPDIR_INO, names[i],
+							 strlen(names[i]));
+		else
+			forget_devname(fs, se, names[i]);
+	}
+	/* a listing's link counts and times */
+	fuse_lowlevel_notify_inval_inode(se, FUSE_ROOT_ID, -1, 0);
+	fuse_lowlevel_notify_inval_inode(se, SNAPDIR_INO, -1, 0);
+}

@@ -38,6 +38,13 @@ extern const struct fuse_lowlevel_ops fsops_ll_ops;
  * out-of-memory. */
 struct fsops *fsops_new(struct pool *pool, const struct fsops_config *cfg);
 
+/* After a change made outside a request (thinctl through the control
+ * socket): drop the kernel's cached entries and attributes of device names
+ * a and b ("NAME" or "SET/NAME"; may be NULL or ""), or of set names a and b
+ * when sets is true, so the mount shows the change at once. */
+void fsops_forget_names(struct fsops *fs, struct fuse_session *se, const char *a, const char *b,
+			bool sets);
+
 /* Close every volume a request left open and free the state.  Call after the
  * session loop has returned and before pool_close(). */
 void fsops_free(struct fsops *fs);

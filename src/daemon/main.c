@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon_admin.h"
 #include "fuse_loop.h"
 #include "fuse_ops.h"
 #include "thinfs/pool.h"
@@ -381,6 +382,7 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 	struct pool *pool = NULL;
 	struct fsops *fs = NULL;
 	struct committer com;
+	struct daemon_admin *admin = NULL;
 	bool mounted = false, committing = false;
 	int rc, ret = 1;
 
@@ -415,6 +417,13 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 		goto out_unmount;
 	}
 	committing = true;
+	/* thinctl's changes through the control socket, and deletes' space
+	 * freed in the background */
+	rc = daemon_admin_start(pool, o->pool, fs, se, &admin, msg, sizeof(msg));
+	if (rc) {
+		say(FUSE_LOG_ERR, "thinfs: %s\n", msg);
+		goto out_unmount;
+	}
 	daemon_ready(status_fd, true);
 	say(FUSE_LOG_INFO, "thinfs: serving %s on %s\n", o->pool, o->mountpoint);
 	/* until the unmount or SIGTERM/SIGINT/SIGHUP (an ignored SIGINT stays
@@ -426,6 +435,7 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 		say(FUSE_LOG_ERR, "thinfs: session loop: %s\n", strerror(-rc));
 	ret = rc < 0 ? 1 : 0;
 out_unmount:
+	daemon_admin_stop(admin); /* the socket goes before the pool's lock */
 	if (committing)
 		committer_stop(&com);
 	if (mounted)

@@ -135,7 +135,7 @@ static int repair_round(const char *dir, FILE *out, size_t *found, char *msg, si
 		return CHECK_FATAL;
 	}
 	if (c.nr) {
-		rc = check_repair(&c);
+		rc = check_repair(&c, true);
 		report_repair(&c, out);
 		if (rc)
 			set_msg(msg, msglen, rc, "repair failed: %s", strerror(-rc));
@@ -197,6 +197,54 @@ static int repair(const char *dir, FILE *out, char *msg, size_t msglen)
 			fprintf(out, "not repaired: findings remain (above); the pool opens "
 				     "read-only until they are fixed\n");
 	}
+	return rc;
+}
+
+/*
+ * check --repair of a pool in use (the daemon's): what can be fixed without
+ * unmounting is fixed (leaks: one commit, under the admin lock, like any
+ * change); damage is reported as needing the pool unmounted, and then
+ * nothing is changed, so no report line ever claims a side effect.
+ */
+int pool_check_live(struct pool *pool, FILE *out, char *msg, size_t msglen)
+{
+	struct checker c = {.pool = pool};
+	int rc;
+
+	admin_lock(pool);
+	rc = pool_mode_writable(pool) ? pool_commit_locked(pool) : -EROFS;
+	if (rc == -EROFS)
+		set_msg(msg, msglen, rc,
+			"the pool is read-only (%s): unmount it, then thinctl "
+			"check --repair",
+			pool->ro_reason[0] ? pool->ro_reason : "needs_check");
+	if (!rc && (rc = check_scan(&c)))
+		set_msg(msg, msglen, rc, "check failed: %s", strerror(-rc));
+	if (rc)
+		goto out;
+	if (c.worst > CHECK_CLEAN) {
+		for (size_t i = 0; i < c.nr; i++) {
+			c.f[i].result = -EBUSY;
+			snprintf(
+			    c.f[i].how, sizeof(c.f[i].how), "%s",
+			    c.f[i].level > CHECK_CLEAN
+				? "needs the pool unmounted: umount it, then thinctl check --repair"
+				: "repaired with the damage, offline");
+		}
+		report_repair(&c, out);
+		rc = c.worst;
+		goto out;
+	}
+	if (c.nr && !(rc = check_repair(&c, false)))
+		rc = pool_reload_vmaps(pool); /* a merge moves rows between layers */
+	report_repair(&c, out);
+	if (rc < 0)
+		set_msg(msg, msglen, rc, "repair failed: %s", strerror(-rc));
+	else if (out)
+		fprintf(out, "repaired: %zu finding(s) while mounted\n", c.nr);
+out:
+	check_free(&c);
+	admin_unlock(pool);
 	return rc;
 }
 

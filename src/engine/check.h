@@ -85,8 +85,8 @@ void check_add(struct checker *c, int level, enum check_fix fix, uint64_t a, uin
 
 /* check_fix.c: repair every finding that has a fix, filling result and how.
  * The data first (growth, copies: flushed by the commit), then one
- * transaction for the metadata, then the free blocks scrubbed.  0, or the
- * -errno that stopped it (the findings say what was and was not done). */
-int check_repair(struct checker *c);
+ * transaction for the metadata, then (scrub) the free blocks scrubbed.  0,
+ * or the -errno that stopped it (the findings say what was and was not done). */
+int check_repair(struct checker *c, bool scrub);
 
 #endif

@@ -428,7 +428,7 @@ static int repair_op(struct pool *pool, void *arg)
 	return rc;
 }
 
-int check_repair(struct checker *c)
+int check_repair(struct checker *c, bool scrub)
 {
 	struct pool *pool = c->pool;
 	int rc;
@@ -437,7 +437,7 @@ int check_repair(struct checker *c)
 	pool_mode_repair(pool);
 	rc = pool_txn(pool, repair_op, c);
 	/* the data file may hold data of a lost transaction in free blocks */
-	if (!rc)
+	if (!rc && scrub)
 		rc = pool_scrub_free_blocks(pool);
 	if (!rc && !pool->prow.needs_check)
 		rc = pool_clear_needs_check_marker(pool);

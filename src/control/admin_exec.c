@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * admin_exec.c - the one code path of every changing command: a typed
+ * request run against an open pool, by thinctl on a pool it opened itself or
+ * by the daemon on the pool it serves (control_server.c).  Validation is the
+ * pool's own (names, sizes, existence, open handles), so both sides refuse
+ * alike, with the same message.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thinfs/control.h"
+
+static const char *const op_names[ADMIN_NR] = {
+    [ADMIN_CREATE] = "create",
+    [ADMIN_SNAPSHOT] = "snapshot",
+    [ADMIN_SNAPSHOT_SET] = "snapshot",
+    [ADMIN_DELETE] = "delete",
+    [ADMIN_DELETE_SET] = "delete",
+    [ADMIN_RENAME] = "rename",
+    [ADMIN_RENAME_SET] = "rename",
+    [ADMIN_RESIZE] = "resize",
+    [ADMIN_GROW] = "grow",
+    [ADMIN_REPAIR] = "check",
+    [ADMIN_ROLLBACK] = "rollback",
+    [ADMIN_SET_TXID] = "set-transaction-id",
+};
+
+const char *admin_op_name(uint32_t op)
+{
+	return op < ADMIN_NR && op_names[op] ? op_names[op] : "unknown";
+}
+
+static int exec_create(struct pool *pool, const struct admin_req *req, char *msg, size_t msglen)
+{
+	int rc = pool_create(pool, req->a, req->size, msg, msglen);
+	struct pool_device_info info;
+
+	/* the volume belongs to whoever asked (root's own are root's) */
+	if (!rc && (req->uid || req->gid) && !pool_device_info(pool, req->a, &info))
+		rc = pool_set_owner(pool, req->a, req->uid, req->gid, info.mode);
+	if (rc && !msg[0])
+		snprintf(msg, msglen, "cannot set the owner of '%s': %s", req->a, strerror(-rc));
+	return rc;
+}
+
+/* rename: a device, or else a snapshot set of that name (as mv does in
+ * .snapshots) */
+static int exec_rename(struct pool *pool, const struct admin_req *req, char *msg, size_t msglen)
+{
+	struct pool_device_info info;
+	struct pool_set_info *sets;
+	size_t nr;
+	bool is_set = false;
+
+	if (pool_device_info(pool, req->a, &info) == -ENOENT && !pool_list_sets(pool, &sets, &nr)) {
+		for (size_t i = 0; i < nr; i++)
+			is_set |= !strcmp(sets[i].name, req->a);
+		free(sets);
+	}
+	if (is_set)
+		return pool_rename_set(pool, req->a, req->b, msg, msglen);
+	return pool_rename(pool, req->a, req->b, msg, msglen);
+}
+
+int admin_exec(struct pool *pool, const struct admin_req *req, FILE *out, char *msg, size_t msglen)
+{
+	if (msg && msglen)
+		msg[0] = 0;
+	switch (req->op) {
+	case ADMIN_CREATE:
+		return exec_create(pool, req, msg, msglen);
+	case ADMIN_SNAPSHOT:
+		return pool_snapshot(pool, req->a, req->b, msg, msglen);
+	case ADMIN_SNAPSHOT_SET:
+		return pool_snapshot_set(pool, req->a, msg, msglen);
+	case ADMIN_DELETE:
+		return pool_delete(pool, req->a, msg, msglen);
+	case ADMIN_DELETE_SET:
+		return pool_delete_set(pool, req->a, msg, msglen);
+	case ADMIN_RENAME:
+		return exec_rename(pool, req, msg, msglen);
+	case ADMIN_RENAME_SET:
+		return pool_rename_set(pool, req->a, req->b, msg, msglen);
+	case ADMIN_RESIZE:
+		return pool_resize(pool, req->a, req->size, msg, msglen);
+	case ADMIN_GROW:
+		return pool_grow(pool, req->size, msg, msglen);
+	case ADMIN_REPAIR:
+		return pool_check_live(pool, out, msg, msglen);
+	case ADMIN_ROLLBACK:
+		return pool_rollback(pool, req->a, req->b, msg, msglen);
+	}
+	snprintf(msg, msglen, "unknown request %u", req->op);
+	return -EINVAL;
+}
