@@ -171,25 +171,29 @@ static int control_timeout_ms(void)
 }
 
 /* The daemon's answer: its report on stdout, its reason on failure. */
-static int daemon_done(const struct cmd *cmd, struct admin_reply *rep)
+static int daemon_done(const struct cmd *cmd, struct admin_reply *rep, int err_status)
 {
 	int status = rep->status;
 
 	if (rep->out)
 		fputs(rep->out, stdout);
 	free(rep->out);
-	if (status < 0)
-		return fail(cmd, "%s", rep->msg[0] ? rep->msg : strerror(-status));
+	if (status < 0) {
+		fail(cmd, "%s", rep->msg[0] ? rep->msg : strerror(-status));
+		return err_status;
+	}
 	return status;
 }
 
 /*
  * Run a changing request: through the daemon that serves the pool, or here.
  * local (may be NULL) replaces admin_exec for the local run (check --repair
- * works on the unopened pool).  Returns the exit status.
+ * works on the unopened pool).  Returns the exit status: the request's, or
+ * err_status on a failure (said on stderr).
  */
 static int run_change(const struct cmd *cmd, const char *dir, struct admin_req *req,
-		      int (*local)(const char *dir, FILE *out, char *msg, size_t msglen))
+		      int (*local)(const char *dir, FILE *out, char *msg, size_t msglen),
+		      int err_status)
 {
 	char msg[POOL_MSG_MAX] = "", holder[64];
 	struct admin_reply rep;
@@ -203,9 +207,9 @@ static int run_change(const struct cmd *cmd, const char *dir, struct admin_req *
 		msg[0] = 0;
 		rc = control_call(dir, req, control_timeout_ms(), &rep, msg, sizeof(msg));
 		if (!rc)
-			return daemon_done(cmd, &rep);
+			return daemon_done(cmd, &rep, err_status);
 		if (rc != -ENOENT && rc != -ECONNREFUSED)
-			return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+			break;
 		/* no daemon: here, once the pool's lock is ours */
 		msg[0] = 0;
 		if (local) {
@@ -226,8 +230,10 @@ static int run_change(const struct cmd *cmd, const char *dir, struct admin_req *
 		usleep(50 * 1000);
 		waited += 50;
 	}
-	if (rc < 0)
-		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+	if (rc < 0) {
+		fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
+		return err_status;
+	}
 	return rc;
 }
 
@@ -342,7 +348,7 @@ static int cmd_create(const struct cmd *cmd, int argc, char **argv)
 	if (pool_name_valid(argv[optind + 1], msg, sizeof(msg)))
 		return fail(cmd, "%s", msg);
 	snprintf(req.a, sizeof(req.a), "%s", argv[optind + 1]);
-	return run_change(cmd, argv[optind], &req, NULL);
+	return run_change(cmd, argv[optind], &req, NULL, 1);
 }
 
 struct set_ctx {
@@ -382,7 +388,7 @@ static int cmd_snapshot(const struct cmd *cmd, int argc, char **argv)
 	snprintf(req.a, sizeof(req.a), "%s", ctx.set ? ctx.set : argv[optind + 1]);
 	if (!ctx.set)
 		snprintf(req.b, sizeof(req.b), "%s", argv[optind + 2]);
-	return run_change(cmd, argv[optind], &req, NULL);
+	return run_change(cmd, argv[optind], &req, NULL, 1);
 }
 
 static int cmd_delete(const struct cmd *cmd, int argc, char **argv)
@@ -399,7 +405,7 @@ static int cmd_delete(const struct cmd *cmd, int argc, char **argv)
 								  : "too many arguments");
 	req.op = ctx.set ? ADMIN_DELETE_SET : ADMIN_DELETE;
 	snprintf(req.a, sizeof(req.a), "%s", ctx.set ? ctx.set : argv[optind + 1]);
-	return run_change(cmd, argv[optind], &req, NULL);
+	return run_change(cmd, argv[optind], &req, NULL, 1);
 }
 
 static int cmd_rename(const struct cmd *cmd, int argc, char **argv)
@@ -414,7 +420,7 @@ static int cmd_rename(const struct cmd *cmd, int argc, char **argv)
 		return fail(cmd, "%s", msg);
 	snprintf(req.a, sizeof(req.a), "%s", argv[optind + 1]);
 	snprintf(req.b, sizeof(req.b), "%s", argv[optind + 2]);
-	return run_change(cmd, argv[optind], &req, NULL);
+	return run_change(cmd, argv[optind], &req, NULL, 1);
 }
 
 static int cmd_resize(const struct cmd *cmd, int argc, char **argv)
@@ -427,7 +433,7 @@ static int cmd_resize(const struct cmd *cmd, int argc, char **argv)
 	if (parse_size(cmd, argv[optind + 2], &req.size))
 		return 1;
 	snprintf(req.a, sizeof(req.a), "%s", argv[optind + 1]);
-	return run_change(cmd, argv[optind], &req, NULL);
+	return run_change(cmd, argv[optind], &req, NULL, 1);
 }
 
 struct grow_ctx {
@@ -461,7 +467,7 @@ static int cmd_grow(const struct cmd *cmd, int argc, char **argv)
 	if (!ctx.have)
 		return usage_error(cmd, "--data-size is required");
 	req.size = ctx.size;
-	return run_change(cmd, argv[optind], &req, NULL);
+	return run_change(cmd, argv[optind], &req, NULL, 1);
 }
 
 static int cmd_rollback(const struct cmd *cmd, int argc, char **argv)
@@ -473,7 +479,7 @@ static int cmd_rollback(const struct cmd *cmd, int argc, char **argv)
 		return rc;
 	snprintf(req.a, sizeof(req.a), "%s", argv[optind + 1]);
 	snprintf(req.b, sizeof(req.b), "%s", argv[optind + 2]);
-	return run_change(cmd, argv[optind], &req, NULL);
+	return run_change(cmd, argv[optind], &req, NULL, 1);
 }
 
 struct json_ctx {
@@ -659,8 +665,7 @@ static int cmd_check(const struct cmd *cmd, int argc, char **argv)
 	if (ctx.repair) {
 		/* mounted: the daemon fixes what it can; else the whole repair here */
 		struct admin_req req = {.op = ADMIN_REPAIR};
-		rc = run_change(cmd, argv[optind], &req, repair_here);
-		return rc == 1 && msg[0] ? 2 : rc;
+		return run_change(cmd, argv[optind], &req, repair_here, 2);
 	}
 	rc = pool_check(argv[optind], false, stdout, msg, sizeof(msg));
 	if (rc < 0) {
