@@ -72,6 +72,20 @@ for bs in 4K 1G 64K 65536; do
 	rm -rf "$T/bs$bs"
 done
 expect 0 "$C" format "$P" --data-size 16M && ok "format"
+# a refused format leaves the parent exactly as it was (issue 17): no new
+# directory, no lock file, in a new directory and in an existing empty one
+listing() { find "$1" -mindepth 1 -printf '%P %y %s %m\n' | sort; }
+mkdir -m 700 "$T/parent" "$T/parent/empty"
+head -c 4096 /dev/urandom > "$T/parent/full.img"
+before=$(listing "$T/parent")
+for args in "new --block-size 3000" "new --data /nonexistent/x" "new --data $T/parent/full.img" \
+	"empty --data $T/parent/full.img" "empty --data-size 1K" "new --data $T/parent/new/meta.db"; do
+	set -- $args
+	d=$1; shift
+	expect 1 "$C" format "$T/parent/$d" "$@" && [ "$before" = "$(listing "$T/parent")" ] \
+		&& ok "refused format $d $*: parent unchanged" \
+		|| bad "refused format $d $* changed the parent: $(diff <(echo "$before") <(listing "$T/parent") | tr '\n' ' ')"
+done
 [ "$(json "d['block_size']" < <("$C" status "$P" --json))" = 65536 ] && ok "default block size 64K" || bad "default block size"
 refused "$C" format "$P" --data-size 16M
 grep -q -- "--force" "$T/err" && ok "format names --force" || bad "format without --force message"
