@@ -28,6 +28,10 @@
 #define POOL_DEFAULT_BLOCK_SIZE (64ull * 1024)
 #define POOL_MIN_BLOCK_SIZE (4ull * 1024)
 #define POOL_MAX_BLOCK_SIZE (1024ull * 1024 * 1024)
+/* The most virtual blocks a device may have.  A device's view keeps one
+ * pointer per 4096 blocks up to its highest mapped one, so at this limit that
+ * table is 128 MiB: 256 TiB devices with 4 KiB blocks, 4 PiB with 64 KiB. */
+#define POOL_MAX_VBLOCKS (1ull << 36)
 
 struct pool;
 struct volume;
@@ -95,6 +99,13 @@ int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, si
 int pool_volume_resize(struct volume *vol, uint64_t size, char *msg, size_t msglen);
 /* Grow the data capacity to data_size bytes (never shrinks). */
 int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen);
+/* The largest virtual size a device of this pool may have, in bytes: at most
+ * POOL_MAX_VBLOCKS blocks, and below 2^63 (an off_t).  No lock needed. */
+uint64_t pool_size_limit(struct pool *pool);
+/* 0 if a device may have `size` bytes, else -EFBIG with the limit in msg.
+ * pool_create and pool_resize (so a mount's truncate too) refuse with it;
+ * whatever else sets a device's size must call it too. */
+int pool_size_check(struct pool *pool, uint64_t size, char *msg, size_t msglen);
 /* Owner and mode of a device's file (persisted, durable on return).  Acts on
  * the device named now; open handles are not affected (the kernel checks
  * permissions at open).  A failed commit leaves them as they were. */
@@ -192,5 +203,7 @@ int pool_check(const char *dir, bool repair, FILE *report, char *msg, size_t msg
 int pool_name_valid(const char *name, char *msg, size_t msglen);
 /* Parse a size: an integer with an optional K, M, G or T suffix (powers of 1024). */
 int pool_parse_size(const char *s, uint64_t *bytes);
+/* A size for people: "512B", "64.0K", "1.5G" (powers of 1024).  Returns buf. */
+const char *pool_human_size(uint64_t bytes, char *buf, size_t len);
 
 #endif

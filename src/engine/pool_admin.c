@@ -31,12 +31,25 @@ static int check_writable(struct pool *pool, char *msg, size_t msglen)
 	return 0;
 }
 
-static int check_size(struct pool *pool, uint64_t size, char *msg, size_t msglen)
+uint64_t pool_size_limit(struct pool *pool)
 {
-	if (size > MAX_DEVICE_SIZE / pool->block_size * pool->block_size)
-		return set_msg(msg, msglen, -EFBIG, "size %llu is too large",
-			       (unsigned long long)size);
-	return 0;
+	uint64_t by_offset = MAX_DEVICE_SIZE / pool->block_size;
+
+	return (by_offset < POOL_MAX_VBLOCKS ? by_offset : POOL_MAX_VBLOCKS) * pool->block_size;
+}
+
+int pool_size_check(struct pool *pool, uint64_t size, char *msg, size_t msglen)
+{
+	uint64_t limit = pool_size_limit(pool);
+	char h[32], bs[32];
+
+	if (size <= limit)
+		return 0;
+	return set_msg(msg, msglen, -EFBIG,
+		       "size %llu is beyond the limit of %s (%llu bytes, %llu blocks of %s)",
+		       (unsigned long long)size, pool_human_size(limit, h, sizeof(h)),
+		       (unsigned long long)limit, (unsigned long long)(limit / pool->block_size),
+		       pool_human_size(pool->block_size, bs, sizeof(bs)));
 }
 
 /* Run an administrative change as one transaction; explain a failure as
@@ -105,7 +118,7 @@ int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, s
 	admin_lock(pool);
 	rc = check_writable(pool, msg, msglen);
 	if (!rc)
-		rc = check_size(pool, size, msg, msglen);
+		rc = pool_size_check(pool, size, msg, msglen);
 	if (!rc && pool_find_device(pool, name))
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
 	if (!rc)
@@ -492,7 +505,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	admin_lock(pool);
 	rc = check_writable(pool, msg, msglen);
 	if (!rc)
-		rc = check_size(pool, size, msg, msglen);
+		rc = pool_size_check(pool, size, msg, msglen);
 	if (rc)
 		goto out;
 	d = vol ? pool_volume_device(vol) : pool_find_device(pool, dev);
@@ -567,9 +580,12 @@ int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 			     (unsigned long long)data_size,
 			     (unsigned long long)pool->prow.nr_data_blocks *
 				 (unsigned long long)pool->block_size);
-	if (!rc && nr > VM_DMASK - 1)
-		rc = set_msg(msg, msglen, -EINVAL, "data size %llu is too large",
-			     (unsigned long long)data_size);
+	if (!rc && nr > POOL_MAX_DATA_BLOCKS)
+		rc =
+		    set_msg(msg, msglen, -EINVAL,
+			    "data size %llu is beyond the limit of %llu blocks of %llu bytes",
+			    (unsigned long long)data_size, (unsigned long long)POOL_MAX_DATA_BLOCKS,
+			    (unsigned long long)pool->block_size);
 	if (rc || nr == pool->prow.nr_data_blocks)
 		goto out;
 	rc = dio_grow(pool->dio, nr * pool->block_size);

@@ -158,7 +158,7 @@ struct format_job {
 	uint64_t block_size, data_size;
 	bool default_data, data_exists, data_created;
 	bool dir_created, lock_created; /* undone on failure */
-	bool past_checks; /* from here on, whatever is at meta_path is ours */
+	bool past_checks;		/* from here on, whatever is at meta_path is ours */
 	int lock_fd;
 };
 
@@ -322,9 +322,11 @@ static int format_prepare_data(struct format_job *j)
 		return set_msg(j->msg, j->msglen, -EINVAL,
 			       "data size %llu is smaller than one block (%llu)",
 			       (unsigned long long)j->data_size, (unsigned long long)bs);
-	if (j->data_size / bs > VM_DMASK - 1)
+	if (j->data_size / bs > POOL_MAX_DATA_BLOCKS)
 		return set_msg(j->msg, j->msglen, -EINVAL,
-			       "data size too large for block size %llu", (unsigned long long)bs);
+			       "data size %llu is beyond the limit of %llu blocks of %llu bytes",
+			       (unsigned long long)j->data_size,
+			       (unsigned long long)POOL_MAX_DATA_BLOCKS, (unsigned long long)bs);
 	if (!j->data_exists) {
 		rc = dio_create(j->data_path, j->data_size / bs * bs, j->msg, j->msglen);
 		j->data_created = !rc;
