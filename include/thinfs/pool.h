@@ -145,7 +145,9 @@ struct pool_status {
 	bool read_only; /* opened read-only, or forced read-only by an error */
 	bool needs_check;
 	bool out_of_space;
-	char mode[24]; /* "rw", "out_of_data_space", "ro" */
+	char mode[24];		  /* "rw", "out_of_data_space", "ro" */
+	char mode_reason[256];	  /* why "ro" (a failure, needs_check), else "" */
+	uint64_t max_device_size; /* pool_size_limit(): the largest device, bytes */
 	char uuid[40];
 	char data_path[4096];
 	/* counters since open */
