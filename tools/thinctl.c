@@ -220,15 +220,9 @@ static const char *human(uint64_t bytes, char *buf, size_t len)
 	return pool_human_size(bytes, buf, len);
 }
 
-/* A size three ways: "1.0G (1073741824 B, 16384 blocks)". */
 static const char *size_words(uint64_t bytes, uint64_t block_size, char *buf, size_t len)
 {
-	char h[32];
-	uint64_t blocks = bytes / block_size + (bytes % block_size != 0);
-
-	snprintf(buf, len, "%s (%" PRIu64 " B, %" PRIu64 " block%s)", human(bytes, h, sizeof(h)),
-		 bytes, blocks, blocks == 1 ? "" : "s");
-	return buf;
+	return pool_size_text(bytes, block_size, buf, len);
 }
 
 static void json_string(FILE *f, const char *s)

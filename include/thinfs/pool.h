@@ -200,6 +200,21 @@ enum { CHECK_CLEAN = 0, CHECK_DAMAGED = 1, CHECK_FATAL = 2 };
  * line.  Returns CHECK_* or a negative errno when the pool can't be opened. */
 int pool_check(const char *dir, bool repair, FILE *report, char *msg, size_t msglen);
 
+/* ---- the log ---- */
+/* Levels, as syslog's. */
+enum { POOL_LOG_ERR = 3, POOL_LOG_WARNING = 4, POOL_LOG_NOTICE = 5, POOL_LOG_INFO = 6 };
+/* One line for a storage admin, without a newline, naming the pool's
+ * directory, the device where there is one, and the reason. */
+typedef void (*pool_log_fn)(void *arg, int level, const char *line);
+/*
+ * Where the library's log goes (process-wide; NULL, the default, drops it).
+ * Logged once each: every administrative change, every mode change (out of
+ * data space and back, read-only at open, a failure: a failed commit or data
+ * flush, needs_check, and the repair that ends it).  fn may be called from
+ * any thread with pool locks held: it must not call into the pool.
+ */
+void pool_set_logger(pool_log_fn fn, void *arg);
+
 /* ---- helpers shared by the front ends ---- */
 /* 0 if `name` is a valid volume or set name, else -EINVAL with a reason in msg. */
 int pool_name_valid(const char *name, char *msg, size_t msglen);
@@ -207,5 +222,7 @@ int pool_name_valid(const char *name, char *msg, size_t msglen);
 int pool_parse_size(const char *s, uint64_t *bytes);
 /* A size for people: "512B", "64.0K", "1.5G" (powers of 1024).  Returns buf. */
 const char *pool_human_size(uint64_t bytes, char *buf, size_t len);
+/* A size three ways, "1.0G (1073741824 B, 16384 blocks)" (blocks rounded up). */
+const char *pool_size_text(uint64_t bytes, uint64_t block_size, char *buf, size_t len);
 
 #endif

@@ -404,8 +404,7 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 		snprintf(pool->ro_reason, sizeof(pool->ro_reason), "%s",
 			 "needs_check is set (marker file): run thinctl check --repair");
 	}
-	if (pool->mode == POOL_MODE_WRITE && pool->prow.needs_check)
-		pool->mode = POOL_MODE_READ_ONLY;
+	pool_mode_opened(pool);
 	if (pool->mode == POOL_MODE_WRITE && (rc = open_for_writing(pool, msg, msglen))) {
 		pool_free(pool);
 		return rc;
