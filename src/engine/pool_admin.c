@@ -347,7 +347,7 @@ int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen)
 	rc = check_writable(pool, msg, msglen);
 	if (!rc && !(d = pool_find_device(pool, dev)))
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", dev);
-	was_open = !rc && d->open_count; /* d may be gone after the change */
+	was_open = d && d->open_count; /* d may be gone after the change */
 	if (!rc)
 		rc = run_change(pool, op_delete, d, "delete", dev, msg, msglen);
 	if (!rc)

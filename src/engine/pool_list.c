@@ -89,7 +89,7 @@ static size_t json_str(char *out, size_t len, const char *s)
 int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 {
 	char uuid[128], path[8300], jm[64], why[600];
-	uint64_t bs = st->block_size;
+	uint64_t bs = st->block_size, data_bytes, used_bytes, free_bytes;
 	uint64_t free_blocks =
 	    st->nr_data_blocks > st->used_blocks ? st->nr_data_blocks - st->used_blocks : 0;
 	int n;
@@ -98,28 +98,30 @@ int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 	json_str(path, sizeof(path), st->data_path);
 	json_str(jm, sizeof(jm), st->journal_mode);
 	json_str(why, sizeof(why), st->mode_reason);
-	n = snprintf(
-	    buf, len,
-	    "{\"block_size\":%llu,\"nr_data_blocks\":%llu,\"used_blocks\":%llu,"
-	    "\"free_blocks\":%llu,\"data_bytes\":%llu,\"used_bytes\":%llu,"
-	    "\"free_bytes\":%llu,\"max_device_size\":%llu,"
-	    "\"transaction_id\":%llu,\"pool_time\":%llu,"
-	    "\"mode\":\"%s\",\"mode_reason\":%s,\"needs_check\":%s,\"read_only\":%s,"
-	    "\"out_of_data_space\":%s,"
-	    "\"nr_devices\":%llu,\"nr_sets\":%llu,\"uuid\":%s,\"data_path\":%s,"
-	    "\"commits\":%llu,\"fsyncs\":%llu,\"punches\":%llu,\"cow_copies\":%llu,"
-	    "\"journal_mode\":%s,\"synchronous\":%d}",
-	    (unsigned long long)bs, (unsigned long long)st->nr_data_blocks,
-	    (unsigned long long)st->used_blocks, (unsigned long long)free_blocks,
-	    (unsigned long long)(st->nr_data_blocks * bs),
-	    (unsigned long long)(st->used_blocks * bs), (unsigned long long)(free_blocks * bs),
-	    (unsigned long long)st->max_device_size, (unsigned long long)st->transaction_id,
-	    (unsigned long long)st->pool_time, st->mode, why, st->needs_check ? "true" : "false",
-	    st->read_only ? "true" : "false", st->out_of_space ? "true" : "false",
-	    (unsigned long long)st->nr_devices, (unsigned long long)st->nr_sets, uuid, path,
-	    (unsigned long long)st->commits, (unsigned long long)st->fsyncs,
-	    (unsigned long long)st->punches, (unsigned long long)st->cow_copies, jm,
-	    st->synchronous);
+	data_bytes = st->nr_data_blocks * bs;
+	used_bytes = st->used_blocks * bs;
+	free_bytes = free_blocks * bs;
+	n = snprintf(buf, len,
+		     "{\"block_size\":%llu,\"nr_data_blocks\":%llu,\"used_blocks\":%llu,"
+		     "\"free_blocks\":%llu,\"data_bytes\":%llu,\"used_bytes\":%llu,"
+		     "\"free_bytes\":%llu,\"max_device_size\":%llu,"
+		     "\"transaction_id\":%llu,\"pool_time\":%llu,"
+		     "\"mode\":\"%s\",\"mode_reason\":%s,\"needs_check\":%s,\"read_only\":%s,"
+		     "\"out_of_data_space\":%s,"
+		     "\"nr_devices\":%llu,\"nr_sets\":%llu,\"uuid\":%s,\"data_path\":%s,"
+		     "\"commits\":%llu,\"fsyncs\":%llu,\"punches\":%llu,\"cow_copies\":%llu,"
+		     "\"journal_mode\":%s,\"synchronous\":%d}",
+		     (unsigned long long)bs, (unsigned long long)st->nr_data_blocks,
+		     (unsigned long long)st->used_blocks, (unsigned long long)free_blocks,
+		     (unsigned long long)data_bytes, (unsigned long long)used_bytes,
+		     (unsigned long long)free_bytes, (unsigned long long)st->max_device_size,
+		     (unsigned long long)st->transaction_id, (unsigned long long)st->pool_time,
+		     st->mode, why, st->needs_check ? "true" : "false",
+		     st->read_only ? "true" : "false", st->out_of_space ? "true" : "false",
+		     (unsigned long long)st->nr_devices, (unsigned long long)st->nr_sets, uuid,
+		     path, (unsigned long long)st->commits, (unsigned long long)st->fsyncs,
+		     (unsigned long long)st->punches, (unsigned long long)st->cow_copies, jm,
+		     st->synchronous);
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
 	return n;

@@ -175,23 +175,17 @@ void pool_set_logger(pool_log_fn fn, void *arg)
 	pthread_mutex_unlock(&log_lock);
 }
 
-void util_vlog(int level, const char *fmt, va_list ap)
-{
-	char line[1024];
-
-	pthread_mutex_lock(&log_lock);
-	if (log_fn) {
-		vsnprintf(line, sizeof(line), fmt, ap);
-		log_fn(log_arg, level, line);
-	}
-	pthread_mutex_unlock(&log_lock);
-}
-
 void util_log(int level, const char *fmt, ...)
 {
+	char line[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	util_vlog(level, fmt, ap);
+	/* clang 14's valist checker misreads this (a false positive) */
+	vsnprintf(line, sizeof(line), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	va_end(ap);
+	pthread_mutex_lock(&log_lock);
+	if (log_fn)
+		log_fn(log_arg, level, line);
+	pthread_mutex_unlock(&log_lock);
 }
