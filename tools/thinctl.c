@@ -14,11 +14,19 @@
  * either way.  A holder that is going away (a daemon after its unmount) is
  * waited for briefly; a daemon that does not answer within THINCTL_TIMEOUT
  * seconds (default 10) is an error, never a hang.
+ *
+ * A reader that goes away (thinctl dump POOL | head -1) is no error: the
+ * command finishes what it does to the pool (closes it), writes nothing to
+ * stderr and dies of SIGPIPE, as a program that never ignored it would (exit
+ * status 141 in a shell).  SIGPIPE is ignored until then, so a write fails
+ * with EPIPE instead of killing thinctl with the pool open.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
+#include <ctype.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,6 +79,23 @@ static void print_help(const struct cmd *cmd)
 	printf("usage: %s %s %s\n\n%s\n", prog, cmd->name, cmd->args, cmd->help);
 }
 
+/* The word of the command line getopt refused.  A bad short option (-x, or
+ * the 1 of -1G) may sit inside a word getopt has not stepped past, behind
+ * operands it permuted: find the word that holds it. */
+static const char *bad_word(int argc, char **argv, int c)
+{
+	if (c == '?' && optopt) {
+		for (int i = 1; i < argc; i++) {
+			const char *w = argv[i];
+			if (!strcmp(w, "--"))
+				break;
+			if (w[0] == '-' && w[1] && w[1] != '-' && strchr(w + 1, optopt))
+				return w;
+		}
+	}
+	return optind > 1 && optind <= argc ? argv[optind - 1] : "?";
+}
+
 /* Options common to every command: --help, plus the command's own.  Returns
  * -1 to go on, or an exit code. */
 static int parse(const struct cmd *cmd, int argc, char **argv, const struct option *extra,
@@ -100,9 +125,13 @@ static int parse(const struct cmd *cmd, int argc, char **argv, const struct opti
 		}
 		if (c == '?' || c == ':' || !on_opt) {
 			char why[300];
-			snprintf(why, sizeof(why), "%s '%s'",
-				 c == ':' ? "option needs a value:" : "bad option",
-				 argv[optind - 1]);
+			const char *w = bad_word(argc, argv, c);
+			if (c == '?' && w[0] == '-' && isdigit((unsigned char)w[1]))
+				snprintf(why, sizeof(why),
+					 "'%s' is negative: not a size, not an option", w);
+			else
+				snprintf(why, sizeof(why), "%s '%s'",
+					 c == ':' ? "option needs a value:" : "bad option", w);
 			return usage_error(cmd, why);
 		}
 		int rc = on_opt(c, optarg, ctx);
@@ -162,6 +191,14 @@ static int change_done(const struct cmd *cmd, struct pool *pool, int rc, const c
 
 #define HOLDER_WAIT_MS 3000 /* a holder that is exiting (after an unmount) */
 
+/* Where a changing command's report goes (check --repair --json: a buffer). */
+static FILE *change_out;
+
+static FILE *report_stream(void)
+{
+	return change_out ? change_out : stdout;
+}
+
 static int control_timeout_ms(void)
 {
 	const char *t = getenv("THINCTL_TIMEOUT");
@@ -176,7 +213,7 @@ static int daemon_done(const struct cmd *cmd, struct admin_reply *rep, int err_s
 	int status = rep->status;
 
 	if (rep->out)
-		fputs(rep->out, stdout);
+		fputs(rep->out, report_stream());
 	free(rep->out);
 	if (status < 0) {
 		fail(cmd, "%s", rep->msg[0] ? rep->msg : strerror(-status));
@@ -213,13 +250,13 @@ static int run_change(const struct cmd *cmd, const char *dir, struct admin_req *
 		/* no daemon: here, once the pool's lock is ours */
 		msg[0] = 0;
 		if (local) {
-			rc = local(dir, stdout, msg, sizeof(msg));
+			rc = local(dir, report_stream(), msg, sizeof(msg));
 			if (rc != -EBUSY)
 				break;
 		} else {
 			rc = pool_open(dir, 0, holder, &pool, msg, sizeof(msg));
 			if (!rc) {
-				rc = admin_exec(pool, req, stdout, msg, sizeof(msg));
+				rc = admin_exec(pool, req, report_stream(), msg, sizeof(msg));
 				return change_done(cmd, pool, rc, msg);
 			}
 		}
@@ -237,11 +274,31 @@ static int run_change(const struct cmd *cmd, const char *dir, struct admin_req *
 	return rc;
 }
 
+/* stdout's reader went away: finish() ends quietly, of SIGPIPE. */
+static bool out_closed;
+
+/* Is stdout a pipe or socket nobody reads any more? */
+static bool reader_gone(void)
+{
+	struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
+/* After a failure to write to stdout (rc, or a stream error): was it only
+ * the reader going away?  Then nothing is worth a word. */
+static bool output_closed(int rc)
+{
+	if (rc == -EPIPE || (rc && reader_gone()))
+		out_closed = true;
+	return out_closed;
+}
+
 /* End a reading command; a reader that went away (| head) is no failure. */
 static int read_done(const struct cmd *cmd, struct pool *pool, int rc, const char *msg)
 {
 	pool_close(pool);
-	if (!rc || rc == -EPIPE)
+	if (!rc || output_closed(rc))
 		return 0;
 	return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
 }
@@ -250,19 +307,12 @@ static int read_done(const struct cmd *cmd, struct pool *pool, int rc, const cha
 
 static const char *human(uint64_t bytes, char *buf, size_t len)
 {
-	static const char units[] = "BKMGTPE";
-	double v = (double)bytes;
-	int u = 0;
+	return pool_human_size(bytes, buf, len);
+}
 
-	while (v >= 1024 && u < 6) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%" PRIu64 "B", bytes);
-	else
-		snprintf(buf, len, "%.1f%c", v, units[u]);
-	return buf;
+static const char *size_words(uint64_t bytes, uint64_t block_size, char *buf, size_t len)
+{
+	return pool_size_text(bytes, block_size, buf, len);
 }
 
 static void json_string(FILE *f, const char *s)
@@ -508,6 +558,84 @@ static const char *origin_name(const struct pool_device_info *devs, size_t nr, u
 	return buf;
 }
 
+static void full_name(const struct pool_device_info *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s", d->set, d->set[0] ? "/" : "", d->name);
+}
+
+/* One device as a JSON object: what list --json always gave, then sizes in
+ * bytes beside the block counts, owner and times. */
+static void json_device(const struct pool_device_info *devs, size_t nr, size_t i,
+			uint64_t block_size)
+{
+	const struct pool_device_info *d = &devs[i];
+	char o[600];
+
+	printf("{\"id\":%" PRIu64 ",\"name\":", d->id);
+	json_string(stdout, d->name);
+	printf(",\"set\":");
+	json_string(stdout, d->set);
+	printf(",\"size\":%" PRIu64 ",\"mapped_blocks\":%" PRIu64 ",\"exclusive_blocks\":%" PRIu64
+	       ",\"shared_blocks\":%" PRIu64 ",\"read_only\":%s,\"origin\":",
+	       d->size, d->mapped_blocks, d->exclusive_blocks, d->shared_blocks,
+	       d->read_only ? "true" : "false");
+	json_string(stdout, origin_name(devs, nr, d->origin_id, o, sizeof(o)));
+	printf(",\"creation_time\":%" PRIu64 ",\"snap_time\":%" PRIu64, d->creation_time,
+	       d->snap_time);
+	printf(",\"size_blocks\":%" PRIu64 ",\"mapped_bytes\":%" PRIu64
+	       ",\"exclusive_bytes\":%" PRIu64 ",\"shared_bytes\":%" PRIu64
+	       ",\"origin_id\":%" PRIu64 ",\"uid\":%u,\"gid\":%u"
+	       ",\"mode\":\"%04o\",\"ctime\":%" PRId64 ",\"mtime\":%" PRId64 "}",
+	       d->size / block_size + (d->size % block_size != 0), d->mapped_blocks * block_size,
+	       d->exclusive_blocks * block_size, d->shared_blocks * block_size, d->origin_id,
+	       d->uid, d->gid, d->mode, d->ctime_sec, d->mtime_sec);
+}
+
+/* A block count as "64.0M (1024)": bytes for people, blocks for dm-thin. */
+static const char *count_cell(uint64_t blocks, uint64_t block_size, char *buf, size_t len)
+{
+	char h[32];
+
+	snprintf(buf, len, "%s (%" PRIu64 ")", human(blocks * block_size, h, sizeof(h)), blocks);
+	return buf;
+}
+
+static void list_table(const struct pool_device_info *devs, size_t nr, uint64_t bs)
+{
+	char a[32], b[600], o[600], m[64], e[64], sh[64];
+
+	printf("%-24s %9s %16s %16s %16s %3s  %s\n", "NAME", "SIZE", "MAPPED", "EXCLUSIVE",
+	       "SHARED", "RO", "ORIGIN");
+	for (size_t i = 0; i < nr; i++) {
+		full_name(&devs[i], b, sizeof(b));
+		printf("%-24s %9s %16s %16s %16s %3s  %s\n", b, human(devs[i].size, a, sizeof(a)),
+		       count_cell(devs[i].mapped_blocks, bs, m, sizeof(m)),
+		       count_cell(devs[i].exclusive_blocks, bs, e, sizeof(e)),
+		       count_cell(devs[i].shared_blocks, bs, sh, sizeof(sh)),
+		       devs[i].read_only ? "ro" : "rw",
+		       origin_name(devs, nr, devs[i].origin_id, o, sizeof(o)));
+	}
+	printf("(counts in bytes, and in parentheses in blocks of %s; exact bytes: --json)\n",
+	       human(bs, a, sizeof(a)));
+}
+
+/* The pool's devices with sharing counts, read-only; closes the pool on failure. */
+static int read_devices(const struct cmd *cmd, const char *dir, struct pool **pool,
+			struct pool_status *st, struct pool_device_info **devs, size_t *nr)
+{
+	int rc;
+
+	if (open_pool(cmd, dir, true, pool))
+		return 1;
+	pool_status(*pool, st);
+	rc = pool_list(*pool, true, devs, nr);
+	if (rc) {
+		pool_close(*pool);
+		return fail(cmd, "%s", strerror(-rc));
+	}
+	return 0;
+}
+
 static int cmd_list(const struct cmd *cmd, int argc, char **argv)
 {
 	struct json_ctx ctx = {0};
@@ -515,49 +643,94 @@ static int cmd_list(const struct cmd *cmd, int argc, char **argv)
 	struct pool_status st;
 	struct pool *pool;
 	size_t nr;
-	char a[32], b[600], o[600];
 	int rc = parse(cmd, argc, argv, json_opts, json_opt, &ctx, 1);
 
 	if (rc >= 0)
 		return rc;
-	if (open_pool(cmd, argv[optind], true, &pool))
+	if (read_devices(cmd, argv[optind], &pool, &st, &devs, &nr))
 		return 1;
-	pool_status(pool, &st);
-	rc = pool_list(pool, true, &devs, &nr);
-	if (rc) {
-		pool_close(pool);
-		return fail(cmd, "%s", strerror(-rc));
-	}
 	if (ctx.json) {
 		printf("{\"block_size\":%" PRIu64 ",\"devices\":[", st.block_size);
 		for (size_t i = 0; i < nr; i++) {
-			printf("%s{\"id\":%" PRIu64 ",\"name\":", i ? "," : "", devs[i].id);
-			json_string(stdout, devs[i].name);
-			printf(",\"set\":");
-			json_string(stdout, devs[i].set);
-			printf(",\"size\":%" PRIu64 ",\"mapped_blocks\":%" PRIu64
-			       ",\"exclusive_blocks\":%" PRIu64 ",\"shared_blocks\":%" PRIu64
-			       ",\"read_only\":%s,\"origin\":",
-			       devs[i].size, devs[i].mapped_blocks, devs[i].exclusive_blocks,
-			       devs[i].shared_blocks, devs[i].read_only ? "true" : "false");
-			json_string(stdout, origin_name(devs, nr, devs[i].origin_id, o, sizeof(o)));
-			printf(",\"creation_time\":%" PRIu64 ",\"snap_time\":%" PRIu64 "}",
-			       devs[i].creation_time, devs[i].snap_time);
+			printf("%s", i ? "," : "");
+			json_device(devs, nr, i, st.block_size);
 		}
 		printf("]}\n");
 	} else {
-		printf("%-24s %9s %10s %10s %10s %3s  %s\n", "NAME", "SIZE", "MAPPED", "EXCLUSIVE",
-		       "SHARED", "RO", "ORIGIN");
-		for (size_t i = 0; i < nr; i++) {
-			snprintf(b, sizeof(b), "%s%s%s", devs[i].set, devs[i].set[0] ? "/" : "",
-				 devs[i].name);
-			printf("%-24s %9s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %3s  %s\n", b,
-			       human(devs[i].size, a, sizeof(a)), devs[i].mapped_blocks,
-			       devs[i].exclusive_blocks, devs[i].shared_blocks,
-			       devs[i].read_only ? "ro" : "rw",
-			       origin_name(devs, nr, devs[i].origin_id, o, sizeof(o)));
-		}
-		printf("(counts in blocks of %s)\n", human(st.block_size, a, sizeof(a)));
+		list_table(devs, nr, st.block_size);
+	}
+	free(devs);
+	return close_pool(cmd, pool);
+}
+
+static const char *when(int64_t sec, char *buf, size_t len)
+{
+	time_t t = (time_t)sec;
+	struct tm tm;
+
+	if (!localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S %z", &tm))
+		snprintf(buf, len, "%" PRId64, sec);
+	return buf;
+}
+
+static void info_text(const struct pool_device_info *devs, size_t nr, size_t i, uint64_t bs)
+{
+	const struct pool_device_info *d = &devs[i];
+	char b[600], w[128];
+
+	full_name(d, b, sizeof(b));
+	printf("device:          %s\n", b);
+	printf("id:              %" PRIu64 "\n", d->id);
+	printf("size:            %s\n", size_words(d->size, bs, w, sizeof(w)));
+	printf("mapped:          %s\n", size_words(d->mapped_blocks * bs, bs, w, sizeof(w)));
+	printf("exclusive:       %s\n", size_words(d->exclusive_blocks * bs, bs, w, sizeof(w)));
+	printf("shared:          %s\n", size_words(d->shared_blocks * bs, bs, w, sizeof(w)));
+	if (d->set[0])
+		printf("read-only:       yes (a member of snapshot set '%s')\n", d->set);
+	else
+		printf("read-only:       %s\n", d->read_only ? "yes" : "no");
+	origin_name(devs, nr, d->origin_id, b, sizeof(b));
+	printf("origin:          %s\n", b[0] ? b : "-");
+	printf("created:         %s (pool time %" PRIu64 ")\n", when(d->ctime_sec, w, sizeof(w)),
+	       d->creation_time);
+	printf("changed:         %s\n", when(d->mtime_sec, w, sizeof(w)));
+	if (d->snap_time)
+		printf("last snapshot:   pool time %" PRIu64 "\n", d->snap_time);
+	else
+		printf("last snapshot:   never\n");
+	printf("owner:           uid %u, gid %u, mode %04o\n", d->uid, d->gid, d->mode);
+}
+
+static int cmd_info(const struct cmd *cmd, int argc, char **argv)
+{
+	struct json_ctx ctx = {0};
+	struct pool_device_info *devs;
+	struct pool_status st;
+	struct pool *pool;
+	size_t nr, i;
+	char b[600];
+	int rc = parse(cmd, argc, argv, json_opts, json_opt, &ctx, 2);
+
+	if (rc >= 0)
+		return rc;
+	if (read_devices(cmd, argv[optind], &pool, &st, &devs, &nr))
+		return 1;
+	for (i = 0; i < nr; i++) {
+		full_name(&devs[i], b, sizeof(b));
+		if (!strcmp(b, argv[optind + 1]))
+			break;
+	}
+	if (i == nr) {
+		free(devs);
+		pool_close(pool);
+		return fail(cmd, "device '%s' does not exist", argv[optind + 1]);
+	}
+	if (ctx.json) {
+		printf("{\"block_size\":%" PRIu64 ",\"device\":", st.block_size);
+		json_device(devs, nr, i, st.block_size);
+		printf("}\n");
+	} else {
+		info_text(devs, nr, i, st.block_size);
 	}
 	free(devs);
 	return close_pool(cmd, pool);
@@ -586,12 +759,28 @@ static bool daemon_mountpoint(const char *dir, char *mnt, size_t len)
 	return found;
 }
 
+static void status_text_sizes(const struct pool_status *st)
+{
+	uint64_t bs = st->block_size;
+	uint64_t free_blocks =
+	    st->nr_data_blocks > st->used_blocks ? st->nr_data_blocks - st->used_blocks : 0;
+	char w[128];
+
+	printf("block size:      %s (%" PRIu64 " B)\n", human(bs, w, sizeof(w)), bs);
+	printf("data size:       %s\n", size_words(st->nr_data_blocks * bs, bs, w, sizeof(w)));
+	printf("data used:       %s, %.1f%%\n", size_words(st->used_blocks * bs, bs, w, sizeof(w)),
+	       st->nr_data_blocks ? 100.0 * (double)st->used_blocks / (double)st->nr_data_blocks
+				  : 0.0);
+	printf("data free:       %s\n", size_words(free_blocks * bs, bs, w, sizeof(w)));
+	printf("largest device:  %s\n", size_words(st->max_device_size, bs, w, sizeof(w)));
+}
+
 static int cmd_status(const struct cmd *cmd, int argc, char **argv)
 {
 	struct json_ctx ctx = {0};
 	struct pool_status st;
 	struct pool *pool;
-	char json[16384], mnt[4096], a[32], b[32];
+	char json[16384], mnt[4096];
 	int rc = parse(cmd, argc, argv, json_opts, json_opt, &ctx, 1);
 	ssize_t n = -1;
 
@@ -617,13 +806,12 @@ static int cmd_status(const struct cmd *cmd, int argc, char **argv)
 	if (ctx.json) {
 		printf("%s\n", json);
 	} else {
-		printf("block size:      %s\n", human(st.block_size, a, sizeof(a)));
-		printf("data blocks:     %" PRIu64 " used of %" PRIu64 " (%s of %s)\n",
-		       st.used_blocks, st.nr_data_blocks,
-		       human(st.used_blocks * st.block_size, a, sizeof(a)),
-		       human(st.nr_data_blocks * st.block_size, b, sizeof(b)));
+		status_text_sizes(&st);
 		printf("transaction id:  %" PRIu64 "\n", st.transaction_id);
-		printf("mode:            %s%s\n", st.mode, st.needs_check ? " (needs_check)" : "");
+		if (st.needs_check)
+			printf("mode:            %s (needs_check: %s)\n", st.mode, st.mode_reason);
+		else
+			printf("mode:            %s\n", st.mode);
 		printf("devices:         %" PRIu64 " in %" PRIu64
 		       " snapshot set(s) and at the top\n",
 		       st.nr_devices, st.nr_sets);
@@ -636,12 +824,17 @@ static int cmd_status(const struct cmd *cmd, int argc, char **argv)
 }
 
 struct check_ctx {
-	bool repair;
+	bool repair, json;
 };
 
 static int check_opt(int c, const char *arg, void *vctx)
 {
-	((struct check_ctx *)vctx)->repair = true;
+	struct check_ctx *ctx = vctx;
+
+	if (c == 'j')
+		ctx->json = true;
+	else
+		ctx->repair = true;
 	return -1;
 }
 
@@ -650,29 +843,80 @@ static int repair_here(const char *dir, FILE *out, char *msg, size_t msglen)
 	return pool_check(dir, true, out, msg, msglen);
 }
 
+/* check --json: pool_check's report lines ("LEVEL: text", one finding each)
+ * as one document; a line of another shape is kept whole, as level "info". */
+static void check_json(const char *report, int rc, bool repair)
+{
+	static const char *const result[] = {"clean", "damaged", "fatal"};
+	const char *p = report;
+	size_t n = 0;
+
+	printf("{\"result\":\"%s\",\"exit\":%d,\"repair\":%s,\"findings\":[", result[rc], rc,
+	       repair ? "true" : "false");
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		char line[2048], *colon;
+		snprintf(line, sizeof(line), "%.*s", (int)len, p);
+		p = nl ? nl + 1 : p + len;
+		if (!line[0])
+			continue;
+		colon = strstr(line, ": ");
+		bool tagged =
+		    colon && strspn(line, "abcdefghijklmnopqrstuvwxyz") == (size_t)(colon - line);
+		if (tagged)
+			*colon = 0;
+		printf("%s{\"level\":", n++ ? "," : "");
+		json_string(stdout, tagged ? line : "info");
+		printf(",\"text\":");
+		json_string(stdout, tagged ? colon + 2 : line);
+		printf("}");
+	}
+	printf("],\"nr_findings\":%zu}\n", n);
+}
+
 static int cmd_check(const struct cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"repair", no_argument, 0, 'r'},
+	    {"json", no_argument, 0, 'j'},
 	    {0},
 	};
 	struct check_ctx ctx = {0};
-	char msg[POOL_MSG_MAX] = "";
+	char msg[POOL_MSG_MAX] = "", *report = NULL;
+	size_t report_len = 0;
+	FILE *out = stdout;
 	int rc = parse(cmd, argc, argv, opts, check_opt, &ctx, 1);
 
 	if (rc >= 0)
 		return rc;
+	if (ctx.json && !(out = open_memstream(&report, &report_len)))
+		return fail(cmd, "%s", strerror(errno));
 	if (ctx.repair) {
 		/* mounted: the daemon fixes what it can; else the whole repair here */
 		struct admin_req req = {.op = ADMIN_REPAIR};
-		return run_change(cmd, argv[optind], &req, repair_here, 2);
+		change_out = out;
+		rc = run_change(cmd, argv[optind], &req, repair_here, 2);
+		change_out = NULL;
+		if (ctx.json)
+			fclose(out);
+		if (ctx.json && rc <= CHECK_FATAL)
+			check_json(report, rc, true);
+		free(report);
+		return rc;
 	}
-	rc = pool_check(argv[optind], false, stdout, msg, sizeof(msg));
+	rc = pool_check(argv[optind], false, out, msg, sizeof(msg));
+	if (ctx.json)
+		fclose(out);
 	if (rc < 0) {
+		free(report);
 		fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
 		return 2;
 	}
-	if (rc > 0 && !ctx.repair)
+	if (ctx.json)
+		check_json(report, rc > CHECK_FATAL ? CHECK_FATAL : rc, ctx.repair);
+	free(report);
+	if (rc > 0)
 		fail(cmd,
 		     "the pool is damaged: it opens read-only until 'thinctl check --repair %s'",
 		     argv[optind]);
@@ -744,7 +988,7 @@ static void progress_stop(struct progress *p)
 
 struct io_ctx {
 	const char *in, *out, *data, *from;
-	bool ranges;
+	bool ranges, json;
 };
 
 static int io_opt(int c, const char *arg, void *vctx)
@@ -766,6 +1010,9 @@ static int io_opt(int c, const char *arg, void *vctx)
 		break;
 	case 'r':
 		ctx->ranges = true;
+		break;
+	case 'j':
+		ctx->json = true;
 		break;
 	}
 	return -1;
@@ -803,7 +1050,7 @@ static int cmd_dump(const struct cmd *cmd, int argc, char **argv)
 	pool_close(pool);
 	if (ctx.out && fclose(out) && !rc)
 		rc = -errno;
-	if (rc && rc != -EPIPE)
+	if (rc && !(out == stdout && output_closed(rc)))
 		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
 	return 0;
 }
@@ -838,14 +1085,22 @@ static int cmd_delta(const struct cmd *cmd, int argc, char **argv)
 	struct io_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
 	struct pool *pool;
-	int rc = parse(cmd, argc, argv, io_opts, io_opt, &ctx, 3);
+	static const struct option opts[] = {
+	    {"ranges", no_argument, 0, 'r'},
+	    {"json", no_argument, 0, 'j'},
+	    {0},
+	};
+	int rc = parse(cmd, argc, argv, opts, io_opt, &ctx, 3), format = POOL_DELTA_XML;
 
 	if (rc >= 0)
 		return rc;
+	if (ctx.json)
+		format = POOL_DELTA_RANGES_JSON; /* the ranges: XML has no JSON form */
+	else if (ctx.ranges)
+		format = POOL_DELTA_RANGES;
 	if (open_pool(cmd, argv[optind], true, &pool))
 		return 1;
-	rc = pool_delta(pool, argv[optind + 1], argv[optind + 2],
-			ctx.ranges ? POOL_DELTA_RANGES : POOL_DELTA_XML, stdout, msg, sizeof(msg));
+	rc = pool_delta(pool, argv[optind + 1], argv[optind + 2], format, stdout, msg, sizeof(msg));
 	return read_done(cmd, pool, rc, msg);
 }
 
@@ -867,7 +1122,7 @@ static int cmd_send(const struct cmd *cmd, int argc, char **argv)
 	rc = pool_send(pool, argv[optind + 1], ctx.from, stdout, msg, sizeof(msg));
 	progress_stop(&pg);
 	pool_close(pool);
-	if (rc)
+	if (rc && !output_closed(rc))
 		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
 	return 0;
 }
@@ -913,15 +1168,23 @@ static const struct cmd cmds[] = {
      "metadata only, at once; refused while VOLUME is open. Later snapshots stay.",
      cmd_rollback},
     {"list", "POOL [--json]",
-     "List devices: size, mapped, exclusive and shared blocks, read-only, origin (like thin_ls).",
+     "List devices: size, mapped, exclusive and shared space (in bytes and blocks),\n"
+     "read-only, origin (like thin_ls).",
      cmd_list},
+    {"info", "POOL DEVICE [--json]",
+     "One device (NAME or SET/NAME): size, mapped, exclusive and shared space in bytes\n"
+     "and blocks, origin, times, owner.",
+     cmd_info},
     {"status", "POOL [--json]",
-     "Pool status: block size, data blocks used/total, transaction id, mode.", cmd_status},
-    {"check", "POOL [--repair]",
+     "Pool status: block size, data used/free/total in bytes and blocks, the largest\n"
+     "device size, transaction id, mode and why.",
+     cmd_status},
+    {"check", "POOL [--repair] [--json]",
      "Check the metadata and the data file (like thin_check): one line per finding.\n"
      "Exit 0 clean (leaks are warnings), 1 damaged (repairable), 2 fatal. Damage found\n"
-     "keeps the pool read-only until repaired. --repair fixes what it can, says for each\n"
-     "finding what it did or why it could not, checks again, and exits 0 only if clean.",
+     "keeps the pool read-only until repaired. --repair fixes what it can (while mounted:\n"
+     "leaks), says for each finding what it did or why not, checks again, exits 0 only if\n"
+     "clean. --json: the findings as one document.",
      cmd_check},
     {"dump", "POOL [-o FILE]",
      "Write the metadata as thin_dump XML (thin_restore reads it; thinfs names, sizes\n"
@@ -931,9 +1194,10 @@ static const struct cmd cmds[] = {
      "Make a new pool from thin_dump XML (thinfs's or dm-thin's). --data adopts an\n"
      "existing data image, e.g. a dm-thin data device copied to a file.",
      cmd_restore},
-    {"delta", "POOL A B [--ranges]",
+    {"delta", "POOL A B [--ranges] [--json]",
      "The blocks where devices A and B differ, from the metadata alone: thin_delta's XML,\n"
-     "or with --ranges one 'OFFSET LENGTH' (bytes) line per differing range.",
+     "or with --ranges one 'OFFSET LENGTH' (bytes) line per differing range, or with\n"
+     "--json those ranges as one JSON document.",
      cmd_delta},
     {"send", "POOL SNAP [--from BASE] > STREAM",
      "Write SNAP as a stream of blocks with checksums; with --from only the blocks that\n"
@@ -953,13 +1217,25 @@ static void usage(FILE *f)
 		fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].args);
 }
 
-/* stdout closed early (thinctl list | head -1) is not an error worth a word */
+/* Every command ends here: flush stdout, and if its reader went away, die of
+ * SIGPIPE quietly (the pool is closed by now). */
 static int finish(int rc)
 {
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		if (errno == EPIPE)
-			return rc;
-		fprintf(stderr, "%s: writing output: %s\n", prog, strerror(errno));
+	int err = 0;
+
+	if (!out_closed && fflush(stdout) == EOF)
+		err = errno ? errno : EIO;
+	else if (!out_closed && ferror(stdout))
+		err = EIO;
+	if (err && output_closed(-err))
+		err = 0;
+	if (out_closed) {
+		signal(SIGPIPE, SIG_DFL);
+		raise(SIGPIPE);
+		return 128 + SIGPIPE; /* not reached */
+	}
+	if (err) {
+		fprintf(stderr, "%s: writing output: %s\n", prog, strerror(err));
 		return rc ? rc : 1;
 	}
 	return rc;

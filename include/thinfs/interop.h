@@ -41,6 +41,7 @@ int pool_restore(const char *dir, FILE *in, const char *data_path, char *msg, si
 enum pool_delta_format {
 	POOL_DELTA_XML = 0,    /* thin_delta's XML: <diff> of same/different/left_only/right_only */
 	POOL_DELTA_RANGES = 1, /* "OFFSET LENGTH" in bytes, one line per differing range */
+	POOL_DELTA_RANGES_JSON = 2, /* the same ranges as one JSON document */
 };
 
 /* The blocks where devices a and b differ, from the metadata alone (two

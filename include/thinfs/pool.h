@@ -28,6 +28,10 @@
 #define POOL_DEFAULT_BLOCK_SIZE (64ull * 1024)
 #define POOL_MIN_BLOCK_SIZE (4ull * 1024)
 #define POOL_MAX_BLOCK_SIZE (1024ull * 1024 * 1024)
+/* The most virtual blocks a device may have.  A device's view keeps one
+ * pointer per 4096 blocks up to its highest mapped one, so at this limit that
+ * table is 128 MiB: 256 TiB devices with 4 KiB blocks, 4 PiB with 64 KiB. */
+#define POOL_MAX_VBLOCKS (1ull << 36)
 
 struct pool;
 struct volume;
@@ -112,6 +116,13 @@ int pool_rollback(struct pool *pool, const char *volume, const char *snapshot, c
 		  size_t msglen);
 /* Grow the data capacity to data_size bytes (never shrinks). */
 int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen);
+/* The largest virtual size a device of this pool may have, in bytes: at most
+ * POOL_MAX_VBLOCKS blocks, and below 2^63 (an off_t).  No lock needed. */
+uint64_t pool_size_limit(struct pool *pool);
+/* 0 if a device may have `size` bytes, else -EFBIG with the limit in msg.
+ * pool_create and pool_resize (so a mount's truncate too) refuse with it;
+ * whatever else sets a device's size must call it too. */
+int pool_size_check(struct pool *pool, uint64_t size, char *msg, size_t msglen);
 /* Owner and mode of a device's file (persisted, durable on return).  Acts on
  * the device named now; open handles are not affected (the kernel checks
  * permissions at open).  A failed commit leaves them as they were. */
@@ -152,7 +163,9 @@ struct pool_status {
 	bool read_only; /* opened read-only, or forced read-only by an error */
 	bool needs_check;
 	bool out_of_space;
-	char mode[24]; /* "rw", "out_of_data_space", "ro" */
+	char mode[24];		  /* "rw", "out_of_data_space", "ro" */
+	char mode_reason[256];	  /* why "ro" (a failure, needs_check), else "" */
+	uint64_t max_device_size; /* pool_size_limit(): the largest device, bytes */
 	char uuid[40];
 	char data_path[4096];
 	/* counters since open */
@@ -209,10 +222,29 @@ int pool_check(const char *dir, bool repair, FILE *report, char *msg, size_t msg
  * changed.  Returns CHECK_* or a negative errno. */
 int pool_check_live(struct pool *pool, FILE *report, char *msg, size_t msglen);
 
+/* ---- the log ---- */
+/* Levels, as syslog's. */
+enum { POOL_LOG_ERR = 3, POOL_LOG_WARNING = 4, POOL_LOG_NOTICE = 5, POOL_LOG_INFO = 6 };
+/* One line for a storage admin, without a newline, naming the pool's
+ * directory, the device where there is one, and the reason. */
+typedef void (*pool_log_fn)(void *arg, int level, const char *line);
+/*
+ * Where the library's log goes (process-wide; NULL, the default, drops it).
+ * Logged once each: every administrative change, every mode change (out of
+ * data space and back, read-only at open, a failure: a failed commit or data
+ * flush, needs_check, and the repair that ends it).  fn may be called from
+ * any thread with pool locks held: it must not call into the pool.
+ */
+void pool_set_logger(pool_log_fn fn, void *arg);
+
 /* ---- helpers shared by the front ends ---- */
 /* 0 if `name` is a valid volume or set name, else -EINVAL with a reason in msg. */
 int pool_name_valid(const char *name, char *msg, size_t msglen);
 /* Parse a size: an integer with an optional K, M, G or T suffix (powers of 1024). */
 int pool_parse_size(const char *s, uint64_t *bytes);
+/* A size for people: "512B", "64.0K", "1.5G" (powers of 1024).  Returns buf. */
+const char *pool_human_size(uint64_t bytes, char *buf, size_t len);
+/* A size three ways, "1.0G (1073741824 B, 16384 blocks)" (blocks rounded up). */
+const char *pool_size_text(uint64_t bytes, uint64_t block_size, char *buf, size_t len);
 
 #endif

@@ -10,6 +10,7 @@
 #define THINFS_FUSE_NODES_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -42,6 +43,12 @@ struct fsops_node {
 	struct fsops_node *snext;     /* NODE_SET: the live sets */
 };
 
+/* A refused request already logged (fuse_refusals.c). */
+struct fsops_refusal {
+	char dev[DEVNAME_MAX];
+	int err;
+};
+
 struct fsops {
 	struct pool *pool;
 	struct fsops_config cfg;
@@ -53,7 +60,10 @@ struct fsops {
 	uint64_t next_set_ino;
 	uint64_t block_size;
 	time_t mount_time;
-	pthread_key_t rbuf_key; /* per-thread read buffer */
+	pthread_key_t rbuf_key;		/* per-thread read buffer */
+	struct fsops_refusal *refusals; /* [lock] logged once each */
+	size_t nr_refusals, cap_refusals;
+	bool refusals_full;
 };
 
 /* An open device file: fi->fh. */
@@ -113,5 +123,11 @@ void reply_entry(fuse_req_t req, struct fsops *fs, struct fsops_node *n, const s
 void reply_negative(fuse_req_t req, struct fsops *fs);
 void reply_dev_entry(fuse_req_t req, struct fsops *fs, const struct pool_device_info *info);
 void reply_set_entry(fuse_req_t req, struct fsops *fs, const char *name, time_t ctime);
+/* fuse_refusals.c: log a refused request (what: "write", "resize", ...) of
+ * device dev once per device and reason; ordinary errors (ENOENT, EEXIST,
+ * EINVAL, ...) are not logged.  err: an errno, either sign; msg: the
+ * library's reason, or NULL.  Takes fs->lock. */
+void fsops_refused(struct fsops *fs, const char *what, const char *dev, int err, const char *msg);
+void fsops_refusals_free(struct fsops *fs);
 
 #endif

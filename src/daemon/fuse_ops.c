@@ -53,20 +53,20 @@
 
 #include "fuse_nodes.h"
 
-/* Log an administrative failure the user did not simply ask for. */
-static void log_admin(const char *what, const char *name, int rc, const char *msg)
+/* An administrative request the pool refused: in the log once per device
+ * and reason, unless it was an ordinary one (a name taken, not there). */
+static void log_admin(struct fsops *fs, const char *what, const char *name, int rc, const char *msg)
 {
-	switch (-rc) {
-	case 0:
-	case EEXIST:
-	case ENOENT:
-	case EINVAL:
-	case EROFS:
-	case ENOSPC:
-	case EFBIG:
-		return;
-	}
-	fuse_log(FUSE_LOG_ERR, "thinfs: %s '%s': %s\n", what, name, msg[0] ? msg : strerror(-rc));
+	if (rc)
+		fsops_refused(fs, what, name, rc, msg);
+}
+
+/* The device name of a file handle, for the log. */
+static void file_devname(struct fsops *fs, struct fsops_file *f, char *dev)
+{
+	pthread_mutex_lock(&fs->lock);
+	devname(f->node, dev);
+	pthread_mutex_unlock(&fs->lock);
 }
 
 /* ---- lifecycle ---- */
@@ -223,7 +223,7 @@ static void fsops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 						sizeof(msg));
 		else
 			rc = pool_resize(fs->pool, dev, (uint64_t)attr->st_size, msg, sizeof(msg));
-		log_admin("resize", dev, rc, msg);
+		log_admin(fs, "a resize", dev, rc, msg);
 		if (rc)
 			goto out;
 	}
@@ -232,7 +232,7 @@ static void fsops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 		    fs->pool, dev, to_set & FUSE_SET_ATTR_UID ? (uint32_t)attr->st_uid : info.uid,
 		    to_set & FUSE_SET_ATTR_GID ? (uint32_t)attr->st_gid : info.gid,
 		    to_set & FUSE_SET_ATTR_MODE ? (uint32_t)attr->st_mode & 07777 : info.mode);
-		log_admin("chown/chmod", dev, rc, "");
+		log_admin(fs, "a chown/chmod", dev, rc, "");
 	}
 out:
 	if (!rc)
@@ -260,7 +260,7 @@ static int create_volume(fuse_req_t req, struct fsops *fs, fuse_ino_t parent, co
 	if (strlen(name) > POOL_NAME_MAX)
 		return -ENAMETOOLONG;
 	rc = pool_create(fs->pool, name, 0, msg, sizeof(msg));
-	log_admin("create", name, rc, msg);
+	log_admin(fs, "a create", name, rc, msg);
 	if (rc)
 		return rc;
 	rc = pool_device_info(fs->pool, name, info);
@@ -270,7 +270,7 @@ static int create_volume(fuse_req_t req, struct fsops *fs, fuse_ino_t parent, co
 	mode &= 07777;
 	if (info->uid != ctx->uid || info->gid != ctx->gid || info->mode != mode) {
 		rc = pool_set_owner(fs->pool, name, ctx->uid, ctx->gid, mode);
-		log_admin("chown", name, rc, "");
+		log_admin(fs, "a chown", name, rc, "");
 		if (!rc)
 			rc = pool_device_info(fs->pool, name, info);
 	}
@@ -307,7 +307,7 @@ static void fsops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	if (strlen(name) > POOL_NAME_MAX)
 		return (void)fuse_reply_err(req, ENAMETOOLONG);
 	rc = pool_snapshot_set(fs->pool, name, msg, sizeof(msg));
-	log_admin("snapshot set", name, rc, msg);
+	log_admin(fs, "a snapshot set", name, rc, msg);
 	if (!rc)
 		rc = set_lookup(fs, name, &ctime, NULL);
 	if (rc)
@@ -346,7 +346,7 @@ static void fsops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = pool_device_info(fs->pool, dev, &info);
 	if (!rc)
 		rc = pool_delete(fs->pool, dev, msg, sizeof(msg));
-	log_admin("delete", dev, rc, msg);
+	log_admin(fs, "a delete", dev, rc, msg);
 	if (!rc)
 		mark_dead_dev(fs, info.id);
 	fuse_reply_err(req, -rc);
@@ -370,7 +370,7 @@ static void fsops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	/* a set goes with its members, also when they are open: the pool
 	 * releases those at their last close */
 	rc = pool_delete_set(fs->pool, name, msg, sizeof(msg));
-	log_admin("delete set", name, rc, msg);
+	log_admin(fs, "a delete set", name, rc, msg);
 	if (!rc) {
 		pthread_mutex_lock(&fs->lock);
 		for (size_t b = 0; b < NR_BUCKETS; b++)
@@ -403,7 +403,7 @@ static int rename_device(struct fsops *fs, const char *name, const char *newname
 	/* rename(2) replaces an existing target atomically; RENAME_NOREPLACE does not */
 	rc = replace ? pool_rename_replace(fs->pool, name, newname, msg, sizeof(msg))
 		     : pool_rename(fs->pool, name, newname, msg, sizeof(msg));
-	log_admin("rename", name, rc, msg);
+	log_admin(fs, "a rename", name, rc, msg);
 	if (!rc && !pool_device_info(fs->pool, newname, &info)) {
 		pthread_mutex_lock(&fs->lock);
 		if (node_find(fs, DEV_INO_BASE + info.id))
@@ -421,7 +421,7 @@ static int rename_set(struct fsops *fs, const char *name, const char *newname)
 	if (strlen(name) > POOL_NAME_MAX || strlen(newname) > POOL_NAME_MAX)
 		return -ENAMETOOLONG;
 	rc = pool_rename_set(fs->pool, name, newname, msg, sizeof(msg));
-	log_admin("rename set", name, rc, msg);
+	log_admin(fs, "a rename set", name, rc, msg);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&fs->lock);
@@ -638,14 +638,22 @@ static void fsops_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	if (off < 0)
 		return (void)fuse_reply_err(req, EINVAL);
 	n = pool_write(f->vol, buf, size, (uint64_t)off);
-	if (n < 0)
+	if (n < 0) {
+		char dev[DEVNAME_MAX];
+		file_devname(fs, f, dev);
+		fsops_refused(fs, "a write", dev, (int)n, NULL);
 		return (void)fuse_reply_err(req, (int)-n);
+	}
 	/* fi->flags carries O_DSYNC for O_SYNC/O_DSYNC files and RWF_DSYNC
 	 * writes; the kernel follows those with FSYNC except on direct_io files */
 	if (n > 0 && (fi->flags & O_DSYNC) && (f->flags & O_DIRECT)) {
 		rc = pool_sync(fs->pool);
-		if (rc)
+		if (rc) {
+			char dev[DEVNAME_MAX];
+			file_devname(fs, f, dev);
+			fsops_refused(fs, "a synchronous write", dev, rc, NULL);
 			return (void)fuse_reply_err(req, -rc);
+		}
 	}
 	fuse_reply_write(req, (size_t)n);
 }
@@ -670,7 +678,15 @@ static void fsops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
  * Never ENOSYS: the kernel would stop sending fsyncs at all. */
 static void fsops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, -pool_sync(fs_of(req)->pool));
+	struct fsops *fs = fs_of(req);
+	int rc = pool_sync(fs->pool);
+
+	if (rc) {
+		char dev[DEVNAME_MAX];
+		file_devname(fs, file_of(fi), dev);
+		fsops_refused(fs, "an fsync", dev, rc, NULL);
+	}
+	fuse_reply_err(req, -rc);
 }
 
 static int resize_node(struct fsops *fs, struct fsops_node *n, uint64_t size)
@@ -682,7 +698,7 @@ static int resize_node(struct fsops *fs, struct fsops_node *n, uint64_t size)
 	devname(n, dev);
 	pthread_mutex_unlock(&fs->lock);
 	rc = pool_resize(fs->pool, dev, size, msg, sizeof(msg));
-	log_admin("resize", dev, rc, msg);
+	log_admin(fs, "a resize", dev, rc, msg);
 	return rc;
 }
 
@@ -722,6 +738,11 @@ static void fsops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offs
 			rc = resize_node(fs, f->node, end);
 	} else if (!(mode & FALLOC_FL_KEEP_SIZE) && end > info.size) {
 		rc = resize_node(fs, f->node, end);
+	}
+	if (rc) {
+		char dev[DEVNAME_MAX];
+		file_devname(fs, f, dev);
+		fsops_refused(fs, "an fallocate", dev, rc, NULL);
 	}
 	fuse_reply_err(req, -rc);
 }
@@ -1057,6 +1078,7 @@ void fsops_free(struct fsops *fs)
 	if (pthread_getspecific(fs->rbuf_key))
 		free_rbuf(pthread_getspecific(fs->rbuf_key));
 	pthread_key_delete(fs->rbuf_key);
+	fsops_refusals_free(fs);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 }

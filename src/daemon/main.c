@@ -15,7 +15,10 @@
  * status when it is not.  fuse_daemonize() cannot do this: it forks after the
  * pool would already be open, and neither SQLite's connection nor its fcntl
  * locks survive a fork, nor would the pid in the pool's lock be right.
- * Messages go to stderr until the daemon detaches, to syslog after.
+ * Messages go to stderr until the daemon detaches, to syslog after (with -f,
+ * always stderr): libfuse's, the daemon's, the pool library's (every
+ * administrative change, mode change and failure, pool_set_logger) and the
+ * refused requests (once per device and reason, fuse_refusals.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -130,6 +133,12 @@ say(enum fuse_log_level level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	va_end(ap);
 	emit(level, msg);
+}
+
+/* the pool library's log: admin changes, mode changes, failures */
+static void pool_logger(void *arg, int level, const char *line)
+{
+	say((enum fuse_log_level)level, "thinfs: %s\n", line);
 }
 
 /* ---- arguments ---- */
@@ -249,9 +258,7 @@ struct committer {
 static void *commit_loop(void *arg)
 {
 	struct committer *c = arg;
-	bool failing = false;
 	struct timespec t;
-	int rc;
 
 	pthread_mutex_lock(&c->lock);
 	while (!c->stop) {
@@ -262,12 +269,8 @@ static void *commit_loop(void *arg)
 		if (c->stop)
 			break;
 		pthread_mutex_unlock(&c->lock);
-		rc = pool_commit(c->pool);
-		if (rc && !failing)
-			say(FUSE_LOG_ERR, "thinfs: commit failed: %s\n", strerror(-rc));
-		else if (!rc && failing)
-			say(FUSE_LOG_NOTICE, "thinfs: commits work again\n");
-		failing = rc != 0;
+		/* a failed commit is logged by the pool, once (pool_fail) */
+		pool_commit(c->pool);
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -500,6 +503,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	fuse_set_log_func(log_func);
+	pool_set_logger(pool_logger, NULL);
 	if (!o.foreground) {
 		openlog("thinfs", LOG_PID, LOG_DAEMON);
 		if (daemon_fork(&status_fd))

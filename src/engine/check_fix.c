@@ -443,6 +443,8 @@ int check_repair(struct checker *c, bool scrub)
 		rc = pool_clear_needs_check_marker(pool);
 	for (size_t i = 0; i < c->nr; i++) {
 		struct check_finding *f = &c->f[i];
+		if (!rc && f->fix == FIX_NEEDS_CHECK)
+			pool_log(pool, POOL_LOG_NOTICE, "repaired: read-write again");
 		if (f->fix == FIX_NONE) {
 			f->result = -EUCLEAN;
 			if (!f->how[0])

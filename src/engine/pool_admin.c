@@ -9,6 +9,10 @@
  * crash.  A device deleted while open leaves the namespace at once (it moves
  * to the hidden set ".deleted") and is released at its last close, or at the
  * next open of the pool after a crash.
+ *
+ * Every change that succeeds is logged once (pool_log, level INFO) with the
+ * device and what changed; one whose commit fails, at level ERR (the pool's
+ * turn to FAILED is logged by pool_fail).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,12 +35,40 @@ int pool_check_writable(struct pool *pool, char *msg, size_t msglen)
 	return 0;
 }
 
-static int check_size(struct pool *pool, uint64_t size, char *msg, size_t msglen)
+uint64_t pool_size_limit(struct pool *pool)
 {
-	if (size > MAX_DEVICE_SIZE / pool->block_size * pool->block_size)
-		return set_msg(msg, msglen, -EFBIG, "size %llu is too large",
-			       (unsigned long long)size);
-	return 0;
+	uint64_t by_offset = MAX_DEVICE_SIZE / pool->block_size;
+
+	return (by_offset < POOL_MAX_VBLOCKS ? by_offset : POOL_MAX_VBLOCKS) * pool->block_size;
+}
+
+int pool_size_check(struct pool *pool, uint64_t size, char *msg, size_t msglen)
+{
+	uint64_t limit = pool_size_limit(pool);
+	char h[32], bs[32];
+
+	if (size <= limit)
+		return 0;
+	return set_msg(msg, msglen, -EFBIG,
+		       "size %llu is beyond the limit of %s (%llu bytes, %llu blocks of %s)",
+		       (unsigned long long)size, pool_human_size(limit, h, sizeof(h)),
+		       (unsigned long long)limit, (unsigned long long)(limit / pool->block_size),
+		       pool_human_size(pool->block_size, bs, sizeof(bs)));
+}
+
+/* A change whose commit failed: explain it as "cannot WHAT 'NAME': reason",
+ * to the caller and to the log. */
+static int change_failed(struct pool *pool, int rc, const char *what, const char *name, char *msg,
+			 size_t msglen)
+{
+	pool_log(pool, POOL_LOG_ERR, "cannot %s '%s': %s", what, name, strerror(-rc));
+	return set_msg(msg, msglen, rc, "cannot %s '%s': %s", what, name, strerror(-rc));
+}
+
+/* "1.0G (1073741824 B, 16384 blocks)" in this pool's blocks */
+static const char *size_text(struct pool *pool, uint64_t bytes, char *buf, size_t len)
+{
+	return pool_size_text(bytes, pool->block_size, buf, len);
 }
 
 /* Run an administrative change as one transaction; explain a failure as
@@ -47,7 +79,7 @@ static int run_change(struct pool *pool, txn_op op, void *arg, const char *what,
 	int rc = pool_txn(pool, op, arg);
 
 	if (rc)
-		set_msg(msg, msglen, rc, "cannot %s '%s': %s", what, name, strerror(-rc));
+		change_failed(pool, rc, what, name, msg, msglen);
 	return rc;
 }
 
@@ -99,17 +131,21 @@ int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, s
 {
 	struct create_args a = {.set = "", .name = name, .size = size};
 	int rc = pool_name_valid(name, msg, msglen);
+	char sz[96];
 
 	if (rc)
 		return rc;
 	admin_lock(pool);
 	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc)
-		rc = check_size(pool, size, msg, msglen);
+		rc = pool_size_check(pool, size, msg, msglen);
 	if (!rc && pool_find_device(pool, name))
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
 	if (!rc)
 		rc = run_change(pool, op_create, &a, "create", name, msg, msglen);
+	if (!rc)
+		pool_log(pool, POOL_LOG_INFO, "created volume '%s' of %s", name,
+			 size_text(pool, size, sz, sizeof(sz)));
 	admin_unlock(pool);
 	return rc;
 }
@@ -203,6 +239,8 @@ int pool_snapshot(struct pool *pool, const char *origin, const char *name, char 
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", name);
 	if (!rc)
 		rc = run_change(pool, op_snapshot, &a, "snapshot", origin, msg, msglen);
+	if (!rc)
+		pool_log(pool, POOL_LOG_INFO, "took snapshot '%s' of '%s'", name, origin);
 	admin_unlock(pool);
 	return rc;
 }
@@ -271,6 +309,8 @@ int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msgl
 		rc = set_msg(msg, msglen, -EEXIST, "snapshot set '%s' already exists", set);
 	if (!rc)
 		rc = run_change(pool, op_snapshot_set, &a, "take snapshot set", set, msg, msglen);
+	if (!rc)
+		pool_log(pool, POOL_LOG_INFO, "took snapshot set '%s' of every volume", set);
 	admin_unlock(pool);
 	return rc;
 }
@@ -304,14 +344,19 @@ static int op_delete(struct pool *pool, void *arg)
 int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen)
 {
 	struct device *d = NULL;
+	bool was_open;
 	int rc;
 
 	admin_lock(pool);
 	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(d = pool_find_device(pool, dev)))
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", dev);
+	was_open = d && d->open_count; /* d may be gone after the change */
 	if (!rc)
 		rc = run_change(pool, op_delete, d, "delete", dev, msg, msglen);
+	if (!rc)
+		pool_log(pool, POOL_LOG_INFO, "deleted '%s'%s", dev,
+			 was_open ? " (open: its blocks return at its last close)" : "");
 	admin_unlock(pool);
 	return rc;
 }
@@ -357,6 +402,8 @@ int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen
 		rc = set_msg(msg, msglen, -ENOENT, "snapshot set '%s' does not exist", set);
 	if (!rc)
 		rc = run_change(pool, op_delete_set, s, "delete set", set, msg, msglen);
+	if (!rc)
+		pool_log(pool, POOL_LOG_INFO, "deleted snapshot set '%s'", set);
 	admin_unlock(pool);
 	return rc;
 }
@@ -406,8 +453,12 @@ static int rename_device(struct pool *pool, const char *oldname, const char *new
 	if (!rc && target && !replace)
 		rc = set_msg(msg, msglen, -EEXIST, "volume '%s' already exists", newname);
 	a.victim = target;
-	if (!rc && strcmp(oldname, newname))
+	if (!rc && strcmp(oldname, newname)) {
 		rc = run_change(pool, op_rename, &a, "rename", oldname, msg, msglen);
+		if (!rc)
+			pool_log(pool, POOL_LOG_INFO, "renamed '%s' to '%s'%s", oldname, newname,
+				 a.victim ? " (replacing the volume of that name)" : "");
+	}
 	admin_unlock(pool);
 	return rc;
 }
@@ -454,8 +505,12 @@ int pool_rename_set(struct pool *pool, const char *oldname, const char *newname,
 		rc = set_msg(msg, msglen, -ENOENT, "snapshot set '%s' does not exist", oldname);
 	if (!rc && find_set(pool, newname) && strcmp(oldname, newname))
 		rc = set_msg(msg, msglen, -EEXIST, "snapshot set '%s' already exists", newname);
-	if (!rc && strcmp(oldname, newname))
+	if (!rc && strcmp(oldname, newname)) {
 		rc = run_change(pool, op_rename_set, &a, "rename set", oldname, msg, msglen);
+		if (!rc)
+			pool_log(pool, POOL_LOG_INFO, "renamed snapshot set '%s' to '%s'", oldname,
+				 newname);
+	}
 	admin_unlock(pool);
 	return rc;
 }
@@ -496,7 +551,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	admin_lock(pool);
 	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc)
-		rc = check_size(pool, size, msg, msglen);
+		rc = pool_size_check(pool, size, msg, msglen);
 	if (rc)
 		goto out;
 	d = vol ? pool_volume_device(vol) : pool_find_device(pool, dev);
@@ -534,7 +589,12 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	if (rc) {
 		d->row.size = old_size;
 		d->row.mtime = (int64_t)old_mtime;
-		set_msg(msg, msglen, rc, "cannot resize '%s': %s", what, strerror(-rc));
+		change_failed(pool, rc, "resize", what, msg, msglen);
+	} else if (old_size != size) {
+		char from[96], to[96];
+		pool_log(pool, POOL_LOG_INFO, "resized '%s' from %s to %s", what,
+			 size_text(pool, old_size, from, sizeof(from)),
+			 size_text(pool, size, to, sizeof(to)));
 	}
 	pool_maybe_unload_vmap(d);
 out:
@@ -560,7 +620,7 @@ static int op_grow(struct pool *pool, void *arg)
 
 int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 {
-	uint64_t nr = data_size / pool->block_size;
+	uint64_t nr = data_size / pool->block_size, old_nr;
 	int rc;
 
 	admin_lock(pool);
@@ -571,9 +631,12 @@ int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 			     (unsigned long long)data_size,
 			     (unsigned long long)pool->prow.nr_data_blocks *
 				 (unsigned long long)pool->block_size);
-	if (!rc && nr > VM_DMASK - 1)
-		rc = set_msg(msg, msglen, -EINVAL, "data size %llu is too large",
-			     (unsigned long long)data_size);
+	if (!rc && nr > POOL_MAX_DATA_BLOCKS)
+		rc =
+		    set_msg(msg, msglen, -EINVAL,
+			    "data size %llu is beyond the limit of %llu blocks of %llu bytes",
+			    (unsigned long long)data_size, (unsigned long long)POOL_MAX_DATA_BLOCKS,
+			    (unsigned long long)pool->block_size);
 	if (rc || nr == pool->prow.nr_data_blocks)
 		goto out;
 	rc = dio_grow(pool->dio, nr * pool->block_size);
@@ -581,13 +644,20 @@ int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 		set_msg(msg, msglen, rc, "cannot grow the data file: %s", strerror(-rc));
 		goto out;
 	}
+	old_nr = pool->prow.nr_data_blocks;
 	rc = space_grow(&pool->space, nr);
 	if (!rc)
 		rc = pool_txn(pool, op_grow, &nr);
-	if (rc)
+	if (rc) {
+		pool_log(pool, POOL_LOG_ERR, "cannot grow the data: %s", strerror(-rc));
 		set_msg(msg, msglen, rc, "cannot grow the pool: %s", strerror(-rc));
-	else
-		pool_space_short(pool, false);
+	} else {
+		char from[96], to[96];
+		pool_log(pool, POOL_LOG_INFO, "grew the data from %s to %s",
+			 size_text(pool, old_nr * pool->block_size, from, sizeof(from)),
+			 size_text(pool, nr * pool->block_size, to, sizeof(to)));
+		pool_space_short(pool, false, NULL);
+	}
 out:
 	admin_unlock(pool);
 	return rc;
@@ -620,8 +690,14 @@ int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gi
 	if (!rc) {
 		struct meta_device_row old = a.dev->row;
 		rc = pool_txn(pool, op_owner, &a);
-		if (rc)
+		if (rc) {
 			a.dev->row = old; /* never durable: the mount must not show it */
+			change_failed(pool, rc, "set the owner of", dev, NULL, 0);
+		} else if (old.uid != a.uid || old.gid != a.gid || old.mode != (a.mode & 07777)) {
+			pool_log(pool, POOL_LOG_INFO,
+				 "'%s': owner %u:%u, mode %04o (was %u:%u, %04o)", dev, a.uid,
+				 a.gid, a.mode & 07777, old.uid, old.gid, old.mode);
+		}
 	}
 	admin_unlock(pool);
 	return rc;

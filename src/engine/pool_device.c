@@ -97,7 +97,7 @@ void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vbl
 	if (!(e & VM_DIRTY))
 		pool_device_mark_dirty(pool, dev, vblock);
 	vmap_set(&dev->vm, vblock, VM_DIRTY | (e & VM_ROW));
-	pool_space_short(pool, false);
+	pool_space_short(pool, false, NULL);
 	pool->dirty = true;
 }
 

@@ -3,8 +3,11 @@
  * pool_format.c - making a pool: the checks on the directory and on a given
  * data path (never the database itself, never inside a thinfs mount, never a
  * file holding data without --force), then the data file, meta.db and a
- * synced directory.  A refused format changes nothing.  No locks: the pool
- * does not exist yet (the lock file keeps a pool in use from being formatted).
+ * synced directory.  A refused or failed format leaves the parent directory
+ * as it was: a pool directory it made is removed again, and so are a lock
+ * file, a data file and a database it made (an existing pool is only touched
+ * once every check passed).  No locks: the pool does not exist yet (the lock
+ * file keeps a pool in use from being formatted).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -153,7 +156,9 @@ struct format_job {
 	char *meta_path, *data_path, *lock_path;
 	char data_real[PATH_MAX], meta_real[PATH_MAX];
 	uint64_t block_size, data_size;
-	bool default_data, data_exists, data_created, meta_created;
+	bool default_data, data_exists, data_created;
+	bool dir_created, lock_created; /* undone on failure */
+	bool past_checks;		/* from here on, whatever is at meta_path is ours */
 	int lock_fd;
 };
 
@@ -212,7 +217,12 @@ static int format_take_pool(struct format_job *j)
 			return set_msg(j->msg, j->msglen, -EINVAL, "%s is not a regular file",
 				       j->meta_path);
 	}
-	j->lock_fd = open(j->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	j->lock_fd = open(j->lock_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (j->lock_fd < 0 && errno == ENOENT) {
+		j->lock_fd =
+		    open(j->lock_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		j->lock_created = j->lock_fd >= 0;
+	}
 	if (j->lock_fd < 0)
 		return set_msg(j->msg, j->msglen, -errno, "cannot open %s: %s", j->lock_path,
 			       strerror(errno));
@@ -253,8 +263,8 @@ static int format_check_data(struct format_job *j)
 	return 0;
 }
 
-/* --force: the old metadata goes, and a default data file is made anew. */
-static void format_clear_old(struct format_job *j)
+/* meta.db and SQLite's files beside it. */
+static void format_remove_meta(struct format_job *j)
 {
 	static const char *const sides[] = {"", "-wal", "-shm"};
 
@@ -265,6 +275,12 @@ static void format_clear_old(struct format_job *j)
 			free(p);
 		}
 	}
+}
+
+/* --force: the old metadata goes, and a default data file is made anew. */
+static void format_clear_old(struct format_job *j)
+{
+	format_remove_meta(j);
 	if (j->default_data && j->data_exists) {
 		unlink(j->data_path);
 		j->data_exists = false;
@@ -306,9 +322,11 @@ static int format_prepare_data(struct format_job *j)
 		return set_msg(j->msg, j->msglen, -EINVAL,
 			       "data size %llu is smaller than one block (%llu)",
 			       (unsigned long long)j->data_size, (unsigned long long)bs);
-	if (j->data_size / bs > VM_DMASK - 1)
+	if (j->data_size / bs > POOL_MAX_DATA_BLOCKS)
 		return set_msg(j->msg, j->msglen, -EINVAL,
-			       "data size too large for block size %llu", (unsigned long long)bs);
+			       "data size %llu is beyond the limit of %llu blocks of %llu bytes",
+			       (unsigned long long)j->data_size,
+			       (unsigned long long)POOL_MAX_DATA_BLOCKS, (unsigned long long)bs);
 	if (!j->data_exists) {
 		rc = dio_create(j->data_path, j->data_size / bs * bs, j->msg, j->msglen);
 		j->data_created = !rc;
@@ -338,11 +356,28 @@ static int format_write_meta(struct format_job *j)
 	rc = meta_create(j->meta_path, &row, j->msg, j->msglen);
 	if (rc)
 		return rc;
-	j->meta_created = true;
 	rc = util_fsync_dir(j->dir);
 	if (rc)
 		set_msg(j->msg, j->msglen, rc, "cannot sync %s: %s", j->dir, strerror(-rc));
 	return rc;
+}
+
+/* A format that failed: take back what it made, so the parent directory
+ * reads as before (a directory it made, and everything in it, goes). */
+static void format_undo(struct format_job *j)
+{
+	if (j->past_checks)
+		format_remove_meta(j);
+	if (j->data_created)
+		unlink(j->data_path);
+	if (j->lock_fd >= 0) {
+		close(j->lock_fd);
+		j->lock_fd = -1;
+	}
+	if (j->lock_created)
+		unlink(j->lock_path);
+	if (j->dir_created)
+		rmdir(j->dir);
 }
 
 int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg, size_t msglen)
@@ -364,7 +399,9 @@ int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg,
 		return set_msg(msg, msglen, -EINVAL,
 			       "block size %llu is not a power of two from 4K to 1G",
 			       (unsigned long long)j.block_size);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	if (mkdir(dir, 0700) == 0)
+		j.dir_created = true;
+	else if (errno != EEXIST)
 		return set_msg(msg, msglen, -errno, "cannot create %s: %s", dir, strerror(errno));
 	rc = pool_check_dir_private(dir, msg, msglen);
 	if (!rc)
@@ -376,18 +413,15 @@ int pool_format(const char *dir, const struct pool_format_opts *opts, char *msg,
 	/* every check before anything is removed: a refused format changes nothing */
 	if (!rc)
 		rc = format_check_data(&j);
+	j.past_checks = !rc;
 	if (!rc && opts->force)
 		format_clear_old(&j);
 	if (!rc)
 		rc = format_prepare_data(&j);
 	if (!rc)
 		rc = format_write_meta(&j);
-	if (rc) {
-		if (j.meta_created)
-			unlink(j.meta_path);
-		if (j.data_created)
-			unlink(j.data_path);
-	}
+	if (rc)
+		format_undo(&j);
 	if (j.lock_fd >= 0)
 		close(j.lock_fd);
 	free(j.meta_path);

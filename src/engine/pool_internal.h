@@ -99,13 +99,13 @@ typedef int (*pool_crash_hook)(void *arg, const char *point);
 
 /*
  * The pool's mode: one field, changed only by the functions named below (all
- * in pool.c), written under the pool lock (with the io lock held for writing
- * where a commit is involved).  The data path reads it without the lock as a
- * fast refusal; every decision that matters is taken again under the lock.
+ * in pool_mode.c, which logs every change once), written under the pool lock (with the io lock held
+ * for writing where a commit is involved).  The data path reads it without the lock as a fast
+ * refusal; every decision that matters is taken again under the lock.
  *
  *   pool_open(POOL_OPEN_RDONLY) ............................... -> READER
  *       a consistent read view: no lock file, no writes, never changes.
- *   pool_open(read-write) ..................................... -> WRITE,
+ *   pool_open(read-write), pool_mode_opened() ................. -> WRITE,
  *       or -> READ_ONLY when needs_check is set (in meta.db, or the
  *       needs_check marker file): reads only; nothing is pending, so a sync
  *       succeeds.  Left only by pool_mode_repair() (check --repair).
@@ -166,6 +166,7 @@ struct pool {
 	bool devices_pending_delete; /* [L] deleted-while-open devices to finish */
 	bool background_reclaim;     /* [L] deletes only hide; pool_reclaim_step frees */
 	char ro_reason[256];	     /* [L] why READ_ONLY or FAILED */
+	bool space_short_logged;     /* [L] "out of data space" logged, "back" not yet */
 
 	uint64_t *unpunched; /* [A] freed and durable, but their punch failed */
 	size_t nr_unpunched, cap_unpunched;
@@ -205,10 +206,16 @@ struct device *pool_find_device(struct pool *pool, const char *name);
 int pool_commit_locked(struct pool *pool);
 /* WRITE/OUT_OF_SPACE -> FAILED (see enum pool_mode); pool lock held. */
 void pool_fail(struct pool *pool, int err, const char *why);
-/* WRITE <-> OUT_OF_SPACE; nothing in other modes; pool lock held. */
-void pool_space_short(struct pool *pool, bool short_of_space);
+/* WRITE <-> OUT_OF_SPACE (dev: the device whose write found no block, or
+ * NULL); nothing in other modes; pool lock held. */
+void pool_space_short(struct pool *pool, bool short_of_space, const char *dev);
 /* READ_ONLY -> WRITE for check --repair's transaction; admin lock held. */
 void pool_mode_repair(struct pool *pool);
+/* A read-write open: WRITE, or READ_ONLY when needs_check is set. */
+void pool_mode_opened(struct pool *pool);
+/* A line of the log (pool_set_logger), prefixed with the pool's directory. */
+void pool_log(struct pool *pool, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int pool_device_load_vmap(struct pool *pool, struct device *dev);
 void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblock);
 void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t dblock);

@@ -320,11 +320,11 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 	if (rc) {
 		bool freed_pending = pool->space.nr_freed > 0;
 		if (!freed_pending)
-			pool_space_short(pool, true);
+			pool_space_short(pool, true, d->row.name);
 		pthread_mutex_unlock(&pool->lock);
 		return freed_pending ? NEED_COMMIT : -ENOSPC;
 	}
-	pool_space_short(pool, false);
+	pool_space_short(pool, false, NULL);
 	start_provision(pool, d, vb, old, nb);
 	pthread_mutex_unlock(&pool->lock);
 
@@ -382,7 +382,7 @@ static int provision_run(struct pool *pool, struct device *d, uint64_t vb, uint6
 	d->row.mapped += n;
 	d->row_dirty = true;
 	pool->dirty = true;
-	pool_space_short(pool, false);
+	pool_space_short(pool, false, NULL);
 	pthread_mutex_unlock(&pool->lock);
 
 	rc = dio_write(pool->dio, data, n * bs, first * bs);

@@ -43,6 +43,10 @@ int pool_status(struct pool *pool, struct pool_status *st)
 		snprintf(st->mode, sizeof(st->mode), "out_of_data_space");
 	else
 		snprintf(st->mode, sizeof(st->mode), "rw");
+	if (st->needs_check)
+		snprintf(st->mode_reason, sizeof(st->mode_reason), "%s",
+			 pool->ro_reason[0] ? pool->ro_reason : "needs_check is set");
+	st->max_device_size = pool_size_limit(pool);
 	snprintf(st->uuid, sizeof(st->uuid), "%s", pool->prow.uuid);
 	snprintf(st->data_path, sizeof(st->data_path), "%s", pool->prow.data_path);
 	st->commits = pool->nr_commits;
@@ -85,33 +89,44 @@ static size_t json_str(char *out, size_t len, const char *s)
 	return n;
 }
 
+/* status --json: the counts in blocks (the names tests and scripts know)
+ * and in bytes beside them. */
 int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 {
-	char uuid[128], path[8300], jm[64];
+	char uuid[128], path[8300], jm[64], why[600];
+	uint64_t bs = st->block_size, data_bytes, used_bytes, free_bytes;
+	uint64_t free_blocks =
+	    st->nr_data_blocks > st->used_blocks ? st->nr_data_blocks - st->used_blocks : 0;
 	int n;
 
 	json_str(uuid, sizeof(uuid), st->uuid);
 	json_str(path, sizeof(path), st->data_path);
 	json_str(jm, sizeof(jm), st->journal_mode);
+	json_str(why, sizeof(why), st->mode_reason);
+	data_bytes = st->nr_data_blocks * bs;
+	used_bytes = st->used_blocks * bs;
+	free_bytes = free_blocks * bs;
 	n = snprintf(buf, len,
 		     "{\"block_size\":%llu,\"nr_data_blocks\":%llu,\"used_blocks\":%llu,"
-		     "\"free_blocks\":%llu,\"transaction_id\":%llu,\"pool_time\":%llu,"
-		     "\"mode\":\"%s\",\"needs_check\":%s,\"read_only\":%s,\"out_of_data_space\":%s,"
+		     "\"free_blocks\":%llu,\"data_bytes\":%llu,\"used_bytes\":%llu,"
+		     "\"free_bytes\":%llu,\"max_device_size\":%llu,"
+		     "\"transaction_id\":%llu,\"pool_time\":%llu,"
+		     "\"mode\":\"%s\",\"mode_reason\":%s,\"needs_check\":%s,\"read_only\":%s,"
+		     "\"out_of_data_space\":%s,"
 		     "\"nr_devices\":%llu,\"nr_sets\":%llu,\"reclaim_devices\":%llu,"
 		     "\"reclaim_rows\":%llu,\"uuid\":%s,\"data_path\":%s,"
 		     "\"commits\":%llu,\"fsyncs\":%llu,\"punches\":%llu,\"cow_copies\":%llu,"
 		     "\"journal_mode\":%s,\"synchronous\":%d}",
-		     (unsigned long long)st->block_size, (unsigned long long)st->nr_data_blocks,
-		     (unsigned long long)st->used_blocks,
-		     (unsigned long long)(st->nr_data_blocks > st->used_blocks
-					      ? st->nr_data_blocks - st->used_blocks
-					      : 0),
+		     (unsigned long long)bs, (unsigned long long)st->nr_data_blocks,
+		     (unsigned long long)st->used_blocks, (unsigned long long)free_blocks,
+		     (unsigned long long)data_bytes, (unsigned long long)used_bytes,
+		     (unsigned long long)free_bytes, (unsigned long long)st->max_device_size,
 		     (unsigned long long)st->transaction_id, (unsigned long long)st->pool_time,
-		     st->mode, st->needs_check ? "true" : "false", st->read_only ? "true" : "false",
-		     st->out_of_space ? "true" : "false", (unsigned long long)st->nr_devices,
-		     (unsigned long long)st->nr_sets, (unsigned long long)st->reclaim_devices,
-		     (unsigned long long)st->reclaim_rows, uuid, path,
-		     (unsigned long long)st->commits, (unsigned long long)st->fsyncs,
+		     st->mode, why, st->needs_check ? "true" : "false",
+		     st->read_only ? "true" : "false", st->out_of_space ? "true" : "false",
+		     (unsigned long long)st->nr_devices, (unsigned long long)st->nr_sets,
+		     (unsigned long long)st->reclaim_devices, (unsigned long long)st->reclaim_rows,
+		     uuid, path, (unsigned long long)st->commits, (unsigned long long)st->fsyncs,
 		     (unsigned long long)st->punches, (unsigned long long)st->cow_copies, jm,
 		     st->synchronous);
 	if (n < 0 || (size_t)n >= len)

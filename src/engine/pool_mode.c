@@ -3,9 +3,17 @@
  * pool_mode.c - the pool's mode (the state machine in pool_internal.h):
  * the only code that changes pool->mode, and the needs_check marker file
  * that keeps a failure meta.db would not record.  Pool lock held by callers.
+ *
+ * Every change of mode is logged once (pool_log), with its reason.  Out of
+ * data space is one episode however often the mode flips on the way (a
+ * write takes the one block a discard freed, the next finds none): logged
+ * when it begins, and its end when at least 1% of the blocks (one, in a
+ * small pool) are free again, so a pool running full gives two lines, not
+ * two per write.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +26,18 @@
 #include "pool_internal.h"
 #include "thinfs/pool_test.h"
 #include "util.h"
+
+void pool_log(struct pool *pool, int level, const char *fmt, ...)
+{
+	char line[900];
+	va_list ap;
+
+	va_start(ap, fmt);
+	/* clang 14's valist checker misreads this (a false positive) */
+	vsnprintf(line, sizeof(line), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
+	va_end(ap);
+	util_log(level, "%s: %s", pool->dir, line);
+}
 
 /* The marker that keeps needs_check when meta.db would not take it. */
 static char *needs_check_marker(const struct pool *pool)
@@ -84,6 +104,10 @@ void pool_fail(struct pool *pool, int err, const char *why)
 	pool->mode = POOL_MODE_FAILED;
 	pool->fail_err = err;
 	snprintf(pool->ro_reason, sizeof(pool->ro_reason), "%s", why);
+	pool_log(pool, POOL_LOG_ERR,
+		 "read-only: %s (%s); what was written since the last commit is lost, every "
+		 "later sync fails; unmount and run thinctl check --repair",
+		 why, strerror(-err));
 	meta_rollback(pool->meta);
 	pool->prow.needs_check = 1;
 	/* (the crash point lets a test make the database refuse it) */
@@ -98,16 +122,45 @@ void pool_fail(struct pool *pool, int err, const char *why)
 		pool_write_needs_check_marker(pool, why);
 }
 
-void pool_space_short(struct pool *pool, bool short_of_space)
+void pool_space_short(struct pool *pool, bool short_of_space, const char *dev)
 {
-	if (short_of_space && pool->mode == POOL_MODE_WRITE)
+	uint64_t nr = pool->prow.nr_data_blocks, busy = pool->space.nr_busy;
+
+	if (short_of_space && pool->mode == POOL_MODE_WRITE) {
 		pool->mode = POOL_MODE_OUT_OF_SPACE;
-	else if (!short_of_space && pool->mode == POOL_MODE_OUT_OF_SPACE)
-		pool->mode = POOL_MODE_WRITE;
+		if (!pool->space_short_logged)
+			pool_log(pool, POOL_LOG_WARNING,
+				 "out of data space (%llu of %llu blocks in use): writes that need "
+				 "a new block get ENOSPC (first: a write to '%s')",
+				 (unsigned long long)busy, (unsigned long long)nr, dev ? dev : "?");
+		pool->space_short_logged = true;
+	} else if (!short_of_space) {
+		if (pool->mode == POOL_MODE_OUT_OF_SPACE)
+			pool->mode = POOL_MODE_WRITE;
+		if (pool->space_short_logged && pool->mode == POOL_MODE_WRITE && busy < nr &&
+		    nr - busy >= (nr / 100 ? nr / 100 : 1)) {
+			pool_log(pool, POOL_LOG_NOTICE,
+				 "data space is back: %llu of %llu blocks free",
+				 (unsigned long long)(nr - busy), (unsigned long long)nr);
+			pool->space_short_logged = false;
+		}
+	}
 }
 
 void pool_mode_repair(struct pool *pool)
 {
-	if (pool->mode == POOL_MODE_READ_ONLY)
+	if (pool->mode == POOL_MODE_READ_ONLY) {
 		pool->mode = POOL_MODE_WRITE;
+		pool_log(pool, POOL_LOG_NOTICE, "repaired: read-write again");
+	}
+}
+
+void pool_mode_opened(struct pool *pool)
+{
+	if (pool->mode != POOL_MODE_WRITE || !pool->prow.needs_check)
+		return;
+	pool->mode = POOL_MODE_READ_ONLY;
+	pool_log(pool, POOL_LOG_WARNING, "opened read-only: %s",
+		 pool->ro_reason[0] ? pool->ro_reason
+				    : "needs_check is set: run thinctl check --repair");
 }

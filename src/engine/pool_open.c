@@ -522,8 +522,7 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 		snprintf(pool->ro_reason, sizeof(pool->ro_reason),
 			 "needs_check is set (marker file): run thinctl check --repair %s", dir);
 	}
-	if (pool->mode == POOL_MODE_WRITE && pool->prow.needs_check)
-		pool->mode = POOL_MODE_READ_ONLY;
+	pool_mode_opened(pool);
 	if (pool->mode == POOL_MODE_WRITE && (rc = open_for_writing(pool, msg, msglen))) {
 		pool_free(pool);
 		*out = NULL;

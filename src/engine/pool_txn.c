@@ -190,7 +190,7 @@ void pool_release_freed(struct pool *pool)
 	}
 	space_release(&pool->space, list, kept);
 	if (kept)
-		pool_space_short(pool, false); /* blocks came back */
+		pool_space_short(pool, false, NULL); /* blocks came back */
 	free(list);
 }
 

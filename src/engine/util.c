@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * util.c - message buffers, name and size validation, clocks, UUIDs.
- * Stateless helpers; thread-safe.
+ * util.c - message buffers, name and size validation, clocks, UUIDs, and
+ * the library's log.  Stateless helpers, except the logger (fn and arg),
+ * which log_lock guards; thread-safe.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -131,4 +134,58 @@ char *util_path_join(const char *dir, const char *name)
 	if (asprintf(&p, "%s/%s", dir, name) < 0)
 		return NULL;
 	return p;
+}
+
+const char *pool_human_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char units[] = "BKMGTPE";
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 6) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 "B", bytes);
+	else
+		snprintf(buf, len, "%.1f%c", v, units[u]);
+	return buf;
+}
+
+const char *pool_size_text(uint64_t bytes, uint64_t block_size, char *buf, size_t len)
+{
+	uint64_t blocks = bytes / block_size + (bytes % block_size != 0);
+	char h[32];
+
+	snprintf(buf, len, "%s (%" PRIu64 " B, %" PRIu64 " block%s)",
+		 pool_human_size(bytes, h, sizeof(h)), bytes, blocks, blocks == 1 ? "" : "s");
+	return buf;
+}
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static pool_log_fn log_fn; /* [log_lock] */
+static void *log_arg;	   /* [log_lock] */
+
+void pool_set_logger(pool_log_fn fn, void *arg)
+{
+	pthread_mutex_lock(&log_lock);
+	log_fn = fn;
+	log_arg = arg;
+	pthread_mutex_unlock(&log_lock);
+}
+
+void util_log(int level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	/* clang 14's valist checker misreads this (a false positive) */
+	vsnprintf(line, sizeof(line), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
+	va_end(ap);
+	pthread_mutex_lock(&log_lock);
+	if (log_fn)
+		log_fn(log_arg, level, line);
+	pthread_mutex_unlock(&log_lock);
 }

@@ -46,6 +46,9 @@ static inline uint64_t div_round_up(uint64_t a, uint64_t b)
 	return (a + b - 1) / b;
 }
 
+/* A line for the log set by pool_set_logger (dropped when none is set). */
+void util_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* dir + "/" + name, malloc()ed; NULL when out of memory. */
 char *util_path_join(const char *dir, const char *name);
 

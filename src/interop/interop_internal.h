@@ -42,6 +42,9 @@ void interop_unlock(struct pool *pool);
 int interop_find_device(struct pool *pool, const char *name, struct idev *out);
 /* Escape s for the inside of an XML comment's quoted value (see thin_dump.c). */
 void interop_put_escaped(FILE *out, const char *s);
+/* Flush a written stream: 0, or why it failed (-EPIPE when the reader went
+ * away, so a front end can end quietly; -EIO when the reason is lost). */
+int interop_stream_done(FILE *out);
 
 /* thin_delta.c: how two views differ, vblock by vblock */
 enum delta_kind { D_SAME, D_DIFFERENT, D_LEFT_ONLY, D_RIGHT_ONLY };

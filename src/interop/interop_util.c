@@ -23,6 +23,14 @@ int interop_view(struct pool *pool, const struct idev *d, struct tview *v)
 	return pool_view_mappings(pool, d->row.layer, &v->m, &v->n);
 }
 
+int interop_stream_done(FILE *out)
+{
+	/* a stream that failed keeps its data: the flush tries it again */
+	if (fflush(out))
+		return errno ? -errno : -EIO;
+	return ferror(out) ? -EIO : 0;
+}
+
 void tview_free(struct tview *v)
 {
 	free(v->m);

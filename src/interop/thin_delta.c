@@ -14,7 +14,10 @@
  *    to two, left_only/right_only when one maps it; vblocks neither maps are
  *    left out; neighbouring vblocks of one kind make one element.
  *  - ranges: "OFFSET LENGTH" in bytes, one line per maximal run of vblocks
- *    that are not "same" (and mapped by either), clipped at the larger size.
+ *    that are not "same" (and mapped by either), clipped at the larger size;
+ *    or the same ranges as one JSON document:
+ *      {"left":ID,"right":ID,"block_size":B,"ranges":[{"offset":O,"length":L},...],
+ *       "nr_ranges":N,"bytes":TOTAL}
  *
  * delta_walk() is also how send finds the blocks to send.
  */
@@ -76,8 +79,10 @@ static void put_xml(void *arg, enum delta_kind kind, uint64_t begin, uint64_t le
 
 struct ranges_ctx {
 	FILE *out;
+	bool json;
 	uint64_t block_size, limit; /* bytes */
 	uint64_t begin, len;	    /* the pending run, in blocks */
+	uint64_t nr, bytes;	    /* ranges written, and their bytes */
 };
 
 static void flush_range(struct ranges_ctx *c)
@@ -86,9 +91,16 @@ static void flush_range(struct ranges_ctx *c)
 
 	if (end > c->limit)
 		end = c->limit;
-	if (c->len && off < end)
-		fprintf(c->out, "%llu %llu\n", (unsigned long long)off,
-			(unsigned long long)(end - off));
+	if (c->len && off < end) {
+		if (c->json)
+			fprintf(c->out, "%s{\"offset\":%llu,\"length\":%llu}", c->nr ? "," : "",
+				(unsigned long long)off, (unsigned long long)(end - off));
+		else
+			fprintf(c->out, "%llu %llu\n", (unsigned long long)off,
+				(unsigned long long)(end - off));
+		c->nr++;
+		c->bytes += end - off;
+	}
 	c->len = 0;
 }
 
@@ -115,7 +127,8 @@ int pool_delta(struct pool *pool, const char *a, const char *b, int format, FILE
 	struct meta_pool_row prow;
 	int rc;
 
-	if (format != POOL_DELTA_XML && format != POOL_DELTA_RANGES)
+	if (format != POOL_DELTA_XML && format != POOL_DELTA_RANGES &&
+	    format != POOL_DELTA_RANGES_JSON)
 		return set_msg(msg, msglen, -EINVAL, "unknown delta format %d", format);
 	interop_lock(pool);
 	if (interop_find_device(pool, a, da))
@@ -149,12 +162,22 @@ int pool_delta(struct pool *pool, const char *a, const char *b, int format, FILE
 		fputs("  </diff>\n</superblock>\n", out);
 	} else {
 		struct ranges_ctx c = {.out = out, .block_size = prow.block_size};
+		c.json = format == POOL_DELTA_RANGES_JSON;
 		c.limit = da->row.size > db->row.size ? da->row.size : db->row.size;
+		if (c.json)
+			fprintf(out,
+				"{\"left\":%llu,\"right\":%llu,\"block_size\":%llu,\"ranges\":[",
+				(unsigned long long)da->row.id, (unsigned long long)db->row.id,
+				(unsigned long long)prow.block_size);
 		delta_walk(&va, &vb, put_range, &c);
 		flush_range(&c);
+		if (c.json)
+			fprintf(out, "],\"nr_ranges\":%llu,\"bytes\":%llu}\n",
+				(unsigned long long)c.nr, (unsigned long long)c.bytes);
 	}
-	if (fflush(out) || ferror(out))
-		rc = set_msg(msg, msglen, -EIO, "cannot write the delta: %s", strerror(EIO));
+	rc = interop_stream_done(out);
+	if (rc)
+		set_msg(msg, msglen, rc, "cannot write the delta: %s", strerror(-rc));
 out:
 	interop_unlock(pool);
 	tview_free(&va);

@@ -346,8 +346,8 @@ out:
 	interop_unlock(pool);
 	ktree_free(&t);
 	free(devs);
-	if (!rc && (fflush(out) || ferror(out)))
-		rc = -EIO;
+	if (!rc)
+		rc = interop_stream_done(out);
 	if (rc)
 		set_msg(msg, msglen, rc, "dump failed: %s", strerror(-rc));
 	return rc;

@@ -72,6 +72,20 @@ for bs in 4K 1G 64K 65536; do
 	rm -rf "$T/bs$bs"
 done
 expect 0 "$C" format "$P" --data-size 16M && ok "format"
+# a refused format leaves the parent exactly as it was (issue 17): no new
+# directory, no lock file, in a new directory and in an existing empty one
+listing() { find "$1" -mindepth 1 -printf '%P %y %s %m\n' | sort; }
+mkdir -m 700 "$T/parent" "$T/parent/empty"
+head -c 4096 /dev/urandom > "$T/parent/full.img"
+before=$(listing "$T/parent")
+for args in "new --block-size 3000" "new --data /nonexistent/x" "new --data $T/parent/full.img" \
+	"empty --data $T/parent/full.img" "empty --data-size 1K" "new --data $T/parent/new/meta.db"; do
+	set -- $args
+	d=$1; shift
+	expect 1 "$C" format "$T/parent/$d" "$@" && [ "$before" = "$(listing "$T/parent")" ] \
+		&& ok "refused format $d $*: parent unchanged" \
+		|| bad "refused format $d $* changed the parent: $(diff <(echo "$before") <(listing "$T/parent") | tr '\n' ' ')"
+done
 [ "$(json "d['block_size']" < <("$C" status "$P" --json))" = 65536 ] && ok "default block size 64K" || bad "default block size"
 refused "$C" format "$P" --data-size 16M
 grep -q -- "--force" "$T/err" && ok "format names --force" || bad "format without --force message"
@@ -81,6 +95,17 @@ for s in 18446744073709551616 1X "" 12.5G; do
 	refused "$C" create "$P" v "$s"
 done
 before=$(state); expect 2 "$C" create "$P" v -1 && [ "$before" = "$(state)" ] && ok "size -1 refused (a bad option)"
+# the error names the argument that was wrong, not a neighbour (issue 17)
+expect 2 "$C" create "$P" neg -1G && grep -q "'-1G' is negative" "$T/err" && ! grep -q "'neg'" "$T/err" \
+	&& ok "a negative size is named" || bad "negative size: $(cat "$T/err")"
+expect 2 "$C" create "$P" v 1G -x && grep -q "bad option '-x'" "$T/err" && ok "a bad short option is named" || bad "bad -x: $(cat "$T/err")"
+# absurd sizes: refused against the pool's limit, which the message gives
+lim=$("$C" status "$P" --json | json "d['max_device_size']")
+[ "$lim" = $((1 << 52)) ] && ok "largest device of a 64K pool: 4 PiB" || bad "max_device_size $lim"
+refused "$C" create "$P" absurd 100000T
+grep -q "is beyond the limit of 4.0P ($lim bytes" "$T/err" && ok "100000T refused with the limit" || bad "100000T: $(cat "$T/err")"
+expect 0 "$C" create "$P" edge "$lim" && ok "a device of exactly the limit" && "$C" delete "$P" edge
+refused "$C" create "$P" over $((lim + 1))
 expect 0 "$C" create "$P" zero 0 && ok "size 0 is valid"
 expect 0 "$C" create "$P" huge 1T && ok "a size beyond the pool is valid (thin)"
 
@@ -125,8 +150,29 @@ tid1=$("$C" status "$P" --json | json "d['transaction_id']")
 expect 0 "$C" delete "$P" --set monday && ok "delete set"
 expect 0 "$C" delete "$P" s2 && ok "delete"
 "$C" list "$P" --json | python3 -m json.tool > /dev/null && ok "list --json parses" || bad "list --json"
+refused "$C" resize "$P" v1 $((lim + 65536))
+grep -q "beyond the limit of" "$T/err" && ok "resize past the limit names it" || bad "resize limit: $(cat "$T/err")"
 "$C" status "$P" --json | python3 -m json.tool > /dev/null && ok "status --json parses" || bad "status --json"
 [ "$("$C" list "$P" | head -1 2>&1)" != "" ] && ok "list | head quiet"
+
+# sizes in bytes and human units beside blocks; --json on every reading command (issue 17)
+"$C" resize "$P" v1 1G > /dev/null
+expect 0 "$C" info "$P" v1 && grep -q "^size: *1.0G (1073741824 B, 16384 blocks)$" "$T/out" \
+	&& ok "info: size in human units, bytes and blocks" || bad "info: $(cat "$T/out")"
+expect 0 "$C" info "$P" v1 --json && [ "$(json "d['device']['size'], d['device']['size_blocks'], d['device']['mapped_bytes']" < "$T/out")" = "(1073741824, 16384, 0)" ] \
+	&& ok "info --json: bytes and blocks" || bad "info --json: $(cat "$T/out")"
+expect 1 "$C" info "$P" nosuch && grep -q "device 'nosuch' does not exist" "$T/err" && ok "info of a missing device names it"
+expect 0 "$C" list "$P" && grep -q "^v1 .* 1.0G  *0B (0) " "$T/out" && ok "list: sizes and counts in bytes and blocks" || bad "list: $(cat "$T/out")"
+expect 0 "$C" list "$P" --json && [ "$(json "[x['size_blocks'] for x in d['devices'] if x['name']=='v1'][0]" < "$T/out")" = 16384 ] \
+	&& ok "list --json: size_blocks beside size" || bad "list --json sizes"
+expect 0 "$C" status "$P" && grep -q "^data size: *32.0M (33554432 B, 512 blocks)$" "$T/out" \
+	&& ok "status: data size in bytes and blocks" || bad "status: $(cat "$T/out")"
+[ "$("$C" status "$P" --json | json "d['data_bytes'], d['free_bytes'] + d['used_bytes']")" = "(33554432, 33554432)" ] \
+	&& ok "status --json: bytes beside blocks" || bad "status --json bytes"
+expect 0 "$C" check "$P" --json && [ "$(json "d['result'], d['exit'], d['findings']" < "$T/out")" = "('clean', 0, [])" ] \
+	&& ok "check --json of a clean pool" || bad "check --json: $(cat "$T/out")"
+expect 0 "$C" delta "$P" v1 zero --json && [ "$(json "d['ranges'], d['bytes']" < "$T/out")" = "([], 0)" ] \
+	&& ok "delta --json parses" || bad "delta --json: $(cat "$T/out")"
 
 # same file (TESTING H1): data on the metadata, also via symlink and hard link
 refused "$C" format "$P" --force --data "$P/meta.db"
@@ -215,6 +261,33 @@ printf '<superblock uuid="x" time="0" transaction="1" flags="0" version="2" data
 expect 1 "$C" restore "$T/r3" -i "$T/bad.xml" && [ ! -e "$T/r3/meta.db" ] && ok "restore: a block past the end is refused, nothing made" || bad "bad xml: $(cat "$T/err")"
 expect 1 "$C" dump "$P" -o /nonexistent/dir/x && ok "dump to an unwritable path"
 "$C" dump "$P" | head -1 > /dev/null 2> "$T/err"; [ ! -s "$T/err" ] && ok "dump | head -1 is quiet" || bad "dump | head: $(cat "$T/err")"
+expect 1 "$C" dump "$P" -o /dev/full && grep -q "No space left" "$T/err" && ok "dump to a full device says so" || bad "dump /dev/full: $(cat "$T/err")"
+
+# a closed pipe ends quietly, of SIGPIPE (issue 17): a reader that went away
+# before thinctl wrote (deterministic), and a real | head -1 on a long dump
+closed_pipe() {
+	python3 -c 'import os, subprocess, sys
+r, w = os.pipe(); os.close(r)
+p = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)
+sys.stderr.buffer.write(p.stderr); sys.exit(128 - p.returncode if p.returncode < 0 else p.returncode)' "$@"
+}
+python3 -c 'print("<superblock uuid=\"\" time=\"0\" transaction=\"1\" flags=\"0\" version=\"2\" data_block_size=\"128\" nr_data_blocks=\"100000\">")
+for d in (1, 2):
+    print("<device dev_id=\"%d\" mapped_blocks=\"20000\" transaction=\"0\" creation_time=\"0\" snap_time=\"0\">" % d)
+    for i in range(0, 40000, 2): print("<single_mapping origin_block=\"%d\" data_block=\"%d\" time=\"0\"/>" % (i, i + 40000 * (d - 1)))
+    print("</device>")
+print("</superblock>")' > "$T/long.xml"
+"$C" restore "$T/long" -i "$T/long.xml" || bad "restore of the long pool"
+for c in "list $T/long" "list $T/long --json" "info $T/long dev1" "info $T/long dev1 --json" "status $T/long" \
+	"status $T/long --json" "check $T/long --json" "dump $T/long" "delta $T/long dev1 dev2" \
+	"delta $T/long dev1 dev2 --ranges" "delta $T/long dev1 dev2 --json" "send $T/long dev1" "list --help"; do
+	closed_pipe "$C" $c 2> "$T/err"; rc=$?
+	[ "$rc" = 141 ] && [ ! -s "$T/err" ] && ok "closed pipe: $c ends quietly (141)" || bad "closed pipe: $c -> $rc: $(cat "$T/err")"
+done
+for c in "dump $T/long" "delta $T/long dev1 dev2" "delta $T/long dev1 dev2 --ranges" "send $T/long dev1"; do
+	"$C" $c 2> "$T/err" | head -c 100 > /dev/null; rc=${PIPESTATUS[0]}
+	[ "$rc" = 141 ] && [ ! -s "$T/err" ] && ok "$c | head: quiet, 141" || bad "$c | head -> $rc: $(cat "$T/err")"
+done
 expect 0 "$C" delta "$P" v1 restored --ranges && ok "delta --ranges"
 expect 1 "$C" delta "$P" v1 nosuch && ok "delta of a missing device"
 "$C" send "$P" v1 > "$T/stream" 2> "$T/err" && ok "send" || bad "send: $(cat "$T/err")"

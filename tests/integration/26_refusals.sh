@@ -1,8 +1,8 @@
 #!/bin/bash
 # 26_refusals: what thinfs refuses, with a one-line reason and a non-zero
 # exit, leaving no mount or process: a second daemon on a pool in use (the
-# message names the holder), changing thinctl commands on a mounted pool,
-# bad mountpoints, unknown options.  And permissions: private by default,
+# message names the holder), another user's thinctl change through the
+# daemon, bad mountpoints, unknown options.  And permissions: private by default,
 # allow_other only with default_permissions.
 . "$(dirname "$0")/lib.sh"
 set -eu
@@ -47,14 +47,18 @@ ln -s "$P" "$T/alias"
 expect_fail "thinfs pid $PID on $M" "$THINFS" "$T/alias" "$M2" -f
 mountpoint -q "$M2" && fail "a refused daemon mounted"
 
-say "changing thinctl commands are refused, reading ones work"
-expect_fail "$M" tc create "$P" w 1M
-expect_fail "$M" tc delete "$P" v
+su_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+say "changing thinctl commands go through the daemon (issue 13); reading ones work"
+tc create "$P" w 1M || fail "thinctl create on a mounted pool"
+[ -f "$M/w" ] || fail "a volume created through the daemon is not in the mount"
+tc delete "$P" w || fail "thinctl delete on a mounted pool"
+[ ! -e "$M/w" ] || fail "a volume deleted through the daemon is still in the mount"
+expect_fail "permission denied" su_nobody "$THINCTL" create "$P" x 1M
+[ ! -e "$M/x" ] || fail "another user's create went through"
 tc list "$P" | grep -q '^v ' || fail "thinctl list on a mounted pool"
 tc status "$P" > /dev/null || fail "thinctl status on a mounted pool"
 
 say "private by default: other users get nothing"
-su_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 expect_fail "Permission denied" su_nobody ls "$M"
 stop_daemon || fail "thinfs exited non-zero"
 
@@ -67,6 +71,11 @@ case ,$opts, in *,default_permissions,*allow_other,* | *,allow_other,*default_pe
 case ,$opts, in *,nosuid,*nodev,*) ;; *) fail "nosuid,nodev missing: $opts" ;; esac
 grep " $M " /proc/self/mounts | grep -q "^$P $M fuse.thinfs " || fail "fsname/subtype: $(grep " $M " /proc/self/mounts)"
 su_nobody ls "$M" | grep -qx v || fail "allow_other: nobody cannot list"
+# the socket reachable: the daemon itself refuses by the caller's uid
+chmod 755 "$P"
+expect_fail "only root or the pool's owner" su_nobody "$THINCTL" create "$P" x 1M
+[ ! -e "$M/x" ] || fail "another user's create went through the daemon"
+chmod 700 "$P"
 expect_fail "Permission denied" su_nobody head -c 1 "$M/v"
 chmod 644 "$M/v"
 su_nobody head -c 1 "$M/v" > /dev/null || fail "0644 volume not readable by others"

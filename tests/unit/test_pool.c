@@ -488,6 +488,40 @@ static void test_resize_shrink_unmaps_tail(void **state)
 	fx_free(f);
 }
 
+/* issue 17: a size beyond what a device's view can address (100000T was
+ * accepted) is refused by create, resize and an open handle's resize alike,
+ * with the limit in the message, and changes nothing. */
+static void test_size_beyond_limit_is_efbig(void **state)
+{
+	struct fixture *f = fx_new(BS, 64);
+	uint64_t limit = pool_size_limit(f->p), tid;
+	struct pool_device_info info;
+	struct volume *v;
+	char want[64];
+
+	assert_int_equal(limit, POOL_MAX_VBLOCKS * BS);
+	snprintf(want, sizeof(want), "(%llu bytes", (unsigned long long)limit);
+	assert_int_equal(pool_size_check(f->p, limit, NULL, 0), 0);
+	assert_int_equal(pool_size_check(f->p, limit + 1, f->msg, sizeof(f->msg)), -EFBIG);
+	assert_non_null(strstr(f->msg, want));
+	fx_create(f, "v", 8 * BS);
+	tid = fx_tid(f);
+	assert_int_equal(pool_create(f->p, "w", 100000ull << 40, f->msg, sizeof(f->msg)), -EFBIG);
+	assert_non_null(strstr(f->msg, "beyond the limit"));
+	assert_int_equal(pool_device_info(f->p, "w", &info), -ENOENT);
+	assert_int_equal(pool_resize(f->p, "v", limit + BS, f->msg, sizeof(f->msg)), -EFBIG);
+	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
+	assert_int_equal(pool_volume_resize(v, UINT64_MAX / 2, f->msg, sizeof(f->msg)), -EFBIG);
+	pool_volume_close(v);
+	assert_int_equal(pool_device_info(f->p, "v", &info), 0);
+	assert_int_equal(info.size, 8 * BS);
+	assert_int_equal(fx_tid(f), tid);
+	/* exactly the limit is a valid (thin) size */
+	if (pool_resize(f->p, "v", limit, f->msg, sizeof(f->msg)))
+		fail_msg("%s", f->msg);
+	fx_free(f);
+}
+
 static void test_snapshot_set_is_read_only_and_atomic(void **state)
 {
 	struct fixture *f = fx_new(BS, 64);
@@ -876,6 +910,7 @@ int main(void)
 	    cmocka_unit_test(test_freed_block_not_reused_before_commit),
 	    cmocka_unit_test(test_enospc_and_overwrites_when_full),
 	    cmocka_unit_test(test_resize_shrink_unmaps_tail),
+	    cmocka_unit_test(test_size_beyond_limit_is_efbig),
 	    cmocka_unit_test(test_snapshot_set_is_read_only_and_atomic),
 	    cmocka_unit_test(test_delete_while_open_is_deferred),
 	    cmocka_unit_test(test_rename_and_errors),
