@@ -245,7 +245,9 @@ static int run_change(const struct cmd *cmd, const char *dir, struct admin_req *
 		rc = control_call(dir, req, control_timeout_ms(), &rep, msg, sizeof(msg));
 		if (!rc)
 			return daemon_done(cmd, &rep, err_status);
-		if (rc != -ENOENT && rc != -ECONNREFUSED)
+		/* -EPIPE, -ECONNRESET: a daemon that stopped serving before it took the request
+		 * (it finishes every request it takes): as if there were none */
+		if (rc != -ENOENT && rc != -ECONNREFUSED && rc != -EPIPE && rc != -ECONNRESET)
 			break;
 		/* no daemon: here, once the pool's lock is ours */
 		msg[0] = 0;

@@ -47,6 +47,8 @@ static void changed(void *arg, const struct admin_req *req)
 		    req->op == ADMIN_RENAME_SET;
 
 	fsops_forget_names(da->fs, da->se, req->a, req->b, sets);
+	if (req->op == ADMIN_RENAME) /* rename takes a set name too (as mv does) */
+		fsops_forget_names(da->fs, da->se, req->a, req->b, true);
 }
 
 static void wait_ms(struct daemon_admin *da, int ms)
