@@ -148,6 +148,7 @@ install: all
 	install -m 0755 $(BUILD)/thinctl $(DESTDIR)$(PREFIX)/sbin/thinctl
 	install -m 0755 $(BUILD)/thinfs $(DESTDIR)$(PREFIX)/sbin/thinfs
 	install -m 0755 tools/mount.thinfs $(DESTDIR)$(SBINDIR)/mount.thinfs
+	install -m 0755 tools/umount.fuse.thinfs $(DESTDIR)$(SBINDIR)/umount.fuse.thinfs
 	install -d $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0644 contrib/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/

@@ -12,8 +12,9 @@
  * one request (control.h) and send it to the daemon serving the pool, if
  * one does, or run it here on the pool they open: the same library call
  * either way.  A holder that is going away (a daemon after its unmount) is
- * waited for briefly; a daemon that does not answer within THINCTL_TIMEOUT
- * seconds (default 10) is an error, never a hang.
+ * waited for briefly (not with THINCTL_NO_WAIT set); a daemon that does not
+ * answer within THINCTL_TIMEOUT seconds (default 10) is an error, never a
+ * hang.
  *
  * A reader that goes away (thinctl dump POOL | head -1) is no error: the
  * command finishes what it does to the pool (closes it), writes nothing to
@@ -264,7 +265,7 @@ static int run_change(const struct cmd *cmd, const char *dir, struct admin_req *
 		}
 		/* held: by a daemon still starting or already going, or another
 		 * command; try both ways again for a while */
-		if (rc != -EBUSY || waited >= HOLDER_WAIT_MS)
+		if (rc != -EBUSY || waited >= (getenv("THINCTL_NO_WAIT") ? 0 : HOLDER_WAIT_MS))
 			break;
 		usleep(50 * 1000);
 		waited += 50;

@@ -81,6 +81,16 @@ for i in $(seq 50); do
 	PID=""
 done
 
+say "umount through the umount(8) helper returns once the daemon is gone"
+for i in $(seq 5); do
+	start_daemon
+	"$(dirname "$0")/../../tools/umount.fuse.thinfs" "$M" || fail "umount.fuse.thinfs"
+	! kill -0 "$PID" 2> /dev/null || fail "round $i: the daemon still runs after the helper returned"
+	THINCTL_NO_WAIT=1 tc create "$P" "h$i" 1M || fail "round $i: create right after the helper"
+	wait "$PID" || true
+	PID=""
+done
+
 say "kill -9 in the middle of a background delete"
 P=$T/pool4k # 4K blocks: about 25 reclaim steps
 format 1G --block-size 4K
