@@ -469,6 +469,7 @@ static int op_resize(struct pool *pool, void *arg)
 
 	a->dev->row.size = a->size;
 	a->dev->row.mtime = util_now();
+	pool_device_content_changed(a->dev);
 	return meta_device_update(pool->meta, &a->dev->row);
 }
 
@@ -484,7 +485,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 		  size_t msglen)
 {
 	struct resize_args a = {.size = size};
-	uint64_t bs = pool->block_size, old_size, old_mtime;
+	uint64_t bs = pool->block_size, old_size, old_mtime, old_gen = 0;
 	struct device *d;
 	const char *what = dev;
 	int rc;
@@ -508,6 +509,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	a.dev = d;
 	old_size = d->row.size;
 	old_mtime = (uint64_t)d->row.mtime;
+	old_gen = d->row.generation;
 	if (size < d->row.size) {
 		uint64_t first = div_round_up(size, bs);
 		uint64_t last = div_round_up(d->row.size, bs);
@@ -530,6 +532,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	if (rc) {
 		d->row.size = old_size;
 		d->row.mtime = (int64_t)old_mtime;
+		d->row.generation = old_gen;
 		set_msg(msg, msglen, rc, "cannot resize '%s': %s", what, strerror(-rc));
 	}
 	pool_maybe_unload_vmap(d);

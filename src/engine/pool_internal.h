@@ -60,6 +60,8 @@ struct device {
 	bool deleted;	 /* gone from the namespace; released on last close */
 	bool pinned;	 /* a commit failed: this view is ahead of the db, keep it */
 	bool row_dirty;	 /* the device row changed */
+	bool writing;	 /* its odd generation is durable: changes may go on
+			  * until the last close makes it even again */
 	uint64_t *dirty; /* vblocks whose entry has VM_DIRTY */
 	size_t nr_dirty, cap_dirty;
 	struct hidden *hidden;
@@ -184,6 +186,12 @@ int pool_device_load_vmap(struct pool *pool, struct device *dev);
 void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblock);
 void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t dblock);
 int pool_crash_point(struct pool *pool, const char *point);
+/* pool_device.c: a device's generation (meta.h; pool_io.c makes it odd
+ * before the first change): at its last close, or the pool's close, make it
+ * even again (pool lock held; committed by the caller's next transaction);
+ * an administrative change of the content adds 2 (keeps the parity). */
+void pool_device_stop_writing(struct pool *pool, struct device *dev);
+void pool_device_content_changed(struct device *dev);
 /* pool_release.c: release a device nobody has open, inside a transaction */
 int pool_release_device(struct pool *pool, struct device *d);
 /* pool_release.c: finish the deletes that waited for a last close (takes the
