@@ -20,7 +20,7 @@
 
 #define MAX_DEVICE_SIZE ((uint64_t)INT64_MAX)
 
-static int check_writable(struct pool *pool, char *msg, size_t msglen)
+int pool_check_writable(struct pool *pool, char *msg, size_t msglen)
 {
 	if (pool->mode == POOL_MODE_READER)
 		return set_msg(msg, msglen, -EROFS, "pool is open read-only");
@@ -70,9 +70,9 @@ struct create_args {
 	uint64_t size;
 };
 
-static int op_create(struct pool *pool, void *arg)
+int pool_create_one(struct pool *pool, const char *set, const char *name, uint64_t size,
+		    struct device **out)
 {
-	struct create_args *a = arg;
 	struct layer *l;
 	struct device *d;
 	int64_t now = util_now();
@@ -83,16 +83,25 @@ static int op_create(struct pool *pool, void *arg)
 	d = new_device(pool);
 	if (!d)
 		return -ENOMEM;
-	snprintf(d->row.set, sizeof(d->row.set), "%s", a->set);
-	snprintf(d->row.name, sizeof(d->row.name), "%s", a->name);
-	d->row.size = a->size;
+	snprintf(d->row.set, sizeof(d->row.set), "%s", set);
+	snprintf(d->row.name, sizeof(d->row.name), "%s", name);
+	d->row.size = size;
 	d->row.layer = l->id;
 	d->row.creation_time = pool->prow.pool_time;
 	d->row.ctime = d->row.mtime = now;
 	d->row.mode = 0600;
 	d->layer = l;
 	l->dev = d;
+	if (out)
+		*out = d;
 	return meta_device_insert(pool->meta, &d->row);
+}
+
+static int op_create(struct pool *pool, void *arg)
+{
+	struct create_args *a = arg;
+
+	return pool_create_one(pool, a->set, a->name, a->size, NULL);
 }
 
 int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, size_t msglen)
@@ -103,7 +112,7 @@ int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, s
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc)
 		rc = check_size(pool, size, msg, msglen);
 	if (!rc && pool_find_device(pool, name))
@@ -121,9 +130,8 @@ static void clear_own(void *arg, uint64_t vblock, uint64_t *entry)
 	*entry &= ~(VM_OWN | VM_ROW);
 }
 
-/* Snapshot device d as set/name: O(1) rows whatever d maps. */
-static int snap_one(struct pool *pool, struct device *d, const char *set, const char *name,
-		    bool read_only)
+int pool_snap_one(struct pool *pool, struct device *d, const char *set, const char *name,
+		  bool read_only, struct device **out)
 {
 	struct layer *l = d->layer, *nl, *l1;
 	struct device *n;
@@ -161,7 +169,12 @@ static int snap_one(struct pool *pool, struct device *d, const char *set, const 
 	n->row.snap_time = 0;
 	n->row.ctime = n->row.mtime = util_now();
 	n->row.read_only = read_only;
+	/* a new device: its own identity (send_receive.c), nobody's copy */
+	n->row.generation = 0;
+	n->row.copy_of[0] = 0;
 	n->layer = nl;
+	if (out)
+		*out = n;
 	nl->dev = n;
 	d->row.snap_time = pool->prow.pool_time;
 	d->row_dirty = true;
@@ -181,7 +194,7 @@ struct snap_args {
 static int op_snapshot(struct pool *pool, void *arg)
 {
 	struct snap_args *a = arg;
-	int rc = snap_one(pool, a->origin, "", a->name, false);
+	int rc = pool_snap_one(pool, a->origin, "", a->name, false, NULL);
 
 	if (!rc)
 		pool->prow.pool_time++;
@@ -196,7 +209,7 @@ int pool_snapshot(struct pool *pool, const char *origin, const char *name, char 
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(a.origin = pool_find_device(pool, origin)))
 		rc = set_msg(msg, msglen, -ENOENT, "origin '%s' does not exist", origin);
 	if (!rc && pool_find_device(pool, name))
@@ -236,7 +249,7 @@ static int op_snapshot_set(struct pool *pool, void *arg)
 		list[n++] = d;
 	}
 	for (size_t i = 0; i < n && !rc; i++)
-		rc = snap_one(pool, list[i], a->set, list[i]->row.name, true);
+		rc = pool_snap_one(pool, list[i], a->set, list[i]->row.name, true, NULL);
 	free(list);
 	if (rc)
 		return rc;
@@ -266,7 +279,7 @@ int pool_snapshot_set(struct pool *pool, const char *set, char *msg, size_t msgl
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && find_set(pool, set))
 		rc = set_msg(msg, msglen, -EEXIST, "snapshot set '%s' already exists", set);
 	if (!rc)
@@ -303,7 +316,7 @@ int pool_delete(struct pool *pool, const char *dev, char *msg, size_t msglen)
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(d = pool_find_device(pool, dev)))
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", dev);
 	if (!rc)
@@ -348,7 +361,7 @@ int pool_delete_set(struct pool *pool, const char *set, char *msg, size_t msglen
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(s = find_set(pool, set)))
 		rc = set_msg(msg, msglen, -ENOENT, "snapshot set '%s' does not exist", set);
 	if (!rc)
@@ -391,7 +404,7 @@ static int rename_device(struct pool *pool, const char *oldname, const char *new
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(a.dev = pool_find_device(pool, oldname)))
 		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", oldname);
 	else if (!rc && a.dev->row.set[0])
@@ -445,7 +458,7 @@ int pool_rename_set(struct pool *pool, const char *oldname, const char *newname,
 	if (rc)
 		return rc;
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && !(a.set = find_set(pool, oldname)))
 		rc = set_msg(msg, msglen, -ENOENT, "snapshot set '%s' does not exist", oldname);
 	if (!rc && find_set(pool, newname) && strcmp(oldname, newname))
@@ -491,7 +504,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc)
 		rc = check_size(pool, size, msg, msglen);
 	if (rc)
@@ -563,7 +576,7 @@ int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, msg, msglen);
+	rc = pool_check_writable(pool, msg, msglen);
 	if (!rc && nr < pool->prow.nr_data_blocks)
 		rc = set_msg(msg, msglen, -EINVAL,
 			     "data size %llu is smaller than the pool's %llu; pools only grow",
@@ -613,7 +626,7 @@ int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gi
 	int rc;
 
 	admin_lock(pool);
-	rc = check_writable(pool, NULL, 0);
+	rc = pool_check_writable(pool, NULL, 0);
 	if (!rc && !(a.dev = pool_find_device(pool, dev)))
 		rc = -ENOENT;
 	if (!rc) {

@@ -233,6 +233,15 @@ struct device *pool_volume_device(struct volume *vol);
 struct pool *pool_volume_pool(struct volume *vol);
 /* pool_list.c: a device's public description (pool lock held) */
 void pool_device_fill_info(const struct device *dev, struct pool_device_info *info);
+/* pool_admin.c, for the ops of other services (inside pool_txn): a new empty
+ * volume; a snapshot of d (O(1) rows: d's leaf is frozen, each gets a new
+ * one); *out the new device (may be NULL).  And the refusal of every change
+ * to a pool that is not writable, with the reason. */
+int pool_create_one(struct pool *pool, const char *set, const char *name, uint64_t size,
+		    struct device **out);
+int pool_snap_one(struct pool *pool, struct device *d, const char *set, const char *name,
+		  bool read_only, struct device **out);
+int pool_check_writable(struct pool *pool, char *msg, size_t msglen);
 void admin_lock(struct pool *pool);
 void admin_unlock(struct pool *pool);
 

@@ -50,8 +50,11 @@ typedef void (*delta_cb)(void *arg, enum delta_kind kind, uint64_t begin, uint64
  * maps are skipped), in vblock order. */
 void delta_walk(const struct tview *a, const struct tview *b, delta_cb cb, void *arg);
 
-/* interop_util.c: CRC32C (Castagnoli); start with crc = 0. */
+/* interop_util.c: CRC32C (Castagnoli); start with crc = 0.  With SSE4.2
+ * (detected at run time) by the crc32 instruction, else by tables
+ * (crc32c_sw, kept for the tests to compare against). */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 /*
  * meta_interop.c - a second SQLite connection to a pool's meta.db for what
@@ -70,6 +73,7 @@ struct ix_identity {
 	uint64_t dev_id;
 	uint64_t creation_time;
 	int64_t ctime;
+	uint64_t generation; /* meta.h: moves whenever the content can change */
 };
 
 struct meta_ix_recv {
@@ -87,5 +91,8 @@ int meta_ix_recv_put(struct meta_ix *x, const struct meta_ix_recv *r);
 /* -ENOENT when there is no row (or no table yet). */
 int meta_ix_recv_get(struct meta_ix *x, uint64_t dev_id, struct meta_ix_recv *r);
 int meta_ix_recv_del(struct meta_ix *x, uint64_t dev_id);
+/* The generation device dev_id has in meta.db now (outside any view the pool
+ * holds): -ENOENT when it is gone, -EINVAL on a format-1 pool. */
+int meta_ix_device_generation(struct meta_ix *x, uint64_t dev_id, uint64_t *generation);
 
 #endif
