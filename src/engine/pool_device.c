@@ -169,6 +169,7 @@ void pool_device_fill_info(const struct device *d, struct pool_device_info *info
 	info->gid = d->row.gid;
 	info->mode = d->row.mode;
 	info->mapped_blocks = d->row.mapped;
+	info->generation = d->row.generation;
 }
 
 void pool_device_stop_writing(struct pool *pool, struct device *dev)
