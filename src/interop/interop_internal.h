@@ -8,6 +8,7 @@
 #ifndef THINFS_INTEROP_INTERNAL_H
 #define THINFS_INTEROP_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +56,38 @@ void delta_walk(const struct tview *a, const struct tview *b, delta_cb cb, void 
  * (crc32c_sw, kept for the tests to compare against). */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len);
+
+/*
+ * xfer_queue.c - the producer (the caller) hands XQ_ITEMS buffers in turn to
+ * one consumer thread, which runs consume() on each in order; after its
+ * first error it consumes nothing more and xq_get() returns NULL.
+ * xq_finish() waits for the items pushed, joins, and returns that error
+ * (with the vblock of the item it met).  Used by send and receive to overlap
+ * the data file's I/O with the stream's.
+ */
+#define XQ_ITEMS 3
+struct xq_item {
+	unsigned char *buf; /* 4 KiB aligned, buf_bytes long */
+	char type;
+	uint64_t vblock, count;
+	size_t len;
+};
+struct xq {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int (*consume)(void *arg, struct xq_item *it);
+	void *arg;
+	struct xq_item items[XQ_ITEMS];
+	int head, count, err;
+	uint64_t err_vblock;
+	bool closing, running;
+};
+int xq_start(struct xq *q, size_t buf_bytes, int (*consume)(void *arg, struct xq_item *it),
+	     void *arg);
+struct xq_item *xq_get(struct xq *q);
+void xq_push(struct xq *q);
+int xq_finish(struct xq *q, uint64_t *err_vblock);
 
 /*
  * meta_interop.c - a second SQLite connection to a pool's meta.db for what

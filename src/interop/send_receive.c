@@ -84,7 +84,7 @@
 #define REC_HDR 17		    /* type + vblock + count */
 #define ID_BYTES 72		    /* an identity */
 #define HDR_FIXED 56		    /* magic to planned */
-#define RECORD_BYTES (1024 * 1024u) /* data a record carries (or one block) */
+#define RECORD_BYTES (4096 * 1024u) /* data a record carries (or one block) */
 #define IO_ALIGN 4096
 
 /* ---- little-endian fields ---- */
@@ -403,10 +403,10 @@ static bool all_zero(const unsigned char *p, size_t len)
 struct sender {
 	struct pool *pool;
 	struct volume *vol;
-	struct writer w;
+	struct writer w; /* the consumer thread's, until xq_finish */
+	struct xq q;
 	const struct pool_progress *pg;
-	unsigned char *buf;
-	uint64_t bs, size, chunk, done, total;
+	uint64_t bs, size, chunk, rec_blocks, done, total;
 };
 
 /* Bytes of block vb (the device's last block may be short). */
@@ -417,25 +417,27 @@ static size_t block_len(const struct sender *c, uint64_t vb)
 	return (size_t)(left < c->bs ? left : c->bs);
 }
 
-#define CHUNK_MAX_BLOCKS (RECORD_BYTES / POOL_MIN_BLOCK_SIZE)
+#define CHUNK_BYTES (4 * RECORD_BYTES) /* read at once: deep enough to keep the disk busy */
+#define CHUNK_MAX_BLOCKS (CHUNK_BYTES / POOL_MIN_BLOCK_SIZE)
 
 /* The records of the n blocks from vb read into buf: each run of data
  * blocks one 'D', each run of zero blocks one 'Z'. */
-static void send_chunk(struct sender *c, uint64_t vb, uint64_t n)
+static void send_chunk(struct sender *c, const unsigned char *buf, uint64_t vb, uint64_t n)
 {
 	bool zero[CHUNK_MAX_BLOCKS];
 
 	for (uint64_t i = 0; i < n; i++)
-		zero[i] = all_zero(c->buf + i * c->bs, block_len(c, vb + i));
+		zero[i] = all_zero(buf + i * c->bs, block_len(c, vb + i));
 	for (uint64_t i = 0, j; i < n && !c->w.err; i = j) {
 		size_t len = block_len(c, vb + i);
-		for (j = i + 1; j < n && zero[j] == zero[i]; j++)
+		for (j = i + 1; j < n && zero[j] == zero[i] && (zero[i] || j - i < c->rec_blocks);
+		     j++)
 			len += block_len(c, vb + j);
 		if (zero[i]) {
 			w_record(&c->w, 'Z', vb + i, j - i, NULL, 0);
 			c->w.nr_zero += j - i;
 		} else {
-			w_record(&c->w, 'D', vb + i, j - i, c->buf + i * c->bs, len);
+			w_record(&c->w, 'D', vb + i, j - i, buf + i * c->bs, len);
 			c->w.nr_data += j - i;
 		}
 	}
@@ -447,16 +449,44 @@ static void progress(const struct pool_progress *pg, uint64_t done, uint64_t tot
 		pg->fn(pg->arg, done, total);
 }
 
-/* One step's blocks: read a chunk at a time (each run of it one I/O). */
+/* The consumer thread: a chunk read, or an unmapped run, into records. */
+static int send_consume(void *arg, struct xq_item *it)
+{
+	struct sender *c = arg;
+
+	if (it->type == 'U') {
+		w_record(&c->w, 'U', it->vblock, it->count, NULL, 0);
+		c->w.nr_unmap += it->count;
+	} else {
+		send_chunk(c, it->buf, it->vblock, it->count);
+	}
+	return c->w.err;
+}
+
+/* One step: its blocks read a chunk at a time (each run of it one I/O),
+ * handed to the consumer while the next chunk is read. */
 static int send_step(struct sender *c, const struct step *s)
 {
-	for (uint64_t vb = s->begin; vb < s->begin + s->len && !c->w.err;) {
+	for (uint64_t vb = s->begin; vb < s->begin + s->len;) {
 		uint64_t n = s->begin + s->len - vb < c->chunk ? s->begin + s->len - vb : c->chunk;
 		size_t len = (size_t)((n - 1) * c->bs) + block_len(c, vb + n - 1);
-		ssize_t got = pool_read(c->vol, c->buf, len, vb * c->bs);
+		struct xq_item *it = xq_get(&c->q);
+		ssize_t got;
+
+		if (!it)
+			return 0; /* the consumer failed: xq_finish says why */
+		*it = (struct xq_item){.buf = it->buf,
+				       .type = s->unmap ? 'U' : 'D',
+				       .vblock = vb,
+				       .count = s->unmap ? s->len : n};
+		if (s->unmap) {
+			xq_push(&c->q);
+			return 0;
+		}
+		got = pool_read(c->vol, it->buf, len, vb * c->bs);
 		if (got != (ssize_t)len)
 			return got < 0 ? (int)got : -EIO;
-		send_chunk(c, vb, n);
+		xq_push(&c->q);
 		vb += n;
 		c->done += n * c->bs;
 		progress(c->pg, c->done, c->total);
@@ -467,24 +497,20 @@ static int send_step(struct sender *c, const struct step *s)
 /* Read the planned blocks of the snapshot and write their records. */
 static int send_blocks(struct sender *c, const char *snap, const struct plan *p)
 {
-	int rc;
+	int rc, wrc;
 
-	c->chunk = c->bs >= RECORD_BYTES ? 1 : RECORD_BYTES / c->bs;
-	if (posix_memalign((void **)&c->buf, IO_ALIGN, (size_t)(c->chunk * c->bs)))
-		return -ENOMEM;
+	c->rec_blocks = c->bs >= RECORD_BYTES ? 1 : RECORD_BYTES / c->bs;
+	c->chunk = c->bs >= CHUNK_BYTES ? 1 : CHUNK_BYTES / c->bs;
 	rc = pool_volume_open(c->pool, snap, &c->vol);
-	for (size_t i = 0; i < p->n && !rc && !c->w.err; i++) {
-		const struct step *s = &p->s[i];
-		if (s->unmap) {
-			w_record(&c->w, 'U', s->begin, s->len, NULL, 0);
-			c->w.nr_unmap += s->len;
-		} else {
-			rc = send_step(c, s);
-		}
-	}
-	if (c->vol)
-		pool_volume_close(c->vol);
-	free(c->buf);
+	if (rc)
+		return rc;
+	rc = xq_start(&c->q, (size_t)(c->chunk * c->bs), send_consume, c);
+	for (size_t i = 0; i < p->n && !rc; i++)
+		rc = send_step(c, &p->s[i]);
+	wrc = xq_finish(&c->q, NULL);
+	if (wrc && !c->w.err)
+		c->w.err = wrc;
+	pool_volume_close(c->vol);
 	return rc;
 }
 
@@ -819,11 +845,11 @@ out:
 }
 
 struct recv {
-	struct pool_stage *st;
+	struct pool_stage *st; /* the consumer thread's, until xq_finish */
 	FILE *in;
 	const struct header *h;
 	const struct pool_progress *pg;
-	unsigned char *buf;
+	struct xq q;
 	uint64_t bs, nblocks, max_count, next_vb;
 	uint32_t chain;
 	uint64_t nr_records, nr_data, nr_zero, nr_unmap, done;
@@ -858,67 +884,89 @@ static bool record_valid(const struct recv *c, char type, uint64_t vb, uint64_t 
 	return type != 'U' || (c->h->flags & F_INCREMENTAL);
 }
 
-/* Stage one verified record. */
-static int stage_record(struct recv *c, char type, uint64_t vb, uint64_t count, size_t len)
+/* The consumer thread: stage one verified record. */
+static int stage_record(void *arg, struct xq_item *it)
 {
-	if (type == 'U') {
-		c->nr_unmap += count;
-		return pool_stage_unmap(c->st, vb, count);
-	}
-	c->done += count * c->bs;
-	if (type == 'Z') {
-		c->nr_zero += count;
-		return pool_stage_zero(c->st, vb, count);
-	}
-	c->nr_data += count;
-	memset(c->buf + len, 0, (size_t)(count * c->bs) - len); /* past the device's end */
-	return pool_stage_write(c->st, vb, count, c->buf);
+	struct recv *c = arg;
+
+	if (it->type == 'U')
+		return pool_stage_unmap(c->st, it->vblock, it->count);
+	if (it->type == 'Z')
+		return pool_stage_zero(c->st, it->vblock, it->count);
+	memset(it->buf + it->len, 0, (size_t)(it->count * c->bs) - it->len); /* past the end */
+	return pool_stage_write(c->st, it->vblock, it->count, it->buf);
 }
 
-/* Every record, each verified before it is staged, up to the end record. */
+/* The counts the end record must repeat, and the progress. */
+static void count_record(struct recv *c, char type, uint64_t count)
+{
+	c->nr_records++;
+	if (type == 'U') {
+		c->nr_unmap += count;
+		return;
+	}
+	if (type == 'Z')
+		c->nr_zero += count;
+	else
+		c->nr_data += count;
+	c->done += count * c->bs;
+	progress(c->pg, c->done, c->h->planned * c->bs);
+}
+
+/* The rest of record hdr (its data into it->buf, its checksum), verified. */
+static int read_record(struct recv *c, const unsigned char *hdr, struct xq_item *it, char *msg,
+		       size_t msglen)
+{
+	unsigned char tail[4];
+
+	it->type = (char)hdr[0];
+	it->vblock = get_u64(hdr + 1);
+	it->count = get_u64(hdr + 9);
+	it->len = 0;
+	if (!record_valid(c, it->type, it->vblock, it->count))
+		return set_msg(msg, msglen, -EBADMSG,
+			       "corrupt record at vblock %llu (type 0x%02x, %llu blocks)",
+			       (unsigned long long)it->vblock, (unsigned)hdr[0],
+			       (unsigned long long)it->count);
+	if (it->type == 'D') {
+		uint64_t end = (it->vblock + it->count) * c->bs;
+		it->len = (size_t)((end > c->h->size ? c->h->size : end) - it->vblock * c->bs);
+	}
+	if (r_get(c->in, it->buf, it->len) || r_get(c->in, tail, 4))
+		return set_msg(msg, msglen, -EPIPE, "the stream ends in the record of vblock %llu",
+			       (unsigned long long)it->vblock);
+	if (get_u32(tail) != crc32c(crc32c(0, hdr, REC_HDR), it->buf, it->len))
+		return set_msg(msg, msglen, -EBADMSG,
+			       "checksum mismatch in the record of vblock %llu",
+			       (unsigned long long)it->vblock);
+	c->chain = crc32c(c->chain, tail, 4);
+	c->next_vb = it->vblock + it->count;
+	return 0;
+}
+
+/* Every record, each verified before the consumer stages it, up to the end
+ * record; 1 when the consumer failed (xq_finish says why). */
 static int receive_records(struct recv *c, char *msg, size_t msglen)
 {
-	unsigned char hdr[REC_HDR], tail[4];
+	unsigned char hdr[REC_HDR];
 
 	for (;;) {
-		char type;
-		uint64_t vb, count;
-		size_t len = 0;
+		struct xq_item *it;
 		int rc;
 
 		if (r_get(c->in, hdr, REC_HDR))
 			return set_msg(msg, msglen, -EPIPE,
 				       "the stream ends early (no end record)");
-		type = (char)hdr[0];
-		vb = get_u64(hdr + 1);
-		count = get_u64(hdr + 9);
-		if (type == 'E')
+		if (hdr[0] == 'E')
 			return receive_end(c, hdr, msg, msglen);
-		if (!record_valid(c, type, vb, count))
-			return set_msg(msg, msglen, -EBADMSG,
-				       "corrupt record at vblock %llu (type 0x%02x, %llu blocks)",
-				       (unsigned long long)vb, (unsigned)hdr[0],
-				       (unsigned long long)count);
-		if (type == 'D') {
-			uint64_t end = (vb + count) * c->bs;
-			len = (size_t)((end > c->h->size ? c->h->size : end) - vb * c->bs);
-		}
-		if (r_get(c->in, c->buf, len) || r_get(c->in, tail, 4))
-			return set_msg(msg, msglen, -EPIPE,
-				       "the stream ends in the record of vblock %llu",
-				       (unsigned long long)vb);
-		if (get_u32(tail) != crc32c(crc32c(0, hdr, REC_HDR), c->buf, len))
-			return set_msg(msg, msglen, -EBADMSG,
-				       "checksum mismatch in the record of vblock %llu",
-				       (unsigned long long)vb);
-		c->chain = crc32c(c->chain, tail, 4);
-		c->nr_records++;
-		c->next_vb = vb + count;
-		rc = stage_record(c, type, vb, count, len);
+		it = xq_get(&c->q);
+		if (!it)
+			return 1;
+		rc = read_record(c, hdr, it, msg, msglen);
 		if (rc)
-			return set_msg(msg, msglen, rc, "cannot write vblock %llu: %s",
-				       (unsigned long long)vb, strerror(-rc));
-		progress(c->pg, c->done, c->h->planned * c->bs);
+			return rc;
+		count_record(c, it->type, it->count);
+		xq_push(&c->q);
 	}
 }
 
@@ -937,6 +985,19 @@ static int check_result(struct recv *c, char *msg, size_t msglen)
 	return 0;
 }
 
+/* Wait for the consumer; its error, if the stream had none (rc 1: the
+ * consumer stopped the reading). */
+static int finish_staging(struct recv *c, int rc, char *msg, size_t msglen)
+{
+	uint64_t vb = 0;
+	int wrc = xq_finish(&c->q, &vb);
+
+	if (wrc && (rc == 0 || rc == 1))
+		return set_msg(msg, msglen, wrc, "cannot write vblock %llu: %s",
+			       (unsigned long long)vb, strerror(-wrc));
+	return rc == 1 ? -EIO : rc;
+}
+
 /* Stage the stream, verify it, and make the device with its identity. */
 static int receive_stream(struct pool *pool, struct recv *c, const char *name, const char *base,
 			  char *msg, size_t msglen)
@@ -948,12 +1009,15 @@ static int receive_stream(struct pool *pool, struct recv *c, const char *name, c
 	c->nblocks = div_round_up(c->h->size, c->bs);
 	c->max_count = c->bs >= RECORD_BYTES ? 1 : RECORD_BYTES / c->bs;
 	c->chain = c->h->crc;
-	if (posix_memalign((void **)&c->buf, IO_ALIGN, (size_t)(c->max_count * c->bs)))
-		return set_msg(msg, msglen, -ENOMEM, "out of memory");
 	rc = pool_stage_begin(pool, name, base[0] ? base : NULL, c->h->size, &c->st, msg, msglen);
 	if (rc)
 		return rc;
-	rc = receive_records(c, msg, msglen);
+	rc = xq_start(&c->q, (size_t)(c->max_count * c->bs), stage_record, c);
+	if (rc)
+		set_msg(msg, msglen, rc, "out of memory");
+	else
+		rc = receive_records(c, msg, msglen);
+	rc = finish_staging(c, rc, msg, msglen);
 	if (!rc)
 		rc = check_result(c, msg, msglen);
 	if (rc) {
@@ -995,7 +1059,6 @@ int pool_receive_progress(struct pool *pool, const char *name, FILE *in,
 	meta_ix_close(x);
 	if (!rc)
 		rc = receive_stream(pool, &c, name, base, msg, msglen);
-	free(c.buf);
 	return rc;
 }
 
