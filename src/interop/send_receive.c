@@ -60,13 +60,17 @@
  * meta.db byte for byte as it was (no transaction at all) and the data file
  * reading as before.
  *
- * Speed: the snapshot is read a chunk (RECORD_BYTES) at a time, each run of
- * it with one I/O (pool_read), and written with one fwrite per record; the
- * receiver stages a record's blocks as one run with one write; CRC32C uses
- * the SSE4.2 instruction where there is one.
+ * Speed: the snapshot is read 16 MiB (CHUNK_BYTES) at a time, each run of
+ * it with one I/O (pool_read), while a consumer thread (xfer_queue.c) turns
+ * the chunk before into records, one fwrite each; the receiver reads and
+ * verifies a record while its consumer stages the one before, a record's
+ * blocks as one run with one write; CRC32C uses the SSE4.2 instruction
+ * where there is one.
  *
  * Locking: the mappings are read inside interop_lock (one consistent view);
- * the data is read through an open volume, the staging takes its own locks.
+ * the data is read through an open volume, the staging takes its own locks;
+ * the writer (send) and the stage (receive) belong to the consumer thread
+ * until xq_finish, the counters and the progress to the caller's.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -81,10 +85,10 @@
 #define SEND_VERSION 2u
 #define F_INCREMENTAL 1u
 #define NAME_BYTES (2 * POOL_NAME_MAX + 2)
-#define REC_HDR 17		    /* type + vblock + count */
-#define ID_BYTES 72		    /* an identity */
-#define HDR_FIXED 56		    /* magic to planned */
-#define RECORD_BYTES (4096 * 1024u) /* data a record carries (or one block) */
+#define REC_HDR 17			 /* type + vblock + count */
+#define ID_BYTES 72			 /* an identity */
+#define HDR_FIXED 56			 /* magic to planned */
+#define RECORD_BYTES ((uint64_t)4 << 20) /* data a record carries (or one block) */
 #define IO_ALIGN 4096
 
 /* ---- little-endian fields ---- */
@@ -417,7 +421,7 @@ static size_t block_len(const struct sender *c, uint64_t vb)
 	return (size_t)(left < c->bs ? left : c->bs);
 }
 
-#define CHUNK_BYTES (4 * RECORD_BYTES) /* read at once: deep enough to keep the disk busy */
+#define CHUNK_BYTES ((uint64_t)16 << 20) /* read at once: deep enough to keep the disk busy */
 #define CHUNK_MAX_BLOCKS (CHUNK_BYTES / POOL_MIN_BLOCK_SIZE)
 
 /* The records of the n blocks from vb read into buf: each run of data
@@ -792,6 +796,7 @@ static int find_base(struct pool *pool, struct meta_ix *x, const struct header *
 
 	if (rc)
 		return set_msg(msg, msglen, rc, "cannot list the devices: %s", strerror(-rc));
+	memset(out, 0, sizeof(*out));
 	for (size_t i = 0; i < n; i++) {
 		struct idev d = {rows[i]};
 		char name[NAME_BYTES];
@@ -820,7 +825,7 @@ static int find_base(struct pool *pool, struct meta_ix *x, const struct header *
 static int receive_check(struct pool *pool, struct meta_ix *x, const struct header *h,
 			 const char *name, char *base, char *msg, size_t msglen)
 {
-	struct idev exists, bv;
+	struct idev exists, bv = {0};
 	struct tview v;
 	int rc = 0;
 
