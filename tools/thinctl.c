@@ -987,6 +987,82 @@ static void progress_stop(struct progress *p)
 	pthread_join(p->thread, NULL);
 }
 
+/* Progress of a send or receive, from the library's callback: on a terminal
+ * one line (bytes, percent, rate) redrawn at most 4 times a second, or with
+ * --json one JSON object a line on stderr (at most 4 a second, and a last one
+ * with "done": true); nothing otherwise. */
+struct xfer_progress {
+	const char *what;
+	bool json, tty, shown;
+	struct timespec start, last;
+	uint64_t done, total;
+};
+
+static double seconds_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void xfer_print(struct xfer_progress *x, bool final)
+{
+	double t = seconds_since(&x->start), mib = (double)x->done / 1048576.0;
+	double rate = t > 0 ? mib / t : 0,
+	       pct = x->total ? 100.0 * (double)x->done / (double)x->total : 100.0;
+
+	if (x->json) {
+		fprintf(
+		    stderr,
+		    "{\"op\": \"%s\", \"done_bytes\": %" PRIu64 ", \"total_bytes\": %" PRIu64
+		    ", \"percent\": %.1f, \"mib_per_s\": %.1f, \"seconds\": %.2f, \"done\": %s}\n",
+		    x->what, x->done, x->total, pct, rate, t, final ? "true" : "false");
+	} else {
+		fprintf(stderr, "\r%s: %.1f of %.1f MiB (%.0f%%), %.0f MiB/s  ", x->what, mib,
+			(double)x->total / 1048576.0, pct, rate);
+		x->shown = true;
+	}
+	fflush(stderr);
+}
+
+static void xfer_cb(void *arg, uint64_t done, uint64_t total)
+{
+	struct xfer_progress *x = arg;
+
+	x->done = done;
+	x->total = total;
+	if (seconds_since(&x->last) < 0.25)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &x->last);
+	xfer_print(x, false);
+}
+
+/* NULL when nothing is to be shown. */
+static struct pool_progress *xfer_start(struct xfer_progress *x, struct pool_progress *pg,
+					const char *what, bool json)
+{
+	memset(x, 0, sizeof(*x));
+	x->what = what;
+	x->json = json;
+	x->tty = isatty(STDERR_FILENO);
+	if (!x->json && !x->tty)
+		return NULL;
+	clock_gettime(CLOCK_MONOTONIC, &x->start);
+	x->last = x->start;
+	pg->fn = xfer_cb;
+	pg->arg = x;
+	return pg;
+}
+
+static void xfer_end(struct xfer_progress *x, int rc)
+{
+	if (x->json && !rc)
+		xfer_print(x, true);
+	else if (x->shown)
+		fprintf(stderr, "\r%*s\r", 70, "");
+}
+
 /* ---- dm-thin interchange and incremental replication ---- */
 
 struct io_ctx {
@@ -1025,6 +1101,12 @@ static const struct option io_opts[] = {
     {"output", required_argument, 0, 'o'}, {"input", required_argument, 0, 'i'},
     {"data", required_argument, 0, 'd'},   {"from", required_argument, 0, 'f'},
     {"ranges", no_argument, 0, 'r'},	   {0},
+};
+
+static const struct option xfer_opts[] = {
+    {"from", required_argument, 0, 'f'},
+    {"json", no_argument, 0, 'j'},
+    {0},
 };
 
 static int cmd_dump(const struct cmd *cmd, int argc, char **argv)
@@ -1111,8 +1193,10 @@ static int cmd_send(const struct cmd *cmd, int argc, char **argv)
 {
 	struct io_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
+	struct xfer_progress x;
+	struct pool_progress pg;
 	struct pool *pool;
-	int rc = parse(cmd, argc, argv, io_opts, io_opt, &ctx, 2);
+	int rc = parse(cmd, argc, argv, xfer_opts, io_opt, &ctx, 2);
 
 	if (rc >= 0)
 		return rc;
@@ -1120,10 +1204,9 @@ static int cmd_send(const struct cmd *cmd, int argc, char **argv)
 		return fail(cmd, "refusing to write a binary stream to a terminal (redirect it)");
 	if (open_pool(cmd, argv[optind], true, &pool))
 		return 1;
-	struct progress pg;
-	progress_start(&pg, stdout, "send");
-	rc = pool_send(pool, argv[optind + 1], ctx.from, stdout, msg, sizeof(msg));
-	progress_stop(&pg);
+	rc = pool_send_progress(pool, argv[optind + 1], ctx.from, stdout,
+				xfer_start(&x, &pg, "send", ctx.json), msg, sizeof(msg));
+	xfer_end(&x, rc);
 	pool_close(pool);
 	if (rc && !output_closed(rc))
 		return fail(cmd, "%s", msg[0] ? msg : strerror(-rc));
@@ -1132,9 +1215,12 @@ static int cmd_send(const struct cmd *cmd, int argc, char **argv)
 
 static int cmd_receive(const struct cmd *cmd, int argc, char **argv)
 {
+	struct io_ctx ctx = {0};
 	char msg[POOL_MSG_MAX] = "";
+	struct xfer_progress x;
+	struct pool_progress pg;
 	struct pool *pool;
-	int rc = parse(cmd, argc, argv, NULL, NULL, NULL, 2);
+	int rc = parse(cmd, argc, argv, xfer_opts + 1, io_opt, &ctx, 2);
 
 	if (rc >= 0)
 		return rc;
@@ -1142,7 +1228,9 @@ static int cmd_receive(const struct cmd *cmd, int argc, char **argv)
 		return fail(cmd, "%s", msg);
 	if (open_pool(cmd, argv[optind], false, &pool))
 		return 1;
-	rc = pool_receive(pool, argv[optind + 1], stdin, msg, sizeof(msg));
+	rc = pool_receive_progress(pool, argv[optind + 1], stdin,
+				   xfer_start(&x, &pg, "receive", ctx.json), msg, sizeof(msg));
+	xfer_end(&x, rc);
 	return change_done(cmd, pool, rc, msg);
 }
 
@@ -1202,13 +1290,16 @@ static const struct cmd cmds[] = {
      "or with --ranges one 'OFFSET LENGTH' (bytes) line per differing range, or with\n"
      "--json those ranges as one JSON document.",
      cmd_delta},
-    {"send", "POOL SNAP [--from BASE] > STREAM",
+    {"send", "POOL SNAP [--from BASE] [--json] > STREAM",
      "Write SNAP as a stream of blocks with checksums; with --from only the blocks that\n"
-     "differ from BASE (an incremental stream).",
+     "differ from BASE (an incremental stream; any device of the pool). A device being\n"
+     "written is refused: send a snapshot. Progress on a terminal; --json: progress as\n"
+     "JSON lines on stderr.",
      cmd_send},
-    {"receive", "POOL NAME < STREAM",
-     "Make device NAME from a stream; an incremental stream needs its base here (as\n"
-     "received before) and is refused otherwise. All or nothing.",
+    {"receive", "POOL NAME [--json] < STREAM",
+     "Make device NAME from a stream; an incremental stream needs its base here, as\n"
+     "received (and not written since) or made here, and is refused otherwise. All or\n"
+     "nothing: a refused or failed receive leaves the pool as it was. Progress as send.",
      cmd_receive},
 };
 

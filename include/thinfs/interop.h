@@ -49,21 +49,38 @@ enum pool_delta_format {
 int pool_delta(struct pool *pool, const char *a, const char *b, int format, FILE *out, char *msg,
 	       size_t msglen);
 
+/* How far a send or receive got: fn is called after every chunk (about
+ * 1 MiB) and once at the end, with the bytes of blocks done and the bytes
+ * there are to do (the virtual bytes of the blocks planned). */
+struct pool_progress {
+	void (*fn)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
+	void *arg;
+};
+
 /*
  * Send device `snap` as a stream: in full (from NULL), or as the blocks that
- * differ from device `from` (incremental).  The stream names the devices by a
- * stable identity (pool uuid, device id, creation time); see send_receive.c
- * for the format.  Both devices should not change while they serve as bases.
+ * differ from device `from` of the same pool (incremental; any device of the
+ * pool will do, related or not: the delta is exact).  The stream names both
+ * by identity (pool uuid, device id, creation times, generation: see
+ * send_receive.c for the format).  A device being written (odd generation)
+ * is refused, and so is a send during which the snapshot was written.
  */
 int pool_send(struct pool *pool, const char *snap, const char *from, FILE *out, char *msg,
 	      size_t msglen);
+int pool_send_progress(struct pool *pool, const char *snap, const char *from, FILE *out,
+		       const struct pool_progress *pg, char *msg, size_t msglen);
 
 /*
  * Receive a stream as new device `name`: a new volume (full stream) or a
- * writable snapshot of the local device whose identity matches the stream's
- * base (incremental).  Every checksum is verified; on any error the new
- * device is deleted.  Durable on return.
+ * writable snapshot of the local device whose identity is the stream's base
+ * (incremental), refused unless that device is unchanged since it was
+ * received (or made).  All or nothing: the device is built aside and made to
+ * exist in one transaction once every record, the end record and the
+ * result's mapping verified; a refused or failed receive leaves meta.db as
+ * it was, byte for byte.  Durable on return.
  */
 int pool_receive(struct pool *pool, const char *name, FILE *in, char *msg, size_t msglen);
+int pool_receive_progress(struct pool *pool, const char *name, FILE *in,
+			  const struct pool_progress *pg, char *msg, size_t msglen);
 
 #endif

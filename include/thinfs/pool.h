@@ -142,6 +142,9 @@ struct pool_device_info {
 	bool read_only;
 	uint32_t uid, gid, mode;
 	uint64_t mapped_blocks;
+	/* moves whenever the content can change: odd while being written, even
+	 * when stable (send/receive's identity; see pool_device.c) */
+	uint64_t generation;
 	/* filled by pool_list(with_sharing = true) only: */
 	uint64_t exclusive_blocks, shared_blocks;
 };

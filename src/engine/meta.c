@@ -2,11 +2,17 @@
 /*
  * meta.c - the metadata store over SQLite.  The only file that speaks SQL.
  *
- * Schema (format 1):
+ * Schema (format 2; format 1 lacked devices.generation and devices.copy_of,
+ * and is migrated by the first read-write open: two ALTER TABLE ADD COLUMN
+ * and user_version = 2 in one transaction; a read-only open reads a format
+ * 1 pool as it is, every generation 0):
  *   pool(id=1, uuid, block_size, nr_data_blocks, transaction_id, pool_time,
  *        needs_check, clean, created, data_path, format_version)
  *   layers(id, parent)                 the mapping-layer tree (see layer.c)
- *   devices(id, set_name, name, size, layer, origin, ...)  one leaf layer each
+ *   devices(id, set_name, name, size, layer, origin, ..., generation, copy_of)
+				      one leaf layer each; generation moves with
+				      every change of the content (pool_io.c),
+				      copy_of is receive's opaque identity
  *   sets(name, ctime)                  snapshot sets; members are devices
  *   map(layer, vblock, dblock, time)   WITHOUT ROWID; dblock NULL = tombstone
  *   space(chunk, bits)                 allocation bitmap, 32768 blocks a row
@@ -36,6 +42,7 @@ enum stmt_id {
 	S_POOL_GET,
 	S_POOL_PUT,
 	S_DEV_ALL,
+	S_DEV_ALL_V1,
 	S_DEV_INSERT,
 	S_DEV_UPDATE,
 	S_DEV_DELETE,
@@ -78,15 +85,20 @@ static const char *const stmt_sql[S_NR] = {
 		   "transaction_id = ?4, pool_time = ?5, next_layer_hint = ?6, needs_check = ?7, "
 		   "clean = ?8, created = ?9, data_path = ?10 WHERE id = 1",
     [S_DEV_ALL] = "SELECT id, set_name, name, size, layer, origin, creation_time, snap_time, "
-		  "ctime, mtime, read_only, uid, gid, mode, mapped FROM devices "
-		  "ORDER BY set_name, name",
-    [S_DEV_INSERT] = "INSERT INTO devices(set_name, name, size, layer, origin, creation_time, "
-		     "snap_time, ctime, mtime, read_only, uid, gid, mode, mapped) "
-		     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+		  "ctime, mtime, read_only, uid, gid, mode, mapped, generation, copy_of "
+		  "FROM devices ORDER BY set_name, name",
+    [S_DEV_ALL_V1] = "SELECT id, set_name, name, size, layer, origin, creation_time, snap_time, "
+		     "ctime, mtime, read_only, uid, gid, mode, mapped, 0, '' FROM devices "
+		     "ORDER BY set_name, name",
+    [S_DEV_INSERT] =
+	"INSERT INTO devices(set_name, name, size, layer, origin, creation_time, "
+	"snap_time, ctime, mtime, read_only, uid, gid, mode, mapped, generation, "
+	"copy_of) "
+	"VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     [S_DEV_UPDATE] = "UPDATE devices SET set_name = ?1, name = ?2, size = ?3, layer = ?4, "
 		     "origin = ?5, creation_time = ?6, snap_time = ?7, ctime = ?8, mtime = ?9, "
-		     "read_only = ?10, uid = ?11, gid = ?12, mode = ?13, mapped = ?14 "
-		     "WHERE id = ?15",
+		     "read_only = ?10, uid = ?11, gid = ?12, mode = ?13, mapped = ?14, "
+		     "generation = ?15, copy_of = ?16 WHERE id = ?17",
     [S_DEV_DELETE] = "DELETE FROM devices WHERE id = ?1",
     [S_SET_ALL] = "SELECT name, ctime FROM sets ORDER BY name",
     [S_SET_INSERT] = "INSERT INTO sets(name, ctime) VALUES(?1, ?2)",
@@ -135,6 +147,7 @@ static const char schema_sql[] =
     "  creation_time INTEGER NOT NULL, snap_time INTEGER NOT NULL, ctime INTEGER NOT NULL, "
     "  mtime INTEGER NOT NULL, read_only INTEGER NOT NULL DEFAULT 0, uid INTEGER NOT NULL, "
     "  gid INTEGER NOT NULL, mode INTEGER NOT NULL, mapped INTEGER NOT NULL DEFAULT 0, "
+    "  generation INTEGER NOT NULL DEFAULT 0, copy_of TEXT NOT NULL DEFAULT '', "
     "  UNIQUE(set_name, name));"
     "CREATE TABLE map(layer INTEGER NOT NULL, vblock INTEGER NOT NULL, dblock INTEGER, "
     "  time INTEGER NOT NULL, PRIMARY KEY(layer, vblock)) WITHOUT ROWID;"
@@ -144,7 +157,16 @@ struct meta {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_NR];
 	bool rdonly;
+	int version; /* the format of the database (1 only on a read-only open) */
 };
+
+/* Format 1 -> 2: the columns a device's identity needs, in one transaction. */
+static const char migrate_1_2_sql[] =
+    "BEGIN IMMEDIATE;"
+    "ALTER TABLE devices ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN copy_of TEXT NOT NULL DEFAULT '';"
+    "PRAGMA user_version=2;"
+    "COMMIT;";
 
 int meta_errno(int rc)
 {
@@ -355,6 +377,17 @@ int meta_open(const char *path, bool rdonly, struct meta **out, char *msg, size_
 			     version);
 		goto out_free;
 	}
+	if (version == 1 && !rdonly) {
+		rc = exec(m->db, migrate_1_2_sql);
+		if (rc) {
+			set_msg(msg, msglen, rc, "%s: cannot migrate format 1 to 2: %s", path,
+				sqlite3_errmsg(m->db));
+			exec(m->db, "ROLLBACK");
+			goto out_free;
+		}
+		version = 2;
+	}
+	m->version = version;
 	*out = m;
 	return 0;
 out_free:
@@ -478,7 +511,7 @@ int meta_device_foreach(struct meta *m, meta_device_cb cb, void *arg)
 {
 	struct meta_device_row r;
 	int rc = 0, step;
-	PREP(m, S_DEV_ALL);
+	PREP(m, m->version == 1 ? S_DEV_ALL_V1 : S_DEV_ALL);
 
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
 		memset(&r, 0, sizeof(r));
@@ -497,6 +530,8 @@ int meta_device_foreach(struct meta *m, meta_device_cb cb, void *arg)
 		r.gid = (uint32_t)sqlite3_column_int64(s, 12);
 		r.mode = (uint32_t)sqlite3_column_int64(s, 13);
 		r.mapped = col_u64(s, 14);
+		r.generation = col_u64(s, 15);
+		col_text(s, 16, r.copy_of, sizeof(r.copy_of));
 		rc = cb(arg, &r);
 		if (rc)
 			break;
@@ -523,6 +558,8 @@ static void bind_device(sqlite3_stmt *s, const struct meta_device_row *r)
 	sqlite3_bind_int64(s, 12, r->gid);
 	sqlite3_bind_int64(s, 13, r->mode);
 	bind_u64(s, 14, r->mapped);
+	bind_u64(s, 15, r->generation);
+	sqlite3_bind_text(s, 16, r->copy_of, -1, SQLITE_STATIC);
 }
 
 int meta_device_insert(struct meta *m, struct meta_device_row *row)
@@ -541,7 +578,7 @@ int meta_device_update(struct meta *m, const struct meta_device_row *row)
 {
 	PREP(m, S_DEV_UPDATE);
 	bind_device(s, row);
-	bind_u64(s, 15, row->id);
+	bind_u64(s, 17, row->id);
 	return run(s);
 }
 

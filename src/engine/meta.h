@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define META_FORMAT_VERSION 1
+#define META_FORMAT_VERSION 2
 #define META_APPLICATION_ID 0x7468696e		/* "thin" */
 #define META_TOMBSTONE UINT64_MAX		/* a map row that hides its parent layers' */
 #define META_SPACE_CHUNK_BITS 32768u		/* data blocks per space row */
@@ -50,6 +50,12 @@ struct meta_device_row {
 	int read_only;
 	uint32_t uid, gid, mode;
 	uint64_t mapped;
+	/* moves whenever the content can change: odd while a writer has the
+	 * device open, +1 at its last close (or the next open after a crash),
+	 * +2 for an administrative change of the content (pool_io.c) */
+	uint64_t generation;
+	/* what the device is a copy of: written by receive, opaque to the engine */
+	char copy_of[160];
 };
 
 struct meta_set_row {

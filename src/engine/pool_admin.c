@@ -102,9 +102,9 @@ struct create_args {
 	uint64_t size;
 };
 
-static int op_create(struct pool *pool, void *arg)
+int pool_create_one(struct pool *pool, const char *set, const char *name, uint64_t size,
+		    struct device **out)
 {
-	struct create_args *a = arg;
 	struct layer *l;
 	struct device *d;
 	int64_t now = util_now();
@@ -115,16 +115,25 @@ static int op_create(struct pool *pool, void *arg)
 	d = pool_new_device(pool);
 	if (!d)
 		return -ENOMEM;
-	snprintf(d->row.set, sizeof(d->row.set), "%s", a->set);
-	snprintf(d->row.name, sizeof(d->row.name), "%s", a->name);
-	d->row.size = a->size;
+	snprintf(d->row.set, sizeof(d->row.set), "%s", set);
+	snprintf(d->row.name, sizeof(d->row.name), "%s", name);
+	d->row.size = size;
 	d->row.layer = l->id;
 	d->row.creation_time = pool->prow.pool_time;
 	d->row.ctime = d->row.mtime = now;
 	d->row.mode = 0600;
 	d->layer = l;
 	l->dev = d;
+	if (out)
+		*out = d;
 	return meta_device_insert(pool->meta, &d->row);
+}
+
+static int op_create(struct pool *pool, void *arg)
+{
+	struct create_args *a = arg;
+
+	return pool_create_one(pool, a->set, a->name, a->size, NULL);
 }
 
 int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, size_t msglen)
@@ -157,9 +166,8 @@ void pool_clear_own(void *arg, uint64_t vblock, uint64_t *entry)
 	*entry &= ~(VM_OWN | VM_ROW);
 }
 
-/* Snapshot device d as set/name: O(1) rows whatever d maps. */
-static int snap_one(struct pool *pool, struct device *d, const char *set, const char *name,
-		    bool read_only)
+int pool_snap_one(struct pool *pool, struct device *d, const char *set, const char *name,
+		  bool read_only, struct device **out)
 {
 	struct layer *l = d->layer, *nl, *l1;
 	struct device *n;
@@ -197,7 +205,12 @@ static int snap_one(struct pool *pool, struct device *d, const char *set, const 
 	n->row.snap_time = 0;
 	n->row.ctime = n->row.mtime = util_now();
 	n->row.read_only = read_only;
+	/* a new device: its own identity (send_receive.c), nobody's copy */
+	n->row.generation = 0;
+	n->row.copy_of[0] = 0;
 	n->layer = nl;
+	if (out)
+		*out = n;
 	nl->dev = n;
 	d->row.snap_time = pool->prow.pool_time;
 	d->row_dirty = true;
@@ -217,7 +230,7 @@ struct snap_args {
 static int op_snapshot(struct pool *pool, void *arg)
 {
 	struct snap_args *a = arg;
-	int rc = snap_one(pool, a->origin, "", a->name, false);
+	int rc = pool_snap_one(pool, a->origin, "", a->name, false, NULL);
 
 	if (!rc)
 		pool->prow.pool_time++;
@@ -274,7 +287,7 @@ static int op_snapshot_set(struct pool *pool, void *arg)
 		list[n++] = d;
 	}
 	for (size_t i = 0; i < n && !rc; i++)
-		rc = snap_one(pool, list[i], a->set, list[i]->row.name, true);
+		rc = pool_snap_one(pool, list[i], a->set, list[i]->row.name, true, NULL);
 	free(list);
 	if (rc)
 		return rc;
@@ -528,6 +541,7 @@ static int op_resize(struct pool *pool, void *arg)
 
 	a->dev->row.size = a->size;
 	a->dev->row.mtime = util_now();
+	pool_device_content_changed(a->dev);
 	return meta_device_update(pool->meta, &a->dev->row);
 }
 
@@ -543,7 +557,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 		  size_t msglen)
 {
 	struct resize_args a = {.size = size};
-	uint64_t bs = pool->block_size, old_size, old_mtime;
+	uint64_t bs = pool->block_size, old_size, old_mtime, old_gen = 0;
 	struct device *d;
 	const char *what = dev;
 	int rc;
@@ -567,6 +581,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	a.dev = d;
 	old_size = d->row.size;
 	old_mtime = (uint64_t)d->row.mtime;
+	old_gen = d->row.generation;
 	if (size < d->row.size) {
 		uint64_t first = div_round_up(size, bs);
 		uint64_t last = div_round_up(d->row.size, bs);
@@ -589,6 +604,7 @@ static int resize(struct pool *pool, const char *dev, struct volume *vol, uint64
 	if (rc) {
 		d->row.size = old_size;
 		d->row.mtime = (int64_t)old_mtime;
+		d->row.generation = old_gen;
 		change_failed(pool, rc, "resize", what, msg, msglen);
 	} else if (old_size != size) {
 		char from[96], to[96];

@@ -7,6 +7,16 @@
  *
  * Invariant: a view with dirty or hidden entries, or pinned after a failed
  * commit, is never dropped: it is the only record of those writes.
+ *
+ * Generations (the identity send/receive relies on, meta.h): the content of
+ * a device never changes while its durable generation is even.  The first
+ * write, discard or zeroing after the device was stable commits an odd
+ * generation before any byte moves (start_writing in pool_io.c); the last
+ * close commits the next, even one (pool_device_stop_writing, after the data
+ * flush every commit starts with); an open after a crash moves every odd
+ * generation on (pool_open.c); resize adds 2.  So a reader that saw an even
+ * generation G and later sees G again knows the content did not change in
+ * between, whichever process wrote it; an odd one means "being written".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -159,4 +169,21 @@ void pool_device_fill_info(const struct device *d, struct pool_device_info *info
 	info->gid = d->row.gid;
 	info->mode = d->row.mode;
 	info->mapped_blocks = d->row.mapped;
+	info->generation = d->row.generation;
+}
+
+void pool_device_stop_writing(struct pool *pool, struct device *dev)
+{
+	if (!dev->writing)
+		return;
+	dev->writing = false;
+	dev->row.generation = (dev->row.generation | 1) + 1;
+	dev->row_dirty = true;
+	pool->dirty = true;
+}
+
+void pool_device_content_changed(struct device *dev)
+{
+	dev->row.generation += 2;
+	dev->row_dirty = true;
 }

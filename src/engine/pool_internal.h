@@ -61,6 +61,8 @@ struct device {
 	bool deleted;	 /* gone from the namespace; released on last close */
 	bool pinned;	 /* a commit failed: this view is ahead of the db, keep it */
 	bool row_dirty;	 /* the device row changed */
+	bool writing;	 /* its odd generation is durable: changes may go on
+			  * until the last close makes it even again */
 	uint64_t *dirty; /* vblocks whose entry has VM_DIRTY */
 	size_t nr_dirty, cap_dirty;
 	struct hidden *hidden;
@@ -227,6 +229,12 @@ struct device *pool_new_device(struct pool *pool); /* linked in, row zeroed */
 int pool_defer_delete(struct pool *pool, struct device *d);
 /* vmap_foreach callback: no entry is the leaf's own any more (it froze). */
 void pool_clear_own(void *arg, uint64_t vblock, uint64_t *entry);
+/* pool_device.c: a device's generation (meta.h; pool_io.c makes it odd
+ * before the first change): at its last close, or the pool's close, make it
+ * even again (pool lock held; committed by the caller's next transaction);
+ * an administrative change of the content adds 2 (keeps the parity). */
+void pool_device_stop_writing(struct pool *pool, struct device *dev);
+void pool_device_content_changed(struct device *dev);
 /* pool_release.c: release a device nobody has open, inside a transaction */
 int pool_release_device(struct pool *pool, struct device *d);
 /* pool_release.c: finish the deletes that waited for a last close (takes the
@@ -268,6 +276,14 @@ struct device *pool_volume_device(struct volume *vol);
 struct pool *pool_volume_pool(struct volume *vol);
 /* pool_list.c: a device's public description (pool lock held) */
 void pool_device_fill_info(const struct device *dev, struct pool_device_info *info);
+/* pool_admin.c, for the ops of other services (inside pool_txn): a new empty
+ * volume; a snapshot of d (O(1) rows: d's leaf is frozen, each gets a new
+ * one); *out the new device (may be NULL).  And the refusal of every change
+ * to a pool that is not writable, with the reason. */
+int pool_create_one(struct pool *pool, const char *set, const char *name, uint64_t size,
+		    struct device **out);
+int pool_snap_one(struct pool *pool, struct device *d, const char *set, const char *name,
+		  bool read_only, struct device **out);
 void admin_lock(struct pool *pool);
 void admin_unlock(struct pool *pool);
 

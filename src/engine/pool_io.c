@@ -70,9 +70,11 @@ void pool_volume_close(struct volume *vol)
 
 	admin_lock(pool);
 	if (--d->open_count == 0) {
+		if (pool_mode_writable(pool))
+			pool_device_stop_writing(pool, d);
 		if (d->deleted && pool_mode_writable(pool)) {
 			pool->devices_pending_delete = true;
-		} else if (d->nr_dirty || d->nr_hidden) {
+		} else if (d->nr_dirty || d->nr_hidden || d->row_dirty) {
 			/* keep the view until its changes are committed */
 			if (pool_mode_writable(pool))
 				pool_txn(pool, op_release, NULL);
@@ -101,6 +103,42 @@ void pool_volume_info(struct volume *vol, struct pool_device_info *info)
 	pthread_mutex_lock(&vol->pool->lock);
 	pool_device_fill_info(vol->dev, info);
 	pthread_mutex_unlock(&vol->pool->lock);
+}
+
+/* Before the first change of a device's content since it was stable: its
+ * odd generation made durable (pool_device.c).  No lock held. */
+static int op_start_writing(struct pool *pool, void *arg)
+{
+	struct device *d = arg;
+
+	(void)pool;
+	d->row.generation |= 1; /* even G -> G + 1 */
+	d->row_dirty = true;
+	return 0;
+}
+
+static int start_writing(struct pool *pool, struct device *dev)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	bool writing = dev->writing;
+	pthread_mutex_unlock(&pool->lock);
+	if (writing)
+		return 0;
+	pthread_mutex_lock(&pool->commit_lock);
+	admin_lock(pool);
+	if (!dev->writing) {
+		uint64_t old = dev->row.generation;
+		rc = pool_txn(pool, op_start_writing, dev);
+		if (rc)
+			dev->row.generation = old;
+		else
+			dev->writing = true;
+	}
+	admin_unlock(pool);
+	pthread_mutex_unlock(&pool->commit_lock);
+	return rc;
 }
 
 /* The entry of vblock once no provisioning of it is in flight (lock held). */
@@ -510,6 +548,9 @@ ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t off
 		return rc;
 	if (!len)
 		return 0;
+	rc = start_writing(vol->pool, vol->dev);
+	if (rc)
+		return rc;
 	return write_range(vol, buf, len, offset);
 }
 
@@ -548,6 +589,9 @@ static int unmap_range(struct volume *vol, uint64_t offset, uint64_t len)
 	pthread_mutex_unlock(&pool->lock);
 	if (offset >= size || !len)
 		return 0;
+	rc = start_writing(pool, d);
+	if (rc)
+		return rc;
 	end = len > size - offset ? size : offset + len;
 	first = div_round_up(offset, bs);
 	last = end / bs;
@@ -624,8 +668,10 @@ int pool_test_provision(struct volume *vol, uint64_t first, uint64_t n)
 {
 	struct pool *pool = vol->pool;
 	struct device *d = vol->dev;
-	int rc = 0;
+	int rc = start_writing(pool, d);
 
+	if (rc)
+		return rc;
 	pthread_rwlock_rdlock(&pool->io_lock);
 	pthread_mutex_lock(&pool->lock);
 	for (uint64_t vb = first; vb < first + n && !rc; vb++) {

@@ -440,6 +440,9 @@ static int write_clean(struct pool *pool, int clean)
 
 	pool->prow.clean = clean;
 	rc = meta_begin(pool->meta);
+	for (struct device *d = pool->devices; d && !rc; d = d->next)
+		if (d->row_dirty)
+			rc = meta_device_update(pool->meta, &d->row);
 	if (!rc)
 		rc = meta_pool_put(pool->meta, &pool->prow);
 	if (!rc)
@@ -461,7 +464,17 @@ static int open_for_writing(struct pool *pool, char *msg, size_t msglen)
 			return set_msg(msg, msglen, rc, "cannot scrub free blocks: %s",
 				       strerror(-rc));
 	}
+	/* a device written when the pool stopped: its content may have changed
+	 * since anyone saw that odd generation (pool_device.c) */
+	for (struct device *d = pool->devices; d; d = d->next) {
+		if (d->row.generation & 1) {
+			d->row.generation++;
+			d->row_dirty = true;
+		}
+	}
 	rc = write_clean(pool, 0);
+	for (struct device *d = pool->devices; d; d = d->next)
+		d->row_dirty = false;
 	if (rc)
 		return set_msg(msg, msglen, rc, "cannot write %s: %s", pool->meta_path,
 			       meta_errmsg(pool->meta));
@@ -542,6 +555,9 @@ int pool_close(struct pool *pool)
 	if (pool->mode != POOL_MODE_READER) {
 		admin_lock(pool);
 		if (pool_mode_writable(pool)) {
+			/* handles left open (a daemon's shutdown): writers stop here */
+			for (struct device *d = pool->devices; d; d = d->next)
+				pool_device_stop_writing(pool, d);
 			rc = pool_commit_locked(pool);
 			/* blocks whose punch failed may hold old data: leave the
 			 * pool unclean, so the next open scrubs them */

@@ -66,6 +66,7 @@ static int op_rollback(struct pool *pool, void *arg)
 	v->row.origin = a->snap->row.id;
 	v->row.mapped = a->snap->row.mapped;
 	v->row.mtime = util_now();
+	pool_device_content_changed(v); /* a replication base no more */
 	vmap_destroy(&v->vm);
 	vmap_init(&v->vm);
 	v->vm_loaded = false;

@@ -222,16 +222,20 @@ static uint64_t free_run(const struct space *sp, uint64_t b, uint64_t max)
  * allocation in a fragmented pool stays cheap (it runs under the pool lock). */
 #define RUN_CANDIDATES 64
 
-static void take(struct space *sp, uint64_t b)
+static void take(struct space *sp, uint64_t b, bool use)
 {
 	bit_set(sp->busy, b);
-	bit_set(sp->used, b);
 	sp->nr_busy++;
+	if (!use)
+		return;
+	bit_set(sp->used, b);
 	sp->nr_used++;
 	mark_dirty(sp, b);
 }
 
-int space_alloc_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *first)
+/* A run as space_alloc_run() finds it; `use`: allocated (used and busy), else
+ * only reserved (busy). */
+static int find_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *first, bool use)
 {
 	uint64_t b, n, best, best_n = 0;
 
@@ -257,10 +261,20 @@ int space_alloc_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *fi
 		}
 	}
 	for (n = 0; n < best_n; n++)
-		take(sp, best + n);
+		take(sp, best + n, use);
 	sp->cursor = best + best_n;
 	*first = best;
 	return (int)(best_n > INT32_MAX ? INT32_MAX : best_n);
+}
+
+int space_alloc_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *first)
+{
+	return find_run(sp, goal, want, first, true);
+}
+
+int space_reserve_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *first)
+{
+	return find_run(sp, goal, want, first, false);
 }
 
 int space_alloc(struct space *sp, uint64_t *dblock)

@@ -58,6 +58,13 @@ int space_alloc(struct space *sp, uint64_t *dblock);
  * a volume's consecutive blocks move with one I/O.
  */
 int space_alloc_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *first);
+/*
+ * Reserve a run as space_alloc_run() allocates one, but only busy: no commit
+ * saves it (`used` is what is persisted), so a staged device's blocks
+ * (pool_stage.c) are free in the metadata until its own commit marks them
+ * used (space_set_used), or until space_release() hands them back.
+ */
+int space_reserve_run(struct space *sp, uint64_t goal, uint64_t want, uint64_t *first);
 /* Free a used block: it stays busy until released after the commit. */
 void space_free(struct space *sp, uint64_t dblock);
 bool space_is_used(const struct space *sp, uint64_t dblock);

@@ -8,6 +8,7 @@
 #ifndef THINFS_INTEROP_INTERNAL_H
 #define THINFS_INTEROP_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,8 +54,43 @@ typedef void (*delta_cb)(void *arg, enum delta_kind kind, uint64_t begin, uint64
  * maps are skipped), in vblock order. */
 void delta_walk(const struct tview *a, const struct tview *b, delta_cb cb, void *arg);
 
-/* interop_util.c: CRC32C (Castagnoli); start with crc = 0. */
+/* interop_util.c: CRC32C (Castagnoli); start with crc = 0.  With SSE4.2
+ * (detected at run time) by the crc32 instruction, else by tables
+ * (crc32c_sw, kept for the tests to compare against). */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len);
+
+/*
+ * xfer_queue.c - the producer (the caller) hands XQ_ITEMS buffers in turn to
+ * one consumer thread, which runs consume() on each in order; after its
+ * first error it consumes nothing more and xq_get() returns NULL.
+ * xq_finish() waits for the items pushed, joins, and returns that error
+ * (with the vblock of the item it met).  Used by send and receive to overlap
+ * the data file's I/O with the stream's.
+ */
+#define XQ_ITEMS 3
+struct xq_item {
+	unsigned char *buf; /* 4 KiB aligned, buf_bytes long */
+	char type;
+	uint64_t vblock, count;
+	size_t len;
+};
+struct xq {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int (*consume)(void *arg, struct xq_item *it);
+	void *arg;
+	struct xq_item items[XQ_ITEMS];
+	int head, count, err;
+	uint64_t err_vblock;
+	bool closing, running;
+};
+int xq_start(struct xq *q, size_t buf_bytes, int (*consume)(void *arg, struct xq_item *it),
+	     void *arg);
+struct xq_item *xq_get(struct xq *q);
+void xq_push(struct xq *q);
+int xq_finish(struct xq *q, uint64_t *err_vblock);
 
 /*
  * meta_interop.c - a second SQLite connection to a pool's meta.db for what
@@ -73,6 +109,7 @@ struct ix_identity {
 	uint64_t dev_id;
 	uint64_t creation_time;
 	int64_t ctime;
+	uint64_t generation; /* meta.h: moves whenever the content can change */
 };
 
 struct meta_ix_recv {
@@ -90,5 +127,8 @@ int meta_ix_recv_put(struct meta_ix *x, const struct meta_ix_recv *r);
 /* -ENOENT when there is no row (or no table yet). */
 int meta_ix_recv_get(struct meta_ix *x, uint64_t dev_id, struct meta_ix_recv *r);
 int meta_ix_recv_del(struct meta_ix *x, uint64_t dev_id);
+/* The generation device dev_id has in meta.db now (outside any view the pool
+ * holds): -ENOENT when it is gone, -EINVAL on a format-1 pool. */
+int meta_ix_device_generation(struct meta_ix *x, uint64_t dev_id, uint64_t *generation);
 
 #endif

@@ -131,7 +131,7 @@ void interop_put_escaped(FILE *out, const char *str)
 	}
 }
 
-/* ---- CRC32C (Castagnoli, reflected 0x82F63B78), slicing by 8 ---- */
+/* ---- CRC32C (Castagnoli, reflected 0x82F63B78): slicing by 8, or SSE4.2 ---- */
 
 static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
@@ -150,7 +150,7 @@ static void crc_init(void)
 			    (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 
-uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 
@@ -175,3 +175,47 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 		crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
 	return ~crc;
 }
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+
+/* The crc32 instruction (SSE4.2): 8 bytes a step, about 6x the tables. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const void *buf,
+							    size_t len)
+{
+	const unsigned char *p = buf;
+	uint64_t c = ~crc & 0xffffffffu;
+
+	while (len && ((uintptr_t)p & 7)) {
+		c = _mm_crc32_u8((uint32_t)c, *p++);
+		len--;
+	}
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		c = _mm_crc32_u64(c, w);
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		c = _mm_crc32_u8((uint32_t)c, *p++);
+	return ~(uint32_t)c;
+}
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	static int hw = -1; /* every thread that races here finds the same */
+	int h = __atomic_load_n(&hw, __ATOMIC_RELAXED);
+
+	if (h < 0) {
+		h = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+		__atomic_store_n(&hw, h, __ATOMIC_RELAXED);
+	}
+	return h ? crc32c_hw(crc, buf, len) : crc32c_sw(crc, buf, len);
+}
+#else
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	return crc32c_sw(crc, buf, len);
+}
+#endif

@@ -13,7 +13,12 @@
  *      interop_received(dev_id INTEGER PRIMARY KEY, dev_creation_time, dev_ctime,
  *                       src_uuid, src_dev_id, src_creation_time, src_ctime, received)
  *    A row is valid only while the device dev_id still has that creation time
- *    and ctime (ids are reused after a delete); readers check.
+ *    and ctime (ids are reused after a delete); readers check.  Receives
+ *    since format 2 keep the identity in the device row itself (copy_of,
+ *    written in the same transaction that makes the device): this table is
+ *    only read, for devices received before;
+ *  - the generation a device has in meta.db now, read past the view a
+ *    read-only pool holds (send checks the device did not change under it).
  *
  * The conventions are meta.c's: WAL with synchronous=FULL on the connection,
  * values bound, never pasted, every statement finalized, 0 or a negative
@@ -178,4 +183,24 @@ int meta_ix_recv_del(struct meta_ix *x, uint64_t dev_id)
 	if (!recv_table_exists(x))
 		return 0;
 	return ix_run(x, "DELETE FROM interop_received WHERE dev_id = ?1", 1, &v);
+}
+
+int meta_ix_device_generation(struct meta_ix *x, uint64_t dev_id, uint64_t *generation)
+{
+	sqlite3_stmt *s;
+	int rc = meta_errno(sqlite3_prepare_v2(
+	    x->db, "SELECT generation FROM devices WHERE id = ?1", -1, &s, NULL));
+
+	if (rc)
+		return -EINVAL; /* format 1: no generations */
+	sqlite3_bind_int64(s, 1, (int64_t)dev_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*generation = (uint64_t)sqlite3_column_int64(s, 0);
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : meta_errno(rc);
+	}
+	sqlite3_finalize(s);
+	return rc;
 }

@@ -73,6 +73,8 @@ struct rdev {
 	int read_only;
 	int64_t ctime, mtime;
 	uint32_t uid, gid, mode;
+	uint64_t generation; /* the identity send/receive uses (meta.h) */
+	char copy_of[160];
 	/* computed */
 	size_t run0, nr_runs; /* its runs in runs[], sorted by vblock */
 	uint64_t nr_mapped;

@@ -468,6 +468,8 @@ static int comment_device(struct restore *r, const char *p)
 			rc = pair_number(val, vlen, true, &d.ctime);
 		else if (key_is(key, klen, "mtime"))
 			rc = pair_number(val, vlen, true, &d.mtime);
+		else if (key_is(key, klen, "copy_of"))
+			rc = unescape(val, vlen, d.copy_of, sizeof(d.copy_of));
 		else {
 			rc = pair_number(val, vlen, false, &u);
 			if (rc)
@@ -488,6 +490,8 @@ static int comment_device(struct restore *r, const char *p)
 				d.gid = (uint32_t)u;
 			else if (key_is(key, klen, "mode") && u <= 07777)
 				d.mode = (uint32_t)u;
+			else if (key_is(key, klen, "generation"))
+				d.generation = u;
 			else if (key_is(key, klen, "parent_layer")) {
 				d.parent_layer = u;
 				d.has_parent_layer = true;

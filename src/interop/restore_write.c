@@ -217,7 +217,9 @@ static int write_devices(struct restore *r, struct meta *m)
 		    .gid = d->gid,
 		    .mode = d->mode,
 		    .mapped = d->nr_mapped,
+		    .generation = d->generation,
 		};
+		snprintf(dr.copy_of, sizeof(dr.copy_of), "%s", d->copy_of);
 		snprintf(dr.set, sizeof(dr.set), "%s", d->set);
 		snprintf(dr.name, sizeof(dr.name), "%s", d->name);
 		rc = meta_device_insert(m, &dr);

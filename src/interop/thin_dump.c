@@ -23,7 +23,8 @@
  *   <!-- thinfs set name="" ctime="" -->                 one per snapshot set
  *   <!-- thinfs layer id="" parent="" -->                the layer tree
  *   <!-- thinfs device dev_id="" set="" name="" size="" read_only="" origin=""
- *        ctime="" mtime="" uid="" gid="" mode="" parent_layer="" -->
+ *        ctime="" mtime="" uid="" gid="" mode="" parent_layer="" generation=""
+ *        copy_of="" -->  (generation, copy_of: send/receive identity, meta.h)
  * The layer tree is the pool's, restricted to the devices dumped: a layer is
  * kept when it is a device's leaf or has two or more children leading to one;
  * kept interior layers are numbered in preorder, roots and children ordered by
@@ -269,10 +270,13 @@ static void put_device(FILE *out, uint64_t transaction_id, const struct meta_dev
 	interop_put_escaped(out, r->name);
 	fprintf(out,
 		"\" size=\"%llu\" read_only=\"%d\" origin=\"%llu\" ctime=\"%lld\" mtime=\"%lld\" "
-		"uid=\"%u\" gid=\"%u\" mode=\"%u\" parent_layer=\"%llu\" -->\n",
+		"uid=\"%u\" gid=\"%u\" mode=\"%u\" parent_layer=\"%llu\" generation=\"%llu\" "
+		"copy_of=\"",
 		(unsigned long long)r->size, r->read_only ? 1 : 0, (unsigned long long)r->origin,
 		(long long)r->ctime, (long long)r->mtime, r->uid, r->gid, r->mode,
-		(unsigned long long)parent_layer);
+		(unsigned long long)parent_layer, (unsigned long long)r->generation);
+	interop_put_escaped(out, r->copy_of);
+	fputs("\" -->\n", out);
 	fprintf(out,
 		"  <device dev_id=\"%llu\" mapped_blocks=\"%zu\" transaction=\"%llu\" "
 		"creation_time=\"%llu\" snap_time=\"%llu\">\n",

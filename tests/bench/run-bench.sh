@@ -68,3 +68,4 @@ END {
 	print "(MiB/s for seq jobs, IOPS otherwise)"
 }' "$T/report.md"
 bash "$(dirname "$0")/daemon-bench.sh" "$BUILD" "$WORK"
+sh "$(dirname "$0")/send-bench.sh" "$BUILD" "$WORK"

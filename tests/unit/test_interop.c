@@ -1102,6 +1102,262 @@ static void test_random_histories_round_trip(void **state)
 	print_message("derived trees: %d restored, %d refused\n", derived_ok, derived_refused);
 }
 
+/* ---- replication with identity (issue 12) ---- */
+
+static uint64_t gen_of(struct fixture *f, const char *name)
+{
+	struct pool_device_info info;
+
+	assert_int_equal(pool_device_info(f->p, name, &info), 0);
+	return info.generation;
+}
+
+/* Everything a receive could have changed: the dump (transaction id, pool
+ * time, every device's row and mapping) and the blocks in use. */
+struct pool_state {
+	char *dump;
+	uint64_t used;
+};
+
+static struct pool_state state_of(struct fixture *f)
+{
+	struct pool_state s = {dump_of(f->p), fx_used(f)};
+
+	return s;
+}
+
+static void expect_state(struct fixture *f, struct pool_state *before)
+{
+	char *now = dump_of(f->p);
+
+	assert_string_equal(now, before->dump);
+	assert_int_equal(fx_used(f), before->used);
+	free(now);
+	free(before->dump);
+}
+
+/* A write-opening makes the generation odd before the first change, the
+ * last close even again, resize adds 2, a crash moves it on at the next
+ * open; reads and set members never move it. */
+static void test_generation_moves_with_every_change(void **state)
+{
+	struct fixture *f = fx_new(BS, 64);
+	struct volume *v;
+	char buf[512] = "x";
+
+	fx_create(f, "v", 8 * BS);
+	assert_int_equal(gen_of(f, "v"), 0);
+	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
+	assert_int_equal(pool_read(v, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	assert_int_equal(gen_of(f, "v"), 0); /* reading is no change */
+	assert_int_equal(pool_write(v, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	assert_int_equal(gen_of(f, "v"), 1);
+	assert_int_equal(pool_write(v, buf, sizeof(buf), BS), (ssize_t)sizeof(buf));
+	assert_int_equal(gen_of(f, "v"), 1); /* one odd generation per opening */
+	pool_volume_close(v);
+	assert_int_equal(gen_of(f, "v"), 2);
+	/* an in-place write moves it too: no mapping changes there */
+	put_block(f, "v", 0, 'y');
+	assert_int_equal(gen_of(f, "v"), 4);
+	discard_block(f, "v", 1);
+	assert_int_equal(gen_of(f, "v"), 6);
+	assert_int_equal(pool_resize(f->p, "v", 16 * BS, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(gen_of(f, "v"), 8);
+	if (pool_snapshot_set(f->p, "s", f->msg, sizeof(f->msg)))
+		fail_msg("set: %s", f->msg);
+	put_block(f, "v", 2, 'z');
+	assert_int_equal(gen_of(f, "s/v"), 0);
+	fx_reopen(f);
+	assert_int_equal(gen_of(f, "v"), 10);
+	assert_int_equal(gen_of(f, "s/v"), 0);
+	/* durable: a writer killed mid-way leaves an odd generation, which the
+	 * next open moves on */
+	assert_int_equal(pool_close(f->p), 0);
+	f->p = NULL;
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct pool *p;
+		if (pool_open(f->pool, 0, "child", &p, NULL, 0) || pool_volume_open(p, "v", &v) ||
+		    pool_write(v, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
+			_exit(1);
+		_exit(0); /* no close: a crash */
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(pool_open(f->pool, 0, "unit test", &f->p, NULL, 0), 0);
+	assert_int_equal(gen_of(f, "v"), 12);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* The hardware CRC32C is the tables' at every length and alignment. */
+static void test_crc32c_hw_matches_tables(void **state)
+{
+	unsigned char *buf = malloc(1 << 20);
+
+	assert_non_null(buf);
+	for (size_t i = 0; i < 1 << 20; i++)
+		buf[i] = (unsigned char)(i * 2654435761u >> 13);
+	for (size_t off = 0; off < 8; off++)
+		for (size_t len = 0; len < 300; len++)
+			assert_int_equal(crc32c(7, buf + off, len), crc32c_sw(7, buf + off, len));
+	assert_int_equal(crc32c(0, buf, 1 << 20), crc32c_sw(0, buf, 1 << 20));
+	assert_int_equal(crc32c(0, "123456789", 9), 0xe3069283u);
+	free(buf);
+}
+
+/* A: vol written, set s1, more written, set pre; with a full stream of
+ * s1/vol and an incremental one of pre/vol from s1/vol. */
+static void make_sets(struct two_pools *t)
+{
+	t->a = fx_new(BS, 512);
+	t->b = fx_new(BS, 512);
+	fx_create(t->a, "vol", 10 * BS);
+	for (int i = 0; i < 6; i++)
+		put_block(t->a, "vol", (uint64_t)i, 'a' + i);
+	if (pool_snapshot_set(t->a->p, "s1", t->a->msg, sizeof(t->a->msg)))
+		fail_msg("set: %s", t->a->msg);
+	put_block(t->a, "vol", 1, 'P');
+	put_block(t->a, "vol", 7, 'Q');
+	if (pool_snapshot_set(t->a->p, "pre", t->a->msg, sizeof(t->a->msg)))
+		fail_msg("set: %s", t->a->msg);
+	t->len[0] = send_to(t->a->p, "s1/vol", NULL, &t->s[0]);
+	t->len[1] = send_to(t->a->p, "pre/vol", "s1/vol", &t->s[1]);
+	t->s[2] = NULL;
+}
+
+/* The issue's reproduction: a received copy written in place (no mapping
+ * changes) is no base any more; the refusal names it and changes nothing. */
+static void test_receive_refuses_written_copy(void **state)
+{
+	struct two_pools t;
+	struct pool_state before;
+
+	make_sets(&t);
+	assert_int_equal(receive_from(t.b->p, "vol", t.s[0], t.len[0], t.b->msg), 0);
+	fx_fill(t.b, "vol", 20480, 4096, 'w');
+	before = state_of(t.b);
+	assert_int_equal(receive_from(t.b->p, "vol2", t.s[1], t.len[1], t.b->msg), -ESTALE);
+	assert_non_null(strstr(t.b->msg, "base 'vol' was written since it was received"));
+	expect_state(t.b, &before);
+	/* an unwritten copy takes it, and reads as the sender's */
+	assert_int_equal(receive_from(t.b->p, "s1copy", t.s[0], t.len[0], t.b->msg), 0);
+	if (receive_from(t.b->p, "vol2", t.s[1], t.len[1], t.b->msg))
+		fail_msg("receive: %s", t.b->msg);
+	expect_same_content(t.a->p, "pre/vol", t.b->p, "vol2");
+	fx_check_clean(t.b);
+	free_chain(&t);
+}
+
+/* A writable base that changed after its own full send: the copy here is of
+ * an older generation, so the incremental is refused, nothing changed. */
+static void test_receive_refuses_changed_sender_base(void **state)
+{
+	struct two_pools t;
+	struct pool_state before;
+
+	make_sets(&t);
+	t.len[2] = send_to(t.a->p, "vol", NULL, &t.s[2]);
+	assert_int_equal(receive_from(t.b->p, "vol", t.s[2], t.len[2], t.b->msg), 0);
+	put_block(t.a, "vol", 3, 'C'); /* after its full send */
+	fx_snap(t.a, "vol", "later");
+	char *inc;
+	size_t len = send_to(t.a->p, "later", "vol", &inc);
+	before = state_of(t.b);
+	assert_int_equal(receive_from(t.b->p, "later", inc, len, t.b->msg), -ESTALE);
+	assert_non_null(strstr(t.b->msg, "the sender's base changed"));
+	assert_non_null(strstr(t.b->msg, "'vol'"));
+	expect_state(t.b, &before);
+	free(inc);
+	free_chain(&t);
+}
+
+/* An incremental stream against an unrelated device of the pool is exact:
+ * the delta compares mappings, whatever the two devices' history. */
+static void test_send_from_unrelated_base_is_exact(void **state)
+{
+	struct two_pools t;
+	char *inc;
+	size_t len;
+
+	make_sets(&t);
+	fx_create(t.a, "other", 13 * BS + 100);
+	put_block(t.a, "other", 0, 'o');
+	put_block(t.a, "other", 12, 'p');
+	fx_snap(t.a, "other", "t1");
+	t.len[2] = send_to(t.a->p, "vol", NULL, &t.s[2]);
+	assert_int_equal(receive_from(t.b->p, "v", t.s[2], t.len[2], t.b->msg), 0);
+	len = send_to(t.a->p, "t1", "vol", &inc);
+	if (receive_from(t.b->p, "t1", inc, len, t.b->msg))
+		fail_msg("receive: %s", t.b->msg);
+	expect_same_content(t.a->p, "t1", t.b->p, "t1");
+	assert_int_equal(fx_mapped(t.b, "t1"), fx_mapped(t.a, "t1"));
+	fx_check_clean(t.b);
+	free(inc);
+	free_chain(&t);
+}
+
+/* A corrupt or short stream fails at its first bad record, named by its
+ * vblock, and leaves the pool exactly as it was. */
+static void test_failed_receive_leaves_pool_identical(void **state)
+{
+	struct two_pools t;
+	struct pool_state before;
+	size_t hdr;
+
+	make_sets(&t);
+	assert_int_equal(receive_from(t.b->p, "base", t.s[0], t.len[0], t.b->msg), 0);
+	hdr = 56 + 72 + 2 + strlen("s1/vol") + 4; /* send_receive.c's header */
+	for (int round = 0; round < 4; round++) {
+		before = state_of(t.b);
+		if (round == 0) {
+			t.s[0][hdr + 17 + 10] ^= 1; /* data of the first record */
+			assert_int_equal(receive_from(t.b->p, "x", t.s[0], t.len[0], t.b->msg),
+					 -EBADMSG);
+			assert_non_null(strstr(t.b->msg, "record of vblock 0"));
+			t.s[0][hdr + 17 + 10] ^= 1;
+		} else if (round == 1) {
+			assert_int_equal(receive_from(t.b->p, "x", t.s[0], t.len[0] / 2, t.b->msg),
+					 -EPIPE);
+		} else if (round == 2) {
+			t.s[0][t.len[0] - 10] ^= 1; /* the end record */
+			assert_int_equal(receive_from(t.b->p, "x", t.s[0], t.len[0], t.b->msg),
+					 -EBADMSG);
+			t.s[0][t.len[0] - 10] ^= 1;
+		} else {
+			t.s[1][t.len[1] - 60] ^= 1; /* an incremental's last data */
+			assert_true(receive_from(t.b->p, "x", t.s[1], t.len[1], t.b->msg) < 0);
+			t.s[1][t.len[1] - 60] ^= 1;
+		}
+		expect_state(t.b, &before);
+	}
+	fx_reopen(t.b);
+	fx_check_clean(t.b);
+	free_chain(&t);
+}
+
+/* A device being written is no snapshot: send refuses it, by name. */
+static void test_send_refuses_device_being_written(void **state)
+{
+	struct fixture *f = fx_new(BS, 64);
+	struct volume *v;
+	char *s = NULL, buf[4096] = "w";
+	size_t len = 0;
+	FILE *out = open_memstream(&s, &len);
+
+	fx_create(f, "v", 4 * BS);
+	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
+	assert_int_equal(pool_write(v, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	assert_int_equal(pool_send(f->p, "v", NULL, out, f->msg, sizeof(f->msg)), -EBUSY);
+	assert_non_null(strstr(f->msg, "'v' is being written"));
+	pool_volume_close(v);
+	assert_int_equal(pool_send(f->p, "v", NULL, out, f->msg, sizeof(f->msg)), 0);
+	fclose(out);
+	free(s);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1123,6 +1379,13 @@ int main(void)
 	    cmocka_unit_test(test_receive_refuses_corrupt_stream),
 	    cmocka_unit_test(test_receive_refuses_wrong_base),
 	    cmocka_unit_test(test_send_receive_same_pool_and_set_member),
+	    cmocka_unit_test(test_generation_moves_with_every_change),
+	    cmocka_unit_test(test_crc32c_hw_matches_tables),
+	    cmocka_unit_test(test_receive_refuses_written_copy),
+	    cmocka_unit_test(test_receive_refuses_changed_sender_base),
+	    cmocka_unit_test(test_send_from_unrelated_base_is_exact),
+	    cmocka_unit_test(test_failed_receive_leaves_pool_identical),
+	    cmocka_unit_test(test_send_refuses_device_being_written),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -375,7 +375,71 @@ static void test_meta_refuses_foreign_and_newer(void **state)
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=7", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(meta_open(newer, true, &m, msg, sizeof(msg)), -EPROTONOSUPPORT);
-	assert_non_null(strstr(msg, "format 7 newer than 1"));
+	assert_non_null(strstr(msg, "format 7 newer than 2"));
+}
+
+static int first_device(void *arg, const struct meta_device_row *r)
+{
+	*(struct meta_device_row *)arg = *r;
+	return 0;
+}
+
+/* A format-1 database (no generation, no copy_of) opens read-only as it is
+ * and is migrated to format 2 by a read-write open, keeping its rows. */
+static void test_meta_migrates_format_1(void **state)
+{
+	struct meta_pool_row row = {.block_size = 4096, .nr_data_blocks = 8};
+	struct meta_device_row dev = {.name = "v", .size = 4096, .generation = 5};
+	const char *path = tmp_path("v1.db");
+	struct meta *m;
+	sqlite3 *db;
+	uint64_t l;
+	int version = 0;
+
+	unlink(path);
+	assert_int_equal(meta_create(path, &row, NULL, 0), 0);
+	assert_int_equal(meta_open(path, false, &m, NULL, 0), 0);
+	assert_int_equal(meta_begin(m), 0);
+	assert_int_equal(meta_layer_insert(m, 0, &l), 0);
+	dev.layer = l;
+	assert_int_equal(meta_device_insert(m, &dev), 0);
+	assert_int_equal(meta_commit(m), 0);
+	meta_close(m);
+	/* back to what format 1 was */
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "ALTER TABLE devices DROP COLUMN generation; ALTER TABLE "
+				      "devices DROP COLUMN copy_of; PRAGMA user_version=1",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	memset(&dev, 0, sizeof(dev));
+	assert_int_equal(meta_open(path, true, &m, NULL, 0), 0);
+	assert_int_equal(meta_device_foreach(m, first_device, &dev), 0);
+	assert_string_equal(dev.name, "v");
+	assert_int_equal(dev.generation, 0);
+	meta_close(m);
+
+	assert_int_equal(meta_open(path, false, &m, NULL, 0), 0);
+	dev.generation = 3;
+	snprintf(dev.copy_of, sizeof(dev.copy_of), "%s", "elsewhere");
+	assert_int_equal(meta_begin(m), 0);
+	assert_int_equal(meta_device_update(m, &dev), 0);
+	assert_int_equal(meta_commit(m), 0);
+	memset(&dev, 0, sizeof(dev));
+	assert_int_equal(meta_device_foreach(m, first_device, &dev), 0);
+	assert_int_equal(dev.generation, 3);
+	assert_string_equal(dev.copy_of, "elsewhere");
+	meta_close(m);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_stmt *s;
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	assert_int_equal(version, META_FORMAT_VERSION);
 }
 
 static int count_rows(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
@@ -442,6 +506,7 @@ int main(void)
 	    cmocka_unit_test(test_dio_lost_unflushed_writes),
 	    cmocka_unit_test(test_dio_refuses_symlink_and_directory),
 	    cmocka_unit_test(test_meta_refuses_foreign_and_newer),
+	    cmocka_unit_test(test_meta_migrates_format_1),
 	    cmocka_unit_test(test_meta_map_rows_move_and_tombstones),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
