@@ -523,6 +523,30 @@ static int cmd_grow(const struct cmd *cmd, int argc, char **argv)
 	return run_change(cmd, argv[optind], &req, NULL, 1);
 }
 
+static int parse_u64(const struct cmd *cmd, const char *s, uint64_t *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	if (!*s || *end || errno || *s == '-')
+		return fail(cmd, "'%s' is not a transaction id (a number from 0)", s);
+	return 0;
+}
+
+static int cmd_set_txid(const struct cmd *cmd, int argc, char **argv)
+{
+	struct admin_req req = {.op = ADMIN_SET_TXID};
+	int rc = parse(cmd, argc, argv, NULL, NULL, NULL, 3);
+
+	if (rc >= 0)
+		return rc;
+	if (parse_u64(cmd, argv[optind + 1], &req.old_id) ||
+	    parse_u64(cmd, argv[optind + 2], &req.new_id))
+		return 1;
+	return run_change(cmd, argv[optind], &req, NULL, 1);
+}
+
 static int cmd_rollback(const struct cmd *cmd, int argc, char **argv)
 {
 	struct admin_req req = {.op = ADMIN_ROLLBACK};
@@ -810,7 +834,8 @@ static int cmd_status(const struct cmd *cmd, int argc, char **argv)
 		printf("%s\n", json);
 	} else {
 		status_text_sizes(&st);
-		printf("transaction id:  %" PRIu64 "\n", st.transaction_id);
+		printf("transaction id:  %" PRIu64 " (commits: %" PRIu64 ")\n", st.transaction_id,
+		       st.commit_id);
 		if (st.needs_check)
 			printf("mode:            %s (needs_check: %s)\n", st.mode, st.mode_reason);
 		else
@@ -818,6 +843,10 @@ static int cmd_status(const struct cmd *cmd, int argc, char **argv)
 		printf("devices:         %" PRIu64 " in %" PRIu64
 		       " snapshot set(s) and at the top\n",
 		       st.nr_devices, st.nr_sets);
+		if (st.reclaim_devices)
+			printf("being freed:     %" PRIu64 " deleted device(s), %" PRIu64
+			       " rows left\n",
+			       st.reclaim_devices, st.reclaim_rows);
 		printf("data:            %s\n", st.data_path);
 		printf("uuid:            %s\n", st.uuid);
 		if (n > 0)
@@ -1258,6 +1287,10 @@ static const struct cmd cmds[] = {
      "Make VOLUME read exactly as SNAPSHOT again (a set member or a writable snapshot):\n"
      "metadata only, at once; refused while VOLUME is open. Later snapshots stay.",
      cmd_rollback},
+    {"set-transaction-id", "POOL OLD NEW",
+     "Set the pool's transaction id to NEW if it is OLD (dm-thin's set_transaction_id);\n"
+     "refused, changing nothing, if it is not. Commits never move it; dumps carry it.",
+     cmd_set_txid},
     {"list", "POOL [--json]",
      "List devices: size, mapped, exclusive and shared space (in bytes and blocks),\n"
      "read-only, origin (like thin_ls).",

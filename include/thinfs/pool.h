@@ -114,6 +114,11 @@ int pool_volume_resize(struct volume *vol, uint64_t size, char *msg, size_t msgl
  * (-EBUSY) while VOLUME is open; set members cannot be rolled back. */
 int pool_rollback(struct pool *pool, const char *volume, const char *snapshot, char *msg,
 		  size_t msglen);
+/* The user-visible transaction id, compare-and-swap, as dm-thin's
+ * set_transaction_id: -ESTALE (nothing changed) unless it is old_id now.
+ * Kept in dumps as thin_dump's transaction; commits never move it. */
+int pool_set_transaction_id(struct pool *pool, uint64_t old_id, uint64_t new_id, char *msg,
+			    size_t msglen);
 /* Grow the data capacity to data_size bytes (never shrinks). */
 int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen);
 /* The largest virtual size a device of this pool may have, in bytes: at most
@@ -159,7 +164,8 @@ struct pool_status {
 	uint64_t block_size;
 	uint64_t nr_data_blocks;
 	uint64_t used_blocks;	 /* mapped or awaiting release */
-	uint64_t transaction_id; /* of the last durable commit */
+	uint64_t transaction_id; /* the user's: set only by pool_set_transaction_id */
+	uint64_t commit_id;	 /* commits so far (the last durable one) */
 	uint64_t pool_time;
 	uint64_t nr_devices, nr_sets;
 	uint64_t reclaim_devices, reclaim_rows; /* deleted, space still being freed */

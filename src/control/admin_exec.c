@@ -92,6 +92,8 @@ int admin_exec(struct pool *pool, const struct admin_req *req, FILE *out, char *
 		return pool_check_live(pool, out, msg, msglen);
 	case ADMIN_ROLLBACK:
 		return pool_rollback(pool, req->a, req->b, msg, msglen);
+	case ADMIN_SET_TXID:
+		return pool_set_transaction_id(pool, req->old_id, req->new_id, msg, msglen);
 	}
 	snprintf(msg, msglen, "unknown request %u", req->op);
 	return -EINVAL;

@@ -151,7 +151,13 @@ static const char schema_sql[] =
     "  UNIQUE(set_name, name));"
     "CREATE TABLE map(layer INTEGER NOT NULL, vblock INTEGER NOT NULL, dblock INTEGER, "
     "  time INTEGER NOT NULL, PRIMARY KEY(layer, vblock)) WITHOUT ROWID;"
-    "CREATE TABLE space(chunk INTEGER PRIMARY KEY, bits BLOB NOT NULL);";
+    "CREATE TABLE space(chunk INTEGER PRIMARY KEY, bits BLOB NOT NULL);"
+    "CREATE TABLE props(key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
+/* The pool's properties (the user's transaction id, ...): made by a
+ * read-write open where missing (format 1, or early format 2 pools). */
+static const char props_sql[] =
+    "CREATE TABLE IF NOT EXISTS props(key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
 struct meta {
 	sqlite3 *db;
@@ -386,6 +392,11 @@ int meta_open(const char *path, bool rdonly, struct meta **out, char *msg, size_
 			goto out_free;
 		}
 		version = 2;
+	}
+	if (!rdonly && (rc = exec(m->db, props_sql))) {
+		set_msg(msg, msglen, rc, "%s: cannot add the properties table: %s", path,
+			sqlite3_errmsg(m->db));
+		goto out_free;
 	}
 	m->version = version;
 	*out = m;
@@ -919,4 +930,41 @@ int meta_integrity(struct meta *m, void (*cb)(void *arg, const char *line), void
 int meta_reindex(struct meta *m)
 {
 	return exec(m->db, "REINDEX");
+}
+
+int meta_prop_get(struct meta *m, const char *key, char *value, size_t len)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	/* (not kept prepared: a read-only open of an old pool has no table) */
+	if (sqlite3_prepare_v2(m->db, "SELECT value FROM props WHERE key = ?1", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return -ENOENT;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		col_text(s, 0, value, len);
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : meta_errno(rc);
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int meta_prop_put(struct meta *m, const char *key, const char *value)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = meta_errno(sqlite3_prepare_v2(
+	    m->db, "INSERT OR REPLACE INTO props(key, value) VALUES(?1, ?2)", -1, &s, NULL));
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+	rc = run(s);
+	sqlite3_finalize(s);
+	return rc;
 }

@@ -143,6 +143,11 @@ int meta_space_delete_from(struct meta *m, uint64_t chunk);
  * a dangling one means): cb per problem line; returns
  * the number of problems (>= 0) or a negative errno. */
 int meta_integrity(struct meta *m, void (*cb)(void *arg, const char *line), void *arg);
+/* Pool properties (table props): the value of key, -ENOENT if none; set one
+ * inside the caller's transaction. */
+int meta_prop_get(struct meta *m, const char *key, char *value, size_t len);
+int meta_prop_put(struct meta *m, const char *key, const char *value);
+#define META_PROP_TRANSACTION_ID "transaction_id" /* the user's, as dm-thin's */
 /* REINDEX: every index rebuilt from its table (inside a transaction). */
 int meta_reindex(struct meta *m);
 

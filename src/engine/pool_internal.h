@@ -167,6 +167,7 @@ struct pool {
 
 	bool devices_pending_delete; /* [L] deleted-while-open devices to finish */
 	bool background_reclaim;     /* [L] deletes only hide; pool_reclaim_step frees */
+	uint64_t user_txid;	     /* [L] the user's transaction id (pool_props.c) */
 	char ro_reason[256];	     /* [L] why READ_ONLY or FAILED */
 	bool space_short_logged;     /* [L] "out of data space" logged, "back" not yet */
 
@@ -222,6 +223,8 @@ int pool_device_load_vmap(struct pool *pool, struct device *dev);
 void pool_device_mark_dirty(struct pool *pool, struct device *dev, uint64_t vblock);
 void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t dblock);
 int pool_crash_point(struct pool *pool, const char *point);
+/* pool_props.c: read the properties at open */
+void pool_props_load(struct pool *pool);
 /* pool_admin.c: the shared steps of administrative changes */
 int pool_check_writable(struct pool *pool, char *msg, size_t msglen);
 struct device *pool_new_device(struct pool *pool); /* linked in, row zeroed */

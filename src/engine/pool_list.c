@@ -21,7 +21,8 @@ int pool_status(struct pool *pool, struct pool_status *st)
 	st->block_size = pool->block_size;
 	st->nr_data_blocks = pool->prow.nr_data_blocks;
 	st->used_blocks = pool->space.nr_busy;
-	st->transaction_id = pool->prow.transaction_id;
+	st->transaction_id = pool->user_txid;
+	st->commit_id = pool->prow.transaction_id;
 	st->pool_time = pool->prow.pool_time;
 	for (struct device *d = pool->devices; d; d = d->next) {
 		if (!d->deleted) {
@@ -110,7 +111,7 @@ int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 		     "{\"block_size\":%llu,\"nr_data_blocks\":%llu,\"used_blocks\":%llu,"
 		     "\"free_blocks\":%llu,\"data_bytes\":%llu,\"used_bytes\":%llu,"
 		     "\"free_bytes\":%llu,\"max_device_size\":%llu,"
-		     "\"transaction_id\":%llu,\"pool_time\":%llu,"
+		     "\"transaction_id\":%llu,\"commit_id\":%llu,\"pool_time\":%llu,"
 		     "\"mode\":\"%s\",\"mode_reason\":%s,\"needs_check\":%s,\"read_only\":%s,"
 		     "\"out_of_data_space\":%s,"
 		     "\"nr_devices\":%llu,\"nr_sets\":%llu,\"reclaim_devices\":%llu,"
@@ -121,12 +122,13 @@ int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 		     (unsigned long long)st->used_blocks, (unsigned long long)free_blocks,
 		     (unsigned long long)data_bytes, (unsigned long long)used_bytes,
 		     (unsigned long long)free_bytes, (unsigned long long)st->max_device_size,
-		     (unsigned long long)st->transaction_id, (unsigned long long)st->pool_time,
-		     st->mode, why, st->needs_check ? "true" : "false",
-		     st->read_only ? "true" : "false", st->out_of_space ? "true" : "false",
-		     (unsigned long long)st->nr_devices, (unsigned long long)st->nr_sets,
-		     (unsigned long long)st->reclaim_devices, (unsigned long long)st->reclaim_rows,
-		     uuid, path, (unsigned long long)st->commits, (unsigned long long)st->fsyncs,
+		     (unsigned long long)st->transaction_id, (unsigned long long)st->commit_id,
+		     (unsigned long long)st->pool_time, st->mode, why,
+		     st->needs_check ? "true" : "false", st->read_only ? "true" : "false",
+		     st->out_of_space ? "true" : "false", (unsigned long long)st->nr_devices,
+		     (unsigned long long)st->nr_sets, (unsigned long long)st->reclaim_devices,
+		     (unsigned long long)st->reclaim_rows, uuid, path,
+		     (unsigned long long)st->commits, (unsigned long long)st->fsyncs,
 		     (unsigned long long)st->punches, (unsigned long long)st->cow_copies, jm,
 		     st->synchronous);
 	if (n < 0 || (size_t)n >= len)

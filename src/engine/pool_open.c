@@ -230,6 +230,8 @@ static int load_state(struct pool *pool)
 		rc = cut_cycles(pool);
 	if (!rc)
 		rc = meta_set_foreach(pool->meta, load_set, pool);
+	if (!rc)
+		pool_props_load(pool);
 	return rc;
 }
 

@@ -38,6 +38,7 @@ uint64_t pool_view_block_size(struct pool *pool)
 void pool_view_pool_row(struct pool *pool, struct meta_pool_row *row)
 {
 	*row = pool->prow;
+	row->transaction_id = pool->user_txid; /* what dumps call the transaction */
 }
 
 bool pool_view_writable(struct pool *pool)

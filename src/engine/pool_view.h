@@ -44,6 +44,8 @@ void pool_view_end(struct pool *pool);
 uint64_t pool_view_block_size(struct pool *pool);
 
 /* Between begin and end: */
+/* The pool row; its transaction_id is the user's (set-transaction-id), as
+ * thin_dump's transaction, not the commit counter. */
 void pool_view_pool_row(struct pool *pool, struct meta_pool_row *row);
 bool pool_view_writable(struct pool *pool); /* opened read-write (any mode) */
 const char *pool_view_meta_path(struct pool *pool);

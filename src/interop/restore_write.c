@@ -240,6 +240,7 @@ static int write_devices(struct restore *r, struct meta *m)
 static int write_pool_row(struct restore *r, struct meta *m)
 {
 	struct meta_pool_row prow;
+	char v[32];
 	int rc = meta_pool_get(m, &prow);
 
 	if (rc)
@@ -251,7 +252,9 @@ static int write_pool_row(struct restore *r, struct meta *m)
 	prow.transaction_id = r->transaction;
 	prow.pool_time = r->time;
 	prow.clean = 0;
-	return meta_pool_put(m, &prow);
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)r->transaction);
+	rc = meta_prop_put(m, META_PROP_TRANSACTION_ID, v); /* the user's id */
+	return rc ? rc : meta_pool_put(m, &prow);
 }
 
 /* Everything the dump describes, in one metadata transaction. */

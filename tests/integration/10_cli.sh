@@ -134,7 +134,7 @@ refused "$C" rename "$P" v1 zero
 refused "$C" rename "$P" v1 .hidden
 refused "$C" resize "$P" nosuch 1M
 refused "$C" grow "$P" --data-size 1M
-tid0=$("$C" status "$P" --json | json "d['transaction_id']")
+tid0=$("$C" status "$P" --json | json "d['commit_id']")
 expect 0 "$C" snapshot "$P" v1 s1 && ok "snapshot"
 expect 0 "$C" snapshot "$P" --set monday && ok "snapshot set"
 refused "$C" snapshot "$P" --set monday
@@ -143,7 +143,7 @@ refused "$C" resize "$P" monday/v1 1M
 expect 0 "$C" rename "$P" s1 s2 && ok "rename"
 expect 0 "$C" resize "$P" s2 128M && ok "resize"
 expect 0 "$C" grow "$P" --data-size 32M && ok "grow"
-tid1=$("$C" status "$P" --json | json "d['transaction_id']")
+tid1=$("$C" status "$P" --json | json "d['commit_id']")
 [ "$tid1" -ge $((tid0 + 6)) ] && ok "transaction id rises per change ($tid0 -> $tid1)" || bad "transaction id $tid0 -> $tid1"
 [ "$("$C" status "$P" --json | json "d['used_blocks']")" = 0 ] && ok "no data written, no block used" || bad "used blocks"
 [ "$("$C" status "$P" --json | json "d['nr_data_blocks']")" = 512 ] && ok "grown to 32M" || bad "grow"

@@ -13,7 +13,7 @@ format 512M
 create v1 64M
 start_daemon
 
-tid() { status_field transaction_id; }
+tid() { status_field commit_id; }
 fsyncs() { status_field fsyncs; }
 
 # check_sync WHAT CMD...: CMD writes a new block and syncs; it must commit

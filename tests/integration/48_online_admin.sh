@@ -41,6 +41,10 @@ tc grow "$P" --data-size 2G || fail "grow"
 [ "$(df -B1 --output=size "$M" | tail -1)" -gt "$size0" ] || fail "grow: df does not show it"
 tc check --repair "$P" > "$T/repair.out" || fail "check --repair while mounted: $(cat "$T/repair.out")"
 tc delete "$P" --set s2 && [ ! -e "$M/.snapshots/s2" ] || fail "delete --set"
+tid=$(tc status --json "$P" | sed -n 's/.*"transaction_id":\([0-9]*\).*/\1/p')
+tc set-transaction-id "$P" "$tid" 42 || fail "set-transaction-id $tid 42 on a mounted pool"
+expect_fail "is 42, not 41" tc set-transaction-id "$P" 41 43
+tc status --json "$P" | grep -q '"transaction_id":42' || fail "set-transaction-id: the status does not show 42"
 kill -0 $FIO 2> /dev/null || fail "fio stopped during the commands: $(tail -5 "$T/fio.out")"
 kill -INT $FIO
 wait $FIO || true

@@ -7,6 +7,7 @@
  */
 #include <sys/wait.h>
 
+#include "thinfs/interop.h"
 #include "unit_helpers.h"
 
 #define BS 4096ull
@@ -203,6 +204,42 @@ static void test_crash_mid_reclaim_finished_at_open(void **state)
 	fx_free(f);
 }
 
+/* ---- the user's transaction id ---- */
+
+static void test_set_transaction_id_compare_and_swap(void **state)
+{
+	struct fixture *f = fx_new(BS, 64);
+	struct pool_status st;
+	char *dump = NULL;
+	size_t len = 0;
+	FILE *mf;
+
+	assert_int_equal(pool_status(f->p, &st), 0);
+	assert_int_equal(st.transaction_id, 0);
+	assert_int_equal(pool_set_transaction_id(f->p, 0, 5, f->msg, sizeof(f->msg)), 0);
+	/* a wrong OLD changes nothing, and says what the id is */
+	assert_int_equal(pool_set_transaction_id(f->p, 4, 9, f->msg, sizeof(f->msg)), -ESTALE);
+	assert_non_null(strstr(f->msg, "is 5, not 4"));
+	/* commits never move it; it survives a reopen; dumps carry it */
+	uint64_t c0 = fx_tid(f);
+	fx_create(f, "v", 4 * BS);
+	fx_fill(f, "v", 0, BS, 'A');
+	assert_int_equal(pool_sync(f->p), 0);
+	fx_reopen(f);
+	assert_int_equal(pool_status(f->p, &st), 0);
+	assert_int_equal(st.transaction_id, 5);
+	assert_true(st.commit_id > c0);
+	mf = open_memstream(&dump, &len);
+	assert_int_equal(pool_dump(f->p, mf, f->msg, sizeof(f->msg)), 0);
+	fclose(mf);
+	assert_non_null(strstr(dump, "transaction=\"5\""));
+	free(dump);
+	assert_int_equal(pool_set_transaction_id(f->p, 5, 6, f->msg, sizeof(f->msg)), 0);
+	assert_int_equal(pool_status(f->p, &st), 0);
+	assert_int_equal(st.transaction_id, 6);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +248,7 @@ int main(void)
 	    cmocka_unit_test(test_rollback_refusals_change_nothing),
 	    cmocka_unit_test(test_background_delete_frees_in_steps),
 	    cmocka_unit_test(test_crash_mid_reclaim_finished_at_open),
+	    cmocka_unit_test(test_set_transaction_id_compare_and_swap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

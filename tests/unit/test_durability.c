@@ -233,11 +233,11 @@ static void failed_grow_keeps_row(const char *point)
 	assert_true(pool_grow(f->p, 128 * BS, f->msg, sizeof(f->msg)) < 0);
 	fail_point = NULL;
 	pool_status(f->p, &st);
-	assert_int_equal(st.transaction_id, tid);
+	assert_int_equal(st.commit_id, tid);
 	assert_int_equal(st.nr_data_blocks, 64);
 	fx_reopen(f);
 	pool_status(f->p, &st);
-	assert_int_equal(st.transaction_id, tid);
+	assert_int_equal(st.commit_id, tid);
 	assert_int_equal(st.nr_data_blocks, 64);
 	assert_true(st.needs_check);
 	fx_free(f);

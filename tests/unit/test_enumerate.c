@@ -1321,7 +1321,7 @@ static void run_workload(struct wl *w, const char top[static 256])
 	rec.cur_op = -1;
 	open_live(w, &p);
 	assert_int_equal(pool_status(p, &st), 0);
-	w->tid0 = st.transaction_id;
+	w->tid0 = st.commit_id;
 
 	nscript = script_ops(w, w->ops);
 	for (int i = 0; i < w->nops; i++) {
@@ -1338,7 +1338,7 @@ static void run_workload(struct wl *w, const char top[static 256])
 		if (o->kind == K_WRITE ? o->rc < 0 && o->rc != -ENOSPC : o->rc != 0)
 			fail_run(w, i, op_name[o->kind], o->rc);
 		assert_int_equal(pool_status(p, &st), 0);
-		o->tid_after = st.transaction_id;
+		o->tid_after = st.commit_id;
 		for (size_t e = ev0; e < rec.n; e++)
 			punches += rec.ev[e].kind == EV_PUNCH;
 		if (o->kind == K_DELSET && punches)
@@ -1825,7 +1825,7 @@ static int verify_state(struct vctx *c, const char *dir)
 		return c->bad;
 	}
 	pool_status(p, &st);
-	c->T = st.transaction_id;
+	c->T = st.commit_id;
 	pool_close(p);
 	if (knob("THINFS_ENUM_PRECHECK", 1)) {
 		mf = open_memstream(&rep, &replen);
@@ -1866,9 +1866,9 @@ static int verify_state(struct vctx *c, const char *dir)
 		return c->bad;
 	}
 	pool_status(p, &st);
-	if (st.transaction_id < c->T)
+	if (st.commit_id < c->T)
 		viol(c, INV_TID, "transaction id %llu after recovery, %llu before",
-		     (unsigned long long)st.transaction_id, (unsigned long long)c->T);
+		     (unsigned long long)st.commit_id, (unsigned long long)c->T);
 	if (st.needs_check || st.read_only)
 		viol(c, INV_OPEN, "pool is %s after recovery", st.mode);
 

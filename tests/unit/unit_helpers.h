@@ -82,7 +82,7 @@ static inline uint64_t fx_tid(struct fixture *f)
 	struct pool_status st;
 
 	assert_int_equal(pool_status(f->p, &st), 0);
-	return st.transaction_id;
+	return st.commit_id;
 }
 
 static inline void fx_create(struct fixture *f, const char *name, uint64_t size)
