@@ -18,8 +18,6 @@
 #include "pool_internal.h"
 #include "util.h"
 
-#define MAX_DEVICE_SIZE ((uint64_t)INT64_MAX)
-
 static int check_writable(struct pool *pool, char *msg, size_t msglen)
 {
 	if (pool->mode == POOL_MODE_READER)
@@ -33,9 +31,10 @@ static int check_writable(struct pool *pool, char *msg, size_t msglen)
 
 static int check_size(struct pool *pool, uint64_t size, char *msg, size_t msglen)
 {
-	if (size > MAX_DEVICE_SIZE / pool->block_size * pool->block_size)
-		return set_msg(msg, msglen, -EFBIG, "size %llu is too large",
-			       (unsigned long long)size);
+	if (size > pool_max_device_size(pool))
+		return set_msg(msg, msglen, -EFBIG, "size %llu is too large (the largest is %llu)",
+			       (unsigned long long)size,
+			       (unsigned long long)pool_max_device_size(pool));
 	return 0;
 }
 
@@ -68,6 +67,7 @@ static struct device *new_device(struct pool *pool)
 struct create_args {
 	const char *set, *name;
 	uint64_t size;
+	uint32_t uid, gid, mode;
 };
 
 static int op_create(struct pool *pool, void *arg)
@@ -89,7 +89,9 @@ static int op_create(struct pool *pool, void *arg)
 	d->row.layer = l->id;
 	d->row.creation_time = pool->prow.pool_time;
 	d->row.ctime = d->row.mtime = now;
-	d->row.mode = 0600;
+	d->row.uid = a->uid;
+	d->row.gid = a->gid;
+	d->row.mode = a->mode & 07777;
 	d->layer = l;
 	l->dev = d;
 	return meta_device_insert(pool->meta, &d->row);
@@ -97,7 +99,14 @@ static int op_create(struct pool *pool, void *arg)
 
 int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, size_t msglen)
 {
-	struct create_args a = {.set = "", .name = name, .size = size};
+	return pool_create_owned(pool, name, size, 0, 0, 0600, msg, msglen);
+}
+
+int pool_create_owned(struct pool *pool, const char *name, uint64_t size, uint32_t uid,
+		      uint32_t gid, uint32_t mode, char *msg, size_t msglen)
+{
+	struct create_args a = {
+	    .set = "", .name = name, .size = size, .uid = uid, .gid = gid, .mode = mode};
 	int rc = pool_name_valid(name, msg, msglen);
 
 	if (rc)
@@ -604,15 +613,19 @@ static int op_owner(struct pool *pool, void *arg)
 	return meta_device_update(pool->meta, &a->dev->row);
 }
 
-int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gid, uint32_t mode)
+/* Change the owner of the device named dev, or of the one behind vol. */
+static int set_owner(struct pool *pool, const char *dev, struct volume *vol, uint32_t uid,
+		     uint32_t gid, uint32_t mode)
 {
 	struct owner_args a = {.uid = uid, .gid = gid, .mode = mode};
 	int rc;
 
 	admin_lock(pool);
 	rc = check_writable(pool, NULL, 0);
-	if (!rc && !(a.dev = pool_find_device(pool, dev)))
+	if (!rc && !(a.dev = vol ? pool_volume_device(vol) : pool_find_device(pool, dev)))
 		rc = -ENOENT;
+	if (!rc && a.dev->row.read_only)
+		rc = -EROFS;
 	if (!rc) {
 		struct meta_device_row old = a.dev->row;
 		rc = pool_txn(pool, op_owner, &a);
@@ -621,4 +634,14 @@ int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gi
 	}
 	admin_unlock(pool);
 	return rc;
+}
+
+int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gid, uint32_t mode)
+{
+	return set_owner(pool, dev, NULL, uid, gid, mode);
+}
+
+int pool_volume_set_owner(struct volume *vol, uint32_t uid, uint32_t gid, uint32_t mode)
+{
+	return set_owner(pool_volume_pool(vol), NULL, vol, uid, gid, mode);
 }
