@@ -33,7 +33,7 @@ CFLAGS += -Isrc
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS := $(BUILD)/thinctl $(BUILD)/thinfs $(BUILD)/thinfs-fsx $(BUILD)/interop_helper \
-	     $(BUILD)/ackwriter $(BUILD)/bench_engine
+	     $(BUILD)/ackwriter $(BUILD)/bench_engine $(BUILD)/thinfs-handles
 
 # Negative controls: a test linked against a deliberately broken library must
 # FAIL (the runner counts a passing control as a failure).  Test builds only.
@@ -84,6 +84,8 @@ $(BUILD)/bug-noflush/thinfs: $(DAEMON_SRCS) $(HDRS) $(BUG_noflush_OBJS)
 $(BUILD)/thinfs-fsx: tests/tools/thinfs-fsx.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 $(BUILD)/ackwriter: tests/tools/ackwriter.c
+	$(CC) $(CFLAGS) -o $@ $<
+$(BUILD)/thinfs-handles: tests/tools/thinfs-handles.c
 	$(CC) $(CFLAGS) -o $@ $<
 $(BUILD)/interop_helper: tests/tools/interop_helper.c $(HDRS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
