@@ -268,7 +268,9 @@ static int cmd_create(const struct cmd *cmd, int argc, char **argv)
 		return fail(cmd, "%s", msg);
 	if (open_pool(cmd, argv[optind], false, &pool))
 		return 1;
-	rc = pool_create(pool, argv[optind + 1], size, msg, sizeof(msg));
+	/* the caller's volume, as a file they create would be */
+	rc = pool_create_owned(pool, argv[optind + 1], size, (uint32_t)getuid(), (uint32_t)getgid(),
+			       0600, msg, sizeof(msg));
 	return change_done(cmd, pool, rc, msg);
 }
 
