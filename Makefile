@@ -147,13 +147,16 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR)
 	install -m 0755 $(BUILD)/thinctl $(DESTDIR)$(PREFIX)/sbin/thinctl
 	install -m 0755 $(BUILD)/thinfs $(DESTDIR)$(PREFIX)/sbin/thinfs
-	install -m 0755 tools/mount.thinfs $(DESTDIR)$(SBINDIR)/mount.thinfs
+	sed 's|@SBIN@|$(PREFIX)/sbin|g' tools/mount.thinfs > $(DESTDIR)$(SBINDIR)/mount.thinfs
+	chmod 0755 $(DESTDIR)$(SBINDIR)/mount.thinfs
 	install -d $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0644 contrib/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 contrib/bash_completion/thinctl \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/thinctl
-	install -m 0644 contrib/thinfs@.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' contrib/thinfs@.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/thinfs@.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/thinfs@.service
 
 clean:
 	rm -rf build build-asan
