@@ -622,7 +622,9 @@ static int set_owner(struct pool *pool, const char *dev, struct volume *vol, uin
 
 	admin_lock(pool);
 	rc = check_writable(pool, NULL, 0);
-	if (!rc && !(a.dev = vol ? pool_volume_device(vol) : pool_find_device(pool, dev)))
+	if (!rc && !(a.dev = vol   ? pool_volume_device(vol)
+			     : dev ? pool_find_device(pool, dev)
+				   : NULL))
 		rc = -ENOENT;
 	if (!rc && a.dev->row.read_only)
 		rc = -EROFS;
