@@ -854,7 +854,13 @@ static void verify_sets(bool after_crash, int *bad)
 	}
 }
 
-int main(int argc, char **argv)
+struct args {
+	uint64_t seed, ops;
+	const char *logpath, *replay, *verify;
+};
+
+/* Options into a and g; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option opts[] = {
 	    {"seed", 1, 0, 's'},      {"ops", 1, 0, 'n'},    {"size", 1, 0, 'S'},
@@ -862,31 +868,28 @@ int main(int argc, char **argv)
 	    {"snapshots", 0, 0, 'x'}, {"quiet", 0, 0, 'q'},  {"ext", 0, 0, 'e'},
 	    {"help", 0, 0, 'h'},      {0, 0, 0, 0},
 	};
-	uint64_t seed = 1, ops = 10000;
-	const char *logpath = NULL, *replay = NULL, *verify = NULL;
-	char line[256];
-	int c, bad = 0;
+	int c;
 
 	g.size = 64ull << 20;
 	while ((c = getopt_long(argc, argv, "s:n:S:l:r:v:xeqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			seed = strtoull(optarg, NULL, 0);
+			a->seed = strtoull(optarg, NULL, 0);
 			break;
 		case 'n':
-			ops = strtoull(optarg, NULL, 0);
+			a->ops = strtoull(optarg, NULL, 0);
 			break;
 		case 'S':
 			g.size = strtoull(optarg, NULL, 0);
 			break;
 		case 'l':
-			logpath = optarg;
+			a->logpath = optarg;
 			break;
 		case 'r':
-			replay = optarg;
+			a->replay = optarg;
 			break;
 		case 'v':
-			verify = optarg;
+			a->verify = optarg;
 			break;
 		case 'x':
 			g.snapshots = true;
@@ -907,11 +910,19 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	return -1;
+}
+
+/* The model, sized by --size or by the log being replayed or verified. */
+static void setup_model(int argc, char **argv, const struct args *a)
+{
+	char line[256];
+
 	if (argc - optind != 2)
 		die("usage: thinfs-fsx [options] MNT VOLUME (see --help)");
-	if (verify || replay) {
+	if (a->verify || a->replay) {
 		/* the size the log was made with */
-		FILE *f = fopen(verify ? verify : replay, "r");
+		FILE *f = fopen(a->verify ? a->verify : a->replay, "r");
 		uint64_t sz;
 		if (f && fgets(line, sizeof(line), f) &&
 		    sscanf(line, "# thinfs-fsx seed %*u size %" SCNu64, &sz) == 1) {
@@ -934,22 +945,34 @@ int main(int argc, char **argv)
 		die("out of memory");
 	/* --ext starts half full, so that writes can grow it */
 	g.vsize = g.lo_vsize = g.hi_vsize = g.ext ? g.nr_sect / 2 : g.nr_sect;
+}
 
-	if (verify) {
-		/* rebuild the model from the log, then judge what survived */
-		FILE *f = fopen(verify, "r");
-		if (!f)
-			die("%s: %s", verify, strerror(errno));
-		while (fgets(line, sizeof(line), f))
-			apply(line, false);
-		fclose(f);
-		finish_inflight_truncate();
-		bad += verify_file(g.path, g.acked, g.nr_sect, false, g.vol);
-		verify_sets(true, &bad);
-		printf("thinfs-fsx: verify-after-crash: %" PRIu64 " sectors checked, %d bad\n",
-		       g.nr_checked, bad);
-		return bad ? 1 : 0;
-	}
+/* --verify-after-crash: rebuild the model from the log, then judge what survived. */
+static int verify_after_crash(const char *verify)
+{
+	char line[256];
+	int bad = 0;
+
+	FILE *f = fopen(verify, "r");
+	if (!f)
+		die("%s: %s", verify, strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		apply(line, false);
+	fclose(f);
+	finish_inflight_truncate();
+	bad += verify_file(g.path, g.acked, g.nr_sect, false, g.vol);
+	verify_sets(true, &bad);
+	printf("thinfs-fsx: verify-after-crash: %" PRIu64 " sectors checked, %d bad\n",
+	       g.nr_checked, bad);
+	return bad ? 1 : 0;
+}
+
+/* Run the ops (generated, or replayed from a log); the final verify's count. */
+static int run(const struct args *a)
+{
+	char line[256];
+	int bad = 0;
+
 	g.fd = open(g.path, O_RDWR | O_CREAT, 0600);
 	if (g.fd < 0)
 		die("open %s: %s", g.path, strerror(errno));
@@ -960,21 +983,21 @@ int main(int argc, char **argv)
 		ext_open();
 	if (fsync(g.fd) < 0)
 		die("fsync: %s", strerror(errno));
-	if (logpath) {
-		g.log = fopen(logpath, "w");
+	if (a->logpath) {
+		g.log = fopen(a->logpath, "w");
 		if (!g.log)
-			die("%s: %s", logpath, strerror(errno));
-		logf_("# thinfs-fsx seed %" PRIu64 " size %" PRIu64 " vol %s%s\n", seed, g.size,
+			die("%s: %s", a->logpath, strerror(errno));
+		logf_("# thinfs-fsx seed %" PRIu64 " size %" PRIu64 " vol %s%s\n", a->seed, g.size,
 		      g.vol, g.ext ? " ext" : "");
 	}
 	if (!g.quiet)
 		printf("thinfs-fsx: seed %" PRIu64 ", %" PRIu64 " ops on %s (%" PRIu64 " bytes)\n",
-		       seed, ops, g.path, g.size);
-	rng = seed * 2654435761u + 88172645463325252ull;
-	FILE *rf = replay ? fopen(replay, "r") : NULL;
-	if (replay && !rf)
-		die("%s: %s", replay, strerror(errno));
-	for (uint64_t i = 0; rf || i < ops; i++) {
+		       a->seed, a->ops, g.path, g.size);
+	rng = a->seed * 2654435761u + 88172645463325252ull;
+	FILE *rf = a->replay ? fopen(a->replay, "r") : NULL;
+	if (a->replay && !rf)
+		die("%s: %s", a->replay, strerror(errno));
+	for (uint64_t i = 0; rf || i < a->ops; i++) {
 		if (rf) {
 			if (!fgets(line, sizeof(line), rf))
 				break;
@@ -1014,4 +1037,17 @@ int main(int argc, char **argv)
 	if (g.log)
 		fclose(g.log);
 	return bad ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a = {.seed = 1, .ops = 10000};
+	int rc = parse_args(argc, argv, &a);
+
+	if (rc >= 0)
+		return rc;
+	setup_model(argc, argv, &a);
+	if (a.verify)
+		return verify_after_crash(a.verify);
+	return run(&a);
 }
