@@ -35,7 +35,7 @@ CFLAGS += -Isrc
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS := $(BUILD)/thinctl $(BUILD)/thinfs $(BUILD)/thinfs-fsx $(BUILD)/interop_helper \
-	     $(BUILD)/ackwriter $(BUILD)/bench_engine
+	     $(BUILD)/ackwriter $(BUILD)/bench_engine $(BUILD)/thinfs-handles
 
 # Negative controls: a test linked against a deliberately broken library must
 # FAIL (the runner counts a passing control as a failure).  Test builds only.
@@ -86,6 +86,8 @@ $(BUILD)/bug-noflush/thinfs: $(DAEMON_SRCS) $(HDRS) $(BUG_noflush_OBJS)
 $(BUILD)/thinfs-fsx: tests/tools/thinfs-fsx.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 $(BUILD)/ackwriter: tests/tools/ackwriter.c
+	$(CC) $(CFLAGS) -o $@ $<
+$(BUILD)/thinfs-handles: tests/tools/thinfs-handles.c
 	$(CC) $(CFLAGS) -o $@ $<
 $(BUILD)/interop_helper: tests/tools/interop_helper.c $(HDRS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
@@ -147,14 +149,17 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR)
 	install -m 0755 $(BUILD)/thinctl $(DESTDIR)$(PREFIX)/sbin/thinctl
 	install -m 0755 $(BUILD)/thinfs $(DESTDIR)$(PREFIX)/sbin/thinfs
-	install -m 0755 tools/mount.thinfs $(DESTDIR)$(SBINDIR)/mount.thinfs
+	sed 's|@SBIN@|$(PREFIX)/sbin|g' tools/mount.thinfs > $(DESTDIR)$(SBINDIR)/mount.thinfs
+	chmod 0755 $(DESTDIR)$(SBINDIR)/mount.thinfs
 	install -m 0755 tools/umount.fuse.thinfs $(DESTDIR)$(SBINDIR)/umount.fuse.thinfs
 	install -d $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0644 contrib/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 contrib/bash_completion/thinctl \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/thinctl
-	install -m 0644 contrib/thinfs@.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' contrib/thinfs@.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/thinfs@.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/thinfs@.service
 
 clean:
 	rm -rf build build-asan

@@ -17,6 +17,7 @@ command -v mkfs.ext4 >/dev/null 2>&1 || need="$need e2fsprogs"
 command -v losetup >/dev/null 2>&1 || need="$need util-linux"
 command -v xxd >/dev/null 2>&1 || need="$need xxd"
 command -v eatmydata >/dev/null 2>&1 || need="$need eatmydata"
+command -v rsync >/dev/null 2>&1 || need="$need rsync"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	echo "installing:$need"

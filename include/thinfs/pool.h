@@ -68,7 +68,12 @@ int pool_open(const char *dir, unsigned flags, const char *holder, struct pool *
 int pool_close(struct pool *pool);
 
 /* ---- administration (all durable on return) ---- */
+/* A new top-level volume owned by root, mode 0600. */
 int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, size_t msglen);
+/* The same, owned by uid:gid with mode (& 07777), in the same transaction:
+ * a volume never exists with another owner, not even across a crash. */
+int pool_create_owned(struct pool *pool, const char *name, uint64_t size, uint32_t uid,
+		      uint32_t gid, uint32_t mode, char *msg, size_t msglen);
 /* A snapshot of device `origin`; read_only snapshots are only made as set members. */
 int pool_snapshot(struct pool *pool, const char *origin, const char *name, char *msg,
 		  size_t msglen);
@@ -103,8 +108,9 @@ int pool_rename_replace(struct pool *pool, const char *oldname, const char *newn
 			size_t msglen);
 /* Set a device's virtual size in bytes; shrinking unmaps the tail and zeroes
  * what a partial last block holds past the new end.  Open handles see the new
- * size at once: reads past it are short, writes past it -EFBIG.  Durable on
- * return; a failed commit leaves the size as it was (and the pool FAILED). */
+ * size at once: reads past it are short (a later write grows it again).
+ * Durable on return; a failed commit leaves the size as it was (and the pool
+ * FAILED).  Past pool_size_limit(): -EFBIG. */
 int pool_resize(struct pool *pool, const char *dev, uint64_t size, char *msg, size_t msglen);
 /* Resize the device behind an open handle (also one deleted while open). */
 int pool_volume_resize(struct volume *vol, uint64_t size, char *msg, size_t msglen);
@@ -119,6 +125,13 @@ int pool_rollback(struct pool *pool, const char *volume, const char *snapshot, c
  * Kept in dumps as thin_dump's transaction; commits never move it. */
 int pool_set_transaction_id(struct pool *pool, uint64_t old_id, uint64_t new_id, char *msg,
 			    size_t msglen);
+/* Grow the device behind an open handle to at least size bytes (never
+ * shrinks): what fallocate(2) without KEEP_SIZE does, and what a write past
+ * the end does by itself.  The range gained reads zeros.  Like a write's
+ * mappings, the new size is durable with the next commit (pool_sync, the
+ * timer), not on return.  -EFBIG past pool_size_limit(), -EROFS on a
+ * read-only device or pool. */
+int pool_volume_grow(struct volume *vol, uint64_t size);
 /* Grow the data capacity to data_size bytes (never shrinks). */
 int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen);
 /* The largest virtual size a device of this pool may have, in bytes: at most
@@ -129,9 +142,11 @@ uint64_t pool_size_limit(struct pool *pool);
  * whatever else sets a device's size must call it too. */
 int pool_size_check(struct pool *pool, uint64_t size, char *msg, size_t msglen);
 /* Owner and mode of a device's file (persisted, durable on return).  Acts on
- * the device named now; open handles are not affected (the kernel checks
- * permissions at open).  A failed commit leaves them as they were. */
+ * the device named now.  A failed commit leaves them as they were. */
 int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gid, uint32_t mode);
+/* The same for the device behind an open handle, whatever its name is now
+ * (also after it was deleted, or its name given to another device). */
+int pool_volume_set_owner(struct volume *vol, uint32_t uid, uint32_t gid, uint32_t mode);
 
 /* ---- queries ---- */
 struct pool_device_info {
@@ -200,8 +215,12 @@ void pool_volume_info(struct volume *vol, struct pool_device_info *info);
 /* Read len bytes at offset: unmapped ranges read zeros; short at end of device. */
 ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset);
 /* Write: provisions blocks (zeroed outside the data written), copies shared
- * blocks first.  -ENOSPC if a block is needed and none is free, -EFBIG past the
- * end of the device, -EROFS on a read-only device. */
+ * blocks first.  A write past the end grows the device, as a regular file
+ * grows: the size is what the write reached (a short write grows it only as
+ * far as it got), the gap reads zeros, and the new size is durable with the
+ * next commit, like the mappings.  -ENOSPC if a block is needed and none is
+ * free (nothing written), -EFBIG at or past pool_size_limit() (a write
+ * across it is cut short there), -EROFS on a read-only device. */
 ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t offset);
 /* Discard: unmap whole blocks, zero partial ones. */
 int pool_discard(struct volume *vol, uint64_t offset, uint64_t len);

@@ -35,15 +35,8 @@ const char *admin_op_name(uint32_t op)
 
 static int exec_create(struct pool *pool, const struct admin_req *req, char *msg, size_t msglen)
 {
-	int rc = pool_create(pool, req->a, req->size, msg, msglen);
-	struct pool_device_info info;
-
-	/* the volume belongs to whoever asked (root's own are root's) */
-	if (!rc && (req->uid || req->gid) && !pool_device_info(pool, req->a, &info))
-		rc = pool_set_owner(pool, req->a, req->uid, req->gid, info.mode);
-	if (rc && !msg[0])
-		snprintf(msg, msglen, "cannot set the owner of '%s': %s", req->a, strerror(-rc));
-	return rc;
+	/* the volume belongs to whoever asked, as a file they create would */
+	return pool_create_owned(pool, req->a, req->size, req->uid, req->gid, 0600, msg, msglen);
 }
 
 /* rename: a device, or else a snapshot set of that name (as mv does in

@@ -164,8 +164,9 @@ static int find_by_id(struct fsops *fs, uint64_t id, struct pool_device_info *in
 	return rc;
 }
 
-/* Take a reference on a node's open volume, if it has one. */
-static struct volume *vol_pin(struct fsops *fs, struct fsops_node *n)
+/* Take a reference on a node's open volume, if it has one (NULL: nobody has
+ * the device open).  Drop it with vol_unpin(fs, n, false). */
+struct volume *vol_pin(struct fsops *fs, struct fsops_node *n)
 {
 	struct volume *vol;
 

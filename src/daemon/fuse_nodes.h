@@ -108,6 +108,7 @@ struct fsops_node *node_dev(struct fsops *fs, const struct pool_device_info *inf
 struct fsops_node *node_set(struct fsops *fs, const char *name);
 void devname(const struct fsops_node *n, char *buf);
 int child_devname(struct fsops *fs, const struct fsops_node *dir, const char *name, char *buf);
+struct volume *vol_pin(struct fsops *fs, struct fsops_node *n);
 void vol_unpin(struct fsops *fs, struct fsops_node *n, bool release);
 int node_dev_info(struct fsops *fs, struct fsops_node *n, struct pool_device_info *info);
 int vol_get(struct fsops *fs, struct fsops_node *n, struct volume **out);

@@ -181,60 +181,74 @@ static void fsops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_attr(req, &st, timeout);
 }
 
+/*
+ * Size, owner and mode of a device node.  They act on the device the node is
+ * (nodes are devices by id, not names): through the request's handle when
+ * the kernel sends one (ftruncate), else through the volume the node's
+ * openers share (fchmod and fchown come without a handle), also after an
+ * unlink, a rename onto its name or a new volume of that name; by name only
+ * when nobody has it open, and then node_dev_info() just checked that the
+ * name still leads to this node's id.
+ */
+static int set_dev_attr(struct fsops *fs, struct fsops_node *n, const struct stat *attr, int to_set,
+			struct fuse_file_info *fi)
+{
+	const int owner = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID;
+	struct volume *vol = fi && fi->fh ? file_of(fi)->vol : NULL, *pinned = NULL;
+	struct pool_device_info info;
+	char dev[DEVNAME_MAX], msg[POOL_MSG_MAX] = "";
+	uint32_t uid, gid, mode;
+	int rc = node_dev_info(fs, n, &info);
+
+	if (rc)
+		return rc;
+	if (info.set[0] || info.read_only)
+		return -EROFS;
+	if ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size < 0)
+		return -EINVAL;
+	if (!vol)
+		vol = pinned = vol_pin(fs, n);
+	pthread_mutex_lock(&fs->lock);
+	devname(n, dev);
+	pthread_mutex_unlock(&fs->lock);
+	if (vol)
+		pool_volume_info(vol, &info);
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		uint64_t size = (uint64_t)attr->st_size;
+		rc = vol ? pool_volume_resize(vol, size, msg, sizeof(msg))
+			 : pool_resize(fs->pool, dev, size, msg, sizeof(msg));
+		log_admin(fs, "a resize", dev, rc, msg);
+	}
+	if (!rc && (to_set & owner)) {
+		uid = to_set & FUSE_SET_ATTR_UID ? (uint32_t)attr->st_uid : info.uid;
+		gid = to_set & FUSE_SET_ATTR_GID ? (uint32_t)attr->st_gid : info.gid;
+		mode = to_set & FUSE_SET_ATTR_MODE ? (uint32_t)attr->st_mode & 07777 : info.mode;
+		rc = vol ? pool_volume_set_owner(vol, uid, gid, mode)
+			 : pool_set_owner(fs->pool, dev, uid, gid, mode);
+		log_admin(fs, "a chown/chmod", dev, rc, "");
+	}
+	if (pinned)
+		vol_unpin(fs, n, false);
+	return rc;
+}
+
 static void fsops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			  struct fuse_file_info *fi)
 {
 	struct fsops *fs = fs_of(req);
 	struct fsops_node *n = node_get(fs, ino); /* fi may be a directory's */
-	const int owner = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID;
-	struct pool_device_info info;
-	char dev[DEVNAME_MAX], msg[POOL_MSG_MAX] = "";
+	const int kept =
+	    FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE;
 	struct stat st;
 	double timeout;
 	int rc = 0;
 
 	if (!n)
 		return (void)fuse_reply_err(req, ESTALE);
-	if (n->kind != NODE_DEV) {
-		/* directories are the pool's own; times are not kept */
-		rc = to_set & (owner | FUSE_SET_ATTR_SIZE) ? -EPERM : 0;
-		goto out;
-	}
-	if (!(to_set & (owner | FUSE_SET_ATTR_SIZE)))
-		goto out; /* atime/mtime: the pool keeps its own times */
-	rc = node_dev_info(fs, n, &info);
-	if (rc)
-		goto out;
-	if (info.set[0] || info.read_only) {
-		rc = -EROFS;
-		goto out;
-	}
-	pthread_mutex_lock(&fs->lock);
-	devname(n, dev);
-	pthread_mutex_unlock(&fs->lock);
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		if (attr->st_size < 0) {
-			rc = -EINVAL;
-			goto out;
-		}
-		/* ftruncate: through the handle, which outlives an unlink */
-		if (fi && fi->fh)
-			rc = pool_volume_resize(file_of(fi)->vol, (uint64_t)attr->st_size, msg,
-						sizeof(msg));
-		else
-			rc = pool_resize(fs->pool, dev, (uint64_t)attr->st_size, msg, sizeof(msg));
-		log_admin(fs, "a resize", dev, rc, msg);
-		if (rc)
-			goto out;
-	}
-	if (to_set & owner) {
-		rc = pool_set_owner(
-		    fs->pool, dev, to_set & FUSE_SET_ATTR_UID ? (uint32_t)attr->st_uid : info.uid,
-		    to_set & FUSE_SET_ATTR_GID ? (uint32_t)attr->st_gid : info.gid,
-		    to_set & FUSE_SET_ATTR_MODE ? (uint32_t)attr->st_mode & 07777 : info.mode);
-		log_admin(fs, "a chown/chmod", dev, rc, "");
-	}
-out:
+	if (n->kind != NODE_DEV)
+		rc = to_set & kept ? -EPERM : 0; /* directories are the pool's own */
+	else if (to_set & kept) /* atime/mtime alone: the pool keeps its own times */
+		rc = set_dev_attr(fs, n, attr, to_set, fi);
 	if (!rc)
 		rc = node_stat(fs, n, &st, &timeout);
 	if (rc)
@@ -259,22 +273,13 @@ static int create_volume(fuse_req_t req, struct fsops *fs, fuse_ino_t parent, co
 		return -EPERM; /* .snapshots holds only sets: mkdir */
 	if (strlen(name) > POOL_NAME_MAX)
 		return -ENAMETOOLONG;
-	rc = pool_create(fs->pool, name, 0, msg, sizeof(msg));
+	/* the caller's, in the same transaction; the kernel applied the umask */
+	rc = pool_create_owned(fs->pool, name, 0, ctx->uid, ctx->gid, mode & 07777, msg,
+			       sizeof(msg));
 	log_admin(fs, "a create", name, rc, msg);
 	if (rc)
 		return rc;
-	rc = pool_device_info(fs->pool, name, info);
-	if (rc)
-		return rc;
-	/* the kernel already applied the umask */
-	mode &= 07777;
-	if (info->uid != ctx->uid || info->gid != ctx->gid || info->mode != mode) {
-		rc = pool_set_owner(fs->pool, name, ctx->uid, ctx->gid, mode);
-		log_admin(fs, "a chown", name, rc, "");
-		if (!rc)
-			rc = pool_device_info(fs->pool, name, info);
-	}
-	return rc;
+	return pool_device_info(fs->pool, name, info);
 }
 
 static void fsops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -394,16 +399,24 @@ static int rename_device(struct fsops *fs, const char *name, const char *newname
 {
 	struct pool_device_info info;
 	char msg[POOL_MSG_MAX] = "";
+	uint64_t old_id;
 	int rc;
 
 	if (!strcmp(name, SNAPDIR_NAME) || !strcmp(newname, SNAPDIR_NAME))
 		return -EPERM;
 	if (strlen(name) > POOL_NAME_MAX || strlen(newname) > POOL_NAME_MAX)
 		return -ENAMETOOLONG;
+	/* the device a replacing rename pushes out of the namespace: its node
+	 * (and handles) must not follow the name to the device taking it */
+	if (replace && pool_device_info(fs->pool, newname, &info))
+		info.id = 0;
+	old_id = replace ? info.id : 0;
 	/* rename(2) replaces an existing target atomically; RENAME_NOREPLACE does not */
 	rc = replace ? pool_rename_replace(fs->pool, name, newname, msg, sizeof(msg))
 		     : pool_rename(fs->pool, name, newname, msg, sizeof(msg));
 	log_admin(fs, "a rename", name, rc, msg);
+	if (!rc && old_id)
+		mark_dead_dev(fs, old_id);
 	if (!rc && !pool_device_info(fs->pool, newname, &info)) {
 		pthread_mutex_lock(&fs->lock);
 		if (node_find(fs, DEV_INO_BASE + info.id))
@@ -689,23 +702,12 @@ static void fsops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	fuse_reply_err(req, -rc);
 }
 
-static int resize_node(struct fsops *fs, struct fsops_node *n, uint64_t size)
-{
-	char dev[DEVNAME_MAX], msg[POOL_MSG_MAX] = "";
-	int rc;
-
-	pthread_mutex_lock(&fs->lock);
-	devname(n, dev);
-	pthread_mutex_unlock(&fs->lock);
-	rc = pool_resize(fs->pool, dev, size, msg, sizeof(msg));
-	log_admin(fs, "a resize", dev, rc, msg);
-	return rc;
-}
-
 /*
  * PUNCH_HOLE (always with KEEP_SIZE) unmaps, ZERO_RANGE zeroes, both clipped
- * to the device's size.  A plain allocation (mode 0) only grows the size:
- * thin volumes reserve nothing, so a later write may still get ENOSPC.
+ * to the device's size.  A plain allocation (mode 0) only grows the size, as
+ * a write past the end does: thin volumes reserve nothing, so a later write
+ * may still get ENOSPC.  All act on the handle's device (pool_volume_*),
+ * whatever its name leads to now.
  */
 static void fsops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 			    struct fuse_file_info *fi)
@@ -734,10 +736,10 @@ static void fsops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offs
 	} else if (mode & FALLOC_FL_ZERO_RANGE) {
 		if (off < clip)
 			rc = pool_zero_range(f->vol, off, clip - off);
-		if (!rc && !(mode & FALLOC_FL_KEEP_SIZE) && end > info.size)
-			rc = resize_node(fs, f->node, end);
-	} else if (!(mode & FALLOC_FL_KEEP_SIZE) && end > info.size) {
-		rc = resize_node(fs, f->node, end);
+		if (!rc && !(mode & FALLOC_FL_KEEP_SIZE))
+			rc = pool_volume_grow(f->vol, end);
+	} else if (!(mode & FALLOC_FL_KEEP_SIZE)) {
+		rc = pool_volume_grow(f->vol, end);
 	}
 	if (rc) {
 		char dev[DEVNAME_MAX];

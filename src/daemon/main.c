@@ -194,6 +194,15 @@ static int add_default_opts(struct fuse_args *args, const struct opts *o)
 	if (fuse_opt_add_opt(&opts, "nosuid,nodev,subtype=thinfs") ||
 	    fuse_opt_add_opt_escaped(&opts, fsname))
 		goto out;
+	/* An unprivileged user mounts through the setuid fusermount3, which
+	 * opens /dev/fuse itself (often 0600) and does the mount(2) the kernel
+	 * refuses the user.  libfuse goes that way only after its own open of
+	 * /dev/fuse and mount(2) fail with EPERM ("failed to open /dev/fuse:
+	 * Permission denied" ends it first), or at once with auto_unmount:
+	 * fusermount3 then also unmounts when the daemon exits, however it
+	 * exits, so a user's killed daemon leaves no dead mount behind. */
+	if (geteuid() != 0 && fuse_opt_add_opt(&opts, "auto_unmount"))
+		goto out;
 	/* other users only under the kernel's permission checks: this daemon
 	 * makes none of its own */
 	if (o->allow_other && fuse_opt_add_opt(&opts, "default_permissions"))
@@ -411,6 +420,13 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 		goto out_close; /* libfuse said why (an unknown option) */
 	if (fuse_session_mount(se, o->mountpoint)) {
 		say(FUSE_LOG_ERR, "thinfs: cannot mount %s on %s\n", o->pool, o->mountpoint);
+		if (geteuid() != 0 && access("/dev/fuse", R_OK | W_OK))
+			say(FUSE_LOG_ERR,
+			    "thinfs: /dev/fuse is not open to uid %u: unprivileged FUSE mounts "
+			    "need "
+			    "it mode 0666 (udev's default) or a fusermount3 that opens it as "
+			    "root\n",
+			    (unsigned)geteuid());
 		goto out_destroy;
 	}
 	mounted = true;

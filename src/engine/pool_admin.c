@@ -22,8 +22,6 @@
 #include "pool_internal.h"
 #include "util.h"
 
-#define MAX_DEVICE_SIZE ((uint64_t)INT64_MAX)
-
 int pool_check_writable(struct pool *pool, char *msg, size_t msglen)
 {
 	if (pool->mode == POOL_MODE_READER)
@@ -33,27 +31,6 @@ int pool_check_writable(struct pool *pool, char *msg, size_t msglen)
 			       "pool is read-only (%s); run thinctl check --repair",
 			       pool->ro_reason[0] ? pool->ro_reason : "needs_check is set");
 	return 0;
-}
-
-uint64_t pool_size_limit(struct pool *pool)
-{
-	uint64_t by_offset = MAX_DEVICE_SIZE / pool->block_size;
-
-	return (by_offset < POOL_MAX_VBLOCKS ? by_offset : POOL_MAX_VBLOCKS) * pool->block_size;
-}
-
-int pool_size_check(struct pool *pool, uint64_t size, char *msg, size_t msglen)
-{
-	uint64_t limit = pool_size_limit(pool);
-	char h[32], bs[32];
-
-	if (size <= limit)
-		return 0;
-	return set_msg(msg, msglen, -EFBIG,
-		       "size %llu is beyond the limit of %s (%llu bytes, %llu blocks of %s)",
-		       (unsigned long long)size, pool_human_size(limit, h, sizeof(h)),
-		       (unsigned long long)limit, (unsigned long long)(limit / pool->block_size),
-		       pool_human_size(pool->block_size, bs, sizeof(bs)));
 }
 
 /* A change whose commit failed: explain it as "cannot WHAT 'NAME': reason",
@@ -100,10 +77,11 @@ struct device *pool_new_device(struct pool *pool)
 struct create_args {
 	const char *set, *name;
 	uint64_t size;
+	uint32_t uid, gid, mode;
 };
 
 int pool_create_one(struct pool *pool, const char *set, const char *name, uint64_t size,
-		    struct device **out)
+		    uint32_t uid, uint32_t gid, uint32_t mode, struct device **out)
 {
 	struct layer *l;
 	struct device *d;
@@ -121,7 +99,9 @@ int pool_create_one(struct pool *pool, const char *set, const char *name, uint64
 	d->row.layer = l->id;
 	d->row.creation_time = pool->prow.pool_time;
 	d->row.ctime = d->row.mtime = now;
-	d->row.mode = 0600;
+	d->row.uid = uid;
+	d->row.gid = gid;
+	d->row.mode = mode & 07777;
 	d->layer = l;
 	l->dev = d;
 	if (out)
@@ -133,12 +113,19 @@ static int op_create(struct pool *pool, void *arg)
 {
 	struct create_args *a = arg;
 
-	return pool_create_one(pool, a->set, a->name, a->size, NULL);
+	return pool_create_one(pool, a->set, a->name, a->size, a->uid, a->gid, a->mode, NULL);
 }
 
 int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, size_t msglen)
 {
-	struct create_args a = {.set = "", .name = name, .size = size};
+	return pool_create_owned(pool, name, size, 0, 0, 0600, msg, msglen);
+}
+
+int pool_create_owned(struct pool *pool, const char *name, uint64_t size, uint32_t uid,
+		      uint32_t gid, uint32_t mode, char *msg, size_t msglen)
+{
+	struct create_args a = {
+	    .set = "", .name = name, .size = size, .uid = uid, .gid = gid, .mode = mode};
 	int rc = pool_name_valid(name, msg, msglen);
 	char sz[96];
 
@@ -694,15 +681,21 @@ static int op_owner(struct pool *pool, void *arg)
 	return meta_device_update(pool->meta, &a->dev->row);
 }
 
-int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gid, uint32_t mode)
+/* Change the owner of the device named dev, or of the one behind vol. */
+static int set_owner(struct pool *pool, const char *dev, struct volume *vol, uint32_t uid,
+		     uint32_t gid, uint32_t mode)
 {
 	struct owner_args a = {.uid = uid, .gid = gid, .mode = mode};
 	int rc;
 
 	admin_lock(pool);
 	rc = pool_check_writable(pool, NULL, 0);
-	if (!rc && !(a.dev = pool_find_device(pool, dev)))
+	if (!rc && !(a.dev = vol   ? pool_volume_device(vol)
+			     : dev ? pool_find_device(pool, dev)
+				   : NULL))
 		rc = -ENOENT;
+	if (!rc && a.dev->row.read_only)
+		rc = -EROFS;
 	if (!rc) {
 		struct meta_device_row old = a.dev->row;
 		rc = pool_txn(pool, op_owner, &a);
@@ -717,4 +710,14 @@ int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gi
 	}
 	admin_unlock(pool);
 	return rc;
+}
+
+int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gid, uint32_t mode)
+{
+	return set_owner(pool, dev, NULL, uid, gid, mode);
+}
+
+int pool_volume_set_owner(struct volume *vol, uint32_t uid, uint32_t gid, uint32_t mode)
+{
+	return set_owner(pool_volume_pool(vol), NULL, vol, uid, gid, mode);
 }

@@ -187,3 +187,26 @@ void pool_device_content_changed(struct device *dev)
 	dev->row.generation += 2;
 	dev->row_dirty = true;
 }
+
+/* The device size limit (pool.h): here, below both the data path and
+ * administration, which check it. */
+uint64_t pool_size_limit(struct pool *pool)
+{
+	uint64_t by_offset = (uint64_t)INT64_MAX / pool->block_size; /* off_t */
+
+	return (by_offset < POOL_MAX_VBLOCKS ? by_offset : POOL_MAX_VBLOCKS) * pool->block_size;
+}
+
+int pool_size_check(struct pool *pool, uint64_t size, char *msg, size_t msglen)
+{
+	uint64_t limit = pool_size_limit(pool);
+	char h[32], bs[32];
+
+	if (size <= limit)
+		return 0;
+	return set_msg(msg, msglen, -EFBIG,
+		       "size %llu is beyond the limit of %s (%llu bytes, %llu blocks of %s)",
+		       (unsigned long long)size, pool_human_size(limit, h, sizeof(h)),
+		       (unsigned long long)limit, (unsigned long long)(limit / pool->block_size),
+		       pool_human_size(pool->block_size, bs, sizeof(bs)));
+}

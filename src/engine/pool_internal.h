@@ -284,7 +284,7 @@ void pool_device_fill_info(const struct device *dev, struct pool_device_info *in
  * one); *out the new device (may be NULL).  And the refusal of every change
  * to a pool that is not writable, with the reason. */
 int pool_create_one(struct pool *pool, const char *set, const char *name, uint64_t size,
-		    struct device **out);
+		    uint32_t uid, uint32_t gid, uint32_t mode, struct device **out);
 int pool_snap_one(struct pool *pool, struct device *d, const char *set, const char *name,
 		  bool read_only, struct device **out);
 void admin_lock(struct pool *pool);

@@ -354,6 +354,12 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 		pthread_mutex_unlock(&pool->lock);
 		return -EROFS;
 	}
+	/* so that mapping it (start/end_provision) cannot fail half way */
+	rc = vmap_reserve(&d->vm, vb);
+	if (rc) {
+		pthread_mutex_unlock(&pool->lock);
+		return rc;
+	}
 	rc = space_alloc(&pool->space, &nb);
 	if (rc) {
 		bool freed_pending = pool->space.nr_freed > 0;
@@ -402,6 +408,10 @@ static int provision_run(struct pool *pool, struct device *d, uint64_t vb, uint6
 		old[n++] = e;
 	if (n < 2)
 		goto none; /* one block: write_block's path, which also waits out provisioning */
+	/* n <= 256 entries lie in at most two pages: reserved, setting them
+	 * below cannot fail (write_block reports an -ENOMEM) */
+	if (vmap_reserve(&d->vm, vb) || vmap_reserve(&d->vm, vb + n - 1))
+		goto none;
 	if (vb > 0) {
 		e = vmap_get(&d->vm, vb - 1);
 		if (vm_mapped(e) && (e & VM_OWN))
@@ -441,24 +451,43 @@ none:
 	return 0;
 }
 
+/* The device reaches at least `end` bytes (a write or fallocate past its end);
+ * io lock held for reading, so no shrink or commit runs in between.  The
+ * range gained is unmapped (a shrink unmapped it and zeroed a partial last
+ * block past the end), so it reads zeros; the new size is written with the
+ * device row at the next commit, like a mapping. */
+static void grow_to(struct pool *pool, struct device *d, uint64_t end)
+{
+	pthread_mutex_lock(&pool->lock);
+	if (end > d->row.size) {
+		d->row.size = end;
+		d->row.mtime = util_now();
+		d->row_dirty = true;
+		pool->dirty = true;
+	}
+	pthread_mutex_unlock(&pool->lock);
+}
+
 /*
- * Write or zero [offset, offset+len) within the device, block by block.  The
- * size is read under the io lock, so a shrink (which holds it for writing)
- * either comes first and the write stops at the new end (-EFBIG past it), or
+ * Write or zero [offset, offset+len), block by block.  Zeroing (buf NULL)
+ * stops at the device's end; a write goes past it and then grows the device
+ * as far as it got (also before it lets go of the io lock for a commit, so a
+ * commit never finds a mapping past the size).  The size is read under the
+ * io lock, so a shrink (which holds it for writing) either comes first, or
  * comes after and unmaps what the write mapped: never a block past the end.
  */
 static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint64_t offset)
 {
 	struct pool *pool = vol->pool;
 	struct device *d = vol->dev;
-	uint64_t bs = pool->block_size, size;
+	uint64_t bs = pool->block_size, size, max = pool_size_limit(pool);
 	size_t done = 0;
 	bool retried = false;
 	int rc = 0;
 
 	pthread_rwlock_rdlock(&pool->io_lock);
 	pthread_mutex_lock(&pool->lock);
-	size = d->row.size;
+	size = buf ? max : d->row.size;
 	pthread_mutex_unlock(&pool->lock);
 	if (offset >= size) {
 		rc = buf ? -EFBIG : 0;
@@ -511,6 +540,8 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 		rc = write_block(pool, d, vb, boff, n, buf ? (const char *)buf + done : NULL);
 		if (rc == NEED_COMMIT && !retried) {
 			/* blocks freed since the last commit come back after it */
+			if (buf && done)
+				grow_to(pool, d, offset + done);
 			pthread_rwlock_unlock(&pool->io_lock);
 			rc = pool_commit(pool);
 			pthread_rwlock_rdlock(&pool->io_lock);
@@ -525,6 +556,8 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 		retried = false;
 		done += n;
 	}
+	if (buf && done)
+		grow_to(pool, d, offset + done);
 	pthread_rwlock_unlock(&pool->io_lock);
 	__atomic_add_fetch(&pool->change_seq, 1, __ATOMIC_RELEASE);
 	if (done)
@@ -552,6 +585,22 @@ ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t off
 	if (rc)
 		return rc;
 	return write_range(vol, buf, len, offset);
+}
+
+int pool_volume_grow(struct volume *vol, uint64_t size)
+{
+	struct pool *pool = vol->pool;
+	int rc = check_write(vol);
+
+	if (rc)
+		return rc;
+	if (size > pool_size_limit(pool))
+		return -EFBIG;
+	pthread_rwlock_rdlock(&pool->io_lock);
+	grow_to(pool, vol->dev, size);
+	pthread_rwlock_unlock(&pool->io_lock);
+	__atomic_add_fetch(&pool->change_seq, 1, __ATOMIC_RELEASE);
+	return 0;
 }
 
 int pool_zero_partial_iolocked(struct pool *pool, struct device *d, uint64_t offset, size_t len)

@@ -272,7 +272,7 @@ static int op_stage_commit(struct pool *pool, void *arg)
 		if (!rc)
 			pool->prow.pool_time++;
 	} else {
-		rc = pool_create_one(pool, "", st->name, st->size, &d);
+		rc = pool_create_one(pool, "", st->name, st->size, 0, 0, 0600, &d);
 	}
 	if (rc)
 		return rc;

@@ -7,8 +7,9 @@
  * ROW   the leaf layer has a row here (a mapping or a tombstone);
  * DIRTY changed since the last commit: the row must be written back;
  * PROV  being provisioned: other threads wait until it clears.
- * Pages of 4096 entries are allocated on first use, so memory follows what is
- * mapped, not the virtual size.  The pool's lock protects every call.
+ * Pages of 4096 entries (and the radix levels above them) are allocated on
+ * first use, so memory follows what is mapped, not the virtual size, up to
+ * the largest device.  The pool's lock protects every call.
  */
 #ifndef THINFS_VMAP_H
 #define THINFS_VMAP_H
@@ -23,8 +24,8 @@
 #define VM_DMASK ((1ull << 48) - 1)
 
 struct vmap {
-	uint64_t nr_pages;
-	uint64_t **pages;
+	uint64_t nr_top;
+	uint64_t ****top;    /* top -> dirs -> tables -> pages of entries (vmap.c) */
 	uint64_t nr_entries; /* non-zero entries, for memory accounting */
 };
 
@@ -44,7 +45,11 @@ static inline uint64_t vm_make(uint64_t dblock)
 void vmap_init(struct vmap *vm);
 void vmap_destroy(struct vmap *vm);
 uint64_t vmap_get(const struct vmap *vm, uint64_t vblock);
+/* 0, or -ENOMEM (only when vblock's page does not exist yet and entry != 0;
+ * after vmap_reserve of vblock it cannot fail). */
 int vmap_set(struct vmap *vm, uint64_t vblock, uint64_t entry);
+/* Make vblock's page exist, so that setting its entry cannot fail. */
+int vmap_reserve(struct vmap *vm, uint64_t vblock);
 /* First vblock in [from, limit) whose entry is mapped (want_mapped) or not;
  * returns limit if none. */
 uint64_t vmap_find(const struct vmap *vm, uint64_t from, uint64_t limit, bool want_mapped);

@@ -97,6 +97,17 @@ say "the helper's fake mode mounts nothing"
 "$TOP/tools/mount.thinfs" "$P" "$M" -f -o rw
 grep -q " $M " /proc/self/mounts && fail "-f mounted"
 
+say "make install puts its PREFIX in the unit and the helper (issue 17)"
+if command -v make > /dev/null && [ -f "$TOP/Makefile" ]; then
+	make -s -C "$TOP" install BUILD="$THINFS_BUILD" DESTDIR="$T/inst" PREFIX=/opt/thinfs-t \
+		SBINDIR=/opt/thinfs-t/sbin > "$T/install.log" 2>&1 || { cat "$T/install.log"; fail "make install"; }
+	unit=$T/inst/opt/thinfs-t/lib/systemd/system/thinfs@.service
+	grep -q '^ExecStart=/opt/thinfs-t/sbin/thinfs ' "$unit" || fail "unit: $(grep ExecStart "$unit")"
+	grep -q 'sbin="/opt/thinfs-t/sbin"' "$T/inst/opt/thinfs-t/sbin/mount.thinfs" ||
+		fail "the installed mount.thinfs does not look in /opt/thinfs-t/sbin"
+	[ -x "$T/inst/opt/thinfs-t/sbin/mount.thinfs" ] || fail "mount.thinfs not executable"
+fi
+
 remove_helper
 tc check "$P" > /dev/null || fail "thinctl check"
 echo "PASS $TEST_NAME"

@@ -18,7 +18,15 @@
  * volume and every surviving set (invariants I1-I3).  --replay FILE reruns a
  * logged sequence exactly.  Exit: 0 pass, 1 verification failure, 2 error.
  *
- * Usage: thinfs-fsx [--seed N] [--ops N] [--size BYTES] [--snapshots]
+ * --ext adds what xfstests' fsx does and this did not (issue 17): the size
+ * moves (writes and zero-ranges past the end grow the volume, truncate
+ * leaves it at a new size), mmap reads and writes (MAP_SHARED), O_DIRECT
+ * reads and writes through io_uring and through Linux AIO (io_submit), and
+ * copy_file_range from a second volume VOLUME-src into VOLUME.  After a
+ * crash in --ext mode the size must lie between the least and the most it
+ * was since the last acknowledgement; the sectors are judged as always.
+ *
+ * Usage: thinfs-fsx [--seed N] [--ops N] [--size BYTES] [--snapshots] [--ext]
  *                   [--log FILE] [--replay FILE] [--verify-after-crash FILE]
  *                   [--quiet] MNT VOLUME
  */
@@ -26,19 +34,24 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/aio_abi.h>
 #include <linux/falloc.h>
+#include <liburing.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SECT 512u
 #define MAGIC 0x7468696e66737821ull /* "thinfsx!" */
 #define MAX_SETS 64
+#define DIO_SECT 8u /* O_DIRECT ops move whole 4 KiB pages */
 
 struct sector_hdr {
 	uint64_t magic;
@@ -54,6 +67,7 @@ struct set_img {
 	bool maybe; /* taken or deleted by the op in flight at the crash */
 	char name[32];
 	uint64_t *seq; /* per sector, 0 = zero */
+	uint64_t nr;   /* its size in sectors */
 };
 
 static struct {
@@ -70,6 +84,15 @@ static struct {
 	uint64_t trunc_inflight; /* replaying: 1 + sectors of a truncate not yet acked */
 	int fd;
 	uint64_t nr_ops, nr_reads, nr_writes, nr_punch, nr_zero, nr_sync, nr_sets, nr_checked;
+	/* --ext */
+	bool ext;
+	uint64_t vsize;		     /* the volume's size in sectors (else nr_sect) */
+	uint64_t lo_vsize, hi_vsize; /* least and most since the last ack */
+	int dfd, sfd;		     /* O_DIRECT fd; the copy source VOLUME-src */
+	char spath[4200];
+	struct io_uring ring;
+	aio_context_t aio;
+	uint64_t nr_mmap, nr_direct, nr_aio, nr_copy, nr_extend;
 } g;
 
 static uint64_t rng;
@@ -156,16 +179,23 @@ static void set_path(char *out, size_t len, const char *set)
 	snprintf(out, len, "%s/.snapshots/%s", g.mnt, set);
 }
 
-static int verify_file(const char *path, const uint64_t *model, bool exact, const char *what)
+static int verify_file(const char *path, const uint64_t *model, uint64_t nr, bool exact,
+		       const char *what)
 {
 	int fd = open(path, O_RDONLY);
 	unsigned char *buf = malloc(1 << 20);
+	struct stat sb;
 	int bad = 0;
 
-	if (fd < 0 || !buf)
+	if (fd < 0 || !buf || fstat(fd, &sb) < 0)
 		die("open %s: %s", path, strerror(errno));
-	for (uint64_t s0 = 0; s0 < g.nr_sect; s0 += (1 << 20) / SECT) {
-		uint64_t n = g.nr_sect - s0 < (1 << 20) / SECT ? g.nr_sect - s0 : (1 << 20) / SECT;
+	if (exact && (uint64_t)sb.st_size != nr * SECT) {
+		fprintf(stderr, "%s: size %lld, expected %" PRIu64 "\n", what,
+			(long long)sb.st_size, nr * SECT);
+		bad++;
+	}
+	for (uint64_t s0 = 0; s0 < nr; s0 += (1 << 20) / SECT) {
+		uint64_t n = nr - s0 < (1 << 20) / SECT ? nr - s0 : (1 << 20) / SECT;
 		ssize_t r = pread(fd, buf, n * SECT, (off_t)(s0 * SECT));
 		if (r != (ssize_t)(n * SECT))
 			die("read %s: %s", path, r < 0 ? strerror(errno) : "short");
@@ -200,6 +230,19 @@ static void finish_inflight_truncate(void)
 
 	if (fd < 0 || fstat(fd, &sb) < 0)
 		die("open %s: %s", g.path, strerror(errno));
+	if (g.ext) {
+		/* a grown size is durable with the next commit, a truncate on
+		 * return: anything from the least to the most since the ack */
+		uint64_t sz = (uint64_t)sb.st_size;
+		if (sz < g.lo_vsize * SECT || sz > g.hi_vsize * SECT)
+			die("%s: size %llu after the crash, expected %" PRIu64 "..%" PRIu64, g.path,
+			    (unsigned long long)sz, g.lo_vsize * SECT, g.hi_vsize * SECT);
+		/* judge every sector: what lies past the size reads zeros */
+		if (ftruncate(fd, (off_t)g.size) < 0)
+			die("truncate %s: %s", g.path, strerror(errno));
+		close(fd);
+		return;
+	}
 	if ((uint64_t)sb.st_size != g.size) {
 		if (!g.trunc_inflight || (uint64_t)sb.st_size != (g.trunc_inflight - 1) * SECT)
 			die("%s: size %lld after the crash, expected %" PRIu64 "%s", g.path,
@@ -212,6 +255,43 @@ static void finish_inflight_truncate(void)
 			       g.vol);
 	}
 	close(fd);
+}
+
+/* The model's size moves (--ext): sectors at and past it are zeros. */
+static void set_vsize(uint64_t v)
+{
+	g.vsize = v;
+	if (v > g.hi_vsize)
+		g.hi_vsize = v;
+	if (v < g.lo_vsize)
+		g.lo_vsize = v;
+}
+
+static void grow_model(uint64_t end)
+{
+	if (end > g.vsize) {
+		set_vsize(end);
+		g.nr_extend++;
+	}
+}
+
+/* Compare len bytes read at off with the model. */
+static void check_read(const unsigned char *buf, uint64_t off, uint64_t len, const char *how)
+{
+	for (uint64_t pos = off; pos < off + len;) {
+		uint64_t s = pos / SECT, so = pos % SECT;
+		uint64_t n = SECT - so < off + len - pos ? SECT - so : off + len - pos;
+		unsigned char want[SECT];
+		if (g.cur[s])
+			fill_sector(want, s, g.cur[s]);
+		else
+			memset(want, 0, SECT);
+		if (memcmp(buf + (pos - off), want + so, n))
+			die("verify: %s at %" PRIu64 " (sector %" PRIu64
+			    ") differs from the model (seq %" PRIu64 ")",
+			    how, pos, s, g.cur[s]);
+		pos += n;
+	}
 }
 
 static void do_read(uint64_t off, uint64_t len)
@@ -261,6 +341,7 @@ static void do_write(uint64_t s, uint64_t n, bool dsync)
 	if (w != (ssize_t)(n * SECT))
 		die("pwrite %" PRIu64 "+%" PRIu64 ": %s", s * SECT, n * SECT,
 		    w < 0 ? strerror(errno) : "short");
+	grow_model(s + n);
 	if (dsync) {
 		close(fd);
 		/* an O_DSYNC write is acknowledged on return */
@@ -283,6 +364,8 @@ static void do_zero(uint64_t s, uint64_t n, bool punch)
 		g.cur[s + i] = 0;
 		g.dirty[s + i] |= 2;
 	}
+	if (!punch) /* without KEEP_SIZE: grows as a write does */
+		grow_model(s + n);
 	punch ? g.nr_punch++ : g.nr_zero++;
 }
 
@@ -290,14 +373,16 @@ static void ack(void);
 
 /* Shrink to s sectors and grow back: a resize is an administrative change,
  * durable (and so an acknowledgement of everything before it) on return. */
-static void do_truncate(uint64_t s)
+static void do_truncate(uint64_t s, uint64_t t)
 {
-	if (ftruncate(g.fd, (off_t)(s * SECT)) < 0 || ftruncate(g.fd, (off_t)g.size) < 0)
+	if (ftruncate(g.fd, (off_t)(s * SECT)) < 0 || ftruncate(g.fd, (off_t)(t * SECT)) < 0)
 		die("truncate to %" PRIu64 ": %s", s * SECT, strerror(errno));
 	for (uint64_t i = s; i < g.nr_sect; i++) {
 		g.cur[i] = 0;
 		g.dirty[i] |= 2;
 	}
+	set_vsize(s);
+	set_vsize(t);
 	g.nr_zero++;
 }
 
@@ -305,6 +390,152 @@ static void ack(void)
 {
 	memcpy(g.acked, g.cur, g.nr_sect * sizeof(uint64_t));
 	memset(g.dirty, 0, g.nr_sect);
+	g.lo_vsize = g.hi_vsize = g.vsize;
+}
+
+/* ---- --ext: mmap, O_DIRECT through io_uring and AIO, copy_file_range ---- */
+
+static void *map_range(uint64_t off, uint64_t len, uint64_t *moff, uint64_t *mlen)
+{
+	void *p;
+
+	*moff = off & ~4095ull;
+	*mlen = off + len - *moff;
+	p = mmap(NULL, *mlen, PROT_READ | PROT_WRITE, MAP_SHARED, g.fd, (off_t)*moff);
+	if (p == MAP_FAILED)
+		die("mmap %" PRIu64 "+%" PRIu64 ": %s", *moff, *mlen, strerror(errno));
+	return p;
+}
+
+static void do_mread(uint64_t off, uint64_t len)
+{
+	uint64_t moff, mlen;
+	unsigned char *p = map_range(off, len, &moff, &mlen);
+
+	check_read(p + (off - moff), off, len, "mmap read");
+	munmap(p, mlen);
+	g.nr_mmap++;
+}
+
+/* Stores through a shared mapping: dirty pages the kernel writes back by
+ * itself, or at the next fsync (so they are acknowledged only then). */
+static void do_mwrite(uint64_t s, uint64_t n)
+{
+	uint64_t moff, mlen;
+	unsigned char *p = map_range(s * SECT, n * SECT, &moff, &mlen);
+
+	for (uint64_t i = 0; i < n; i++) {
+		g.seq++;
+		fill_sector(p + (s + i) * SECT - moff, s + i, g.seq);
+		g.cur[s + i] = g.seq;
+		g.dirty[s + i] |= 1;
+	}
+	munmap(p, mlen);
+	g.nr_mmap++;
+}
+
+static unsigned char *dio_buf(uint64_t len)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, 4096, len ? len : 4096))
+		die("out of memory");
+	return p;
+}
+
+/* One O_DIRECT transfer through io_uring (uring) or Linux AIO; whole. */
+static void direct_io(bool uring, bool write, unsigned char *buf, uint64_t len, uint64_t off)
+{
+	ssize_t res;
+
+	if (uring) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&g.ring);
+		struct io_uring_cqe *cqe;
+		if (write)
+			io_uring_prep_write(sqe, g.dfd, buf, (unsigned)len, off);
+		else
+			io_uring_prep_read(sqe, g.dfd, buf, (unsigned)len, off);
+		if (io_uring_submit(&g.ring) != 1 || io_uring_wait_cqe(&g.ring, &cqe))
+			die("io_uring: %s", strerror(errno));
+		res = cqe->res;
+		io_uring_cqe_seen(&g.ring, cqe);
+	} else {
+		struct iocb cb = {.aio_fildes = (uint32_t)g.dfd,
+				  .aio_lio_opcode = write ? IOCB_CMD_PWRITE : IOCB_CMD_PREAD,
+				  .aio_buf = (uint64_t)(uintptr_t)buf,
+				  .aio_nbytes = len,
+				  .aio_offset = (int64_t)off};
+		struct iocb *cbs[1] = {&cb};
+		struct io_event ev;
+		if (syscall(SYS_io_submit, g.aio, 1, cbs) != 1 ||
+		    syscall(SYS_io_getevents, g.aio, 1, 1, &ev, NULL) != 1)
+			die("aio: %s", strerror(errno));
+		res = (ssize_t)ev.res;
+	}
+	if (res != (ssize_t)len)
+		die("%s O_DIRECT %s %" PRIu64 "+%" PRIu64 ": %s", uring ? "io_uring" : "aio",
+		    write ? "write" : "read", off, len, res < 0 ? strerror((int)-res) : "short");
+	uring ? g.nr_direct++ : g.nr_aio++;
+}
+
+static void do_dread(bool uring, uint64_t s, uint64_t n)
+{
+	unsigned char *buf = dio_buf(n * SECT);
+
+	direct_io(uring, false, buf, n * SECT, s * SECT);
+	check_read(buf, s * SECT, n * SECT, uring ? "io_uring read" : "aio read");
+	free(buf);
+}
+
+static void do_dwrite(bool uring, uint64_t s, uint64_t n)
+{
+	unsigned char *buf = dio_buf(n * SECT);
+
+	for (uint64_t i = 0; i < n; i++) {
+		g.seq++;
+		fill_sector(buf + i * SECT, s + i, g.seq);
+		g.cur[s + i] = g.seq;
+		g.dirty[s + i] |= 1;
+	}
+	direct_io(uring, true, buf, n * SECT, s * SECT);
+	grow_model(s + n);
+	free(buf);
+}
+
+/* Fresh sectors base.. into VOLUME-src at [s, s+n), then copy_file_range
+ * them into the volume at the same place (a sector names its position). */
+static void do_copy(uint64_t s, uint64_t n, uint64_t base)
+{
+	unsigned char *buf = malloc(n * SECT);
+	loff_t in = (loff_t)(s * SECT), out = in;
+	uint64_t left = n * SECT;
+
+	for (uint64_t i = 0; i < n; i++)
+		fill_sector(buf + i * SECT, s + i, base + i);
+	if (pwrite(g.sfd, buf, n * SECT, (off_t)(s * SECT)) != (ssize_t)(n * SECT))
+		die("write %s: %s", g.spath, strerror(errno));
+	while (left) {
+		ssize_t c = copy_file_range(g.sfd, &in, g.fd, &out, left, 0);
+		if (c <= 0)
+			die("copy_file_range %" PRIu64 "+%" PRIu64 ": %s", s * SECT, n * SECT,
+			    c < 0 ? strerror(errno) : "no progress");
+		left -= (uint64_t)c;
+	}
+	free(buf);
+	g.nr_copy++;
+}
+
+static void ext_open(void)
+{
+	snprintf(g.spath, sizeof(g.spath), "%s-src", g.path);
+	g.sfd = open(g.spath, O_RDWR | O_CREAT, 0600);
+	g.dfd = open(g.path, O_RDWR | O_DIRECT);
+	if (g.sfd < 0 || g.dfd < 0)
+		die("open %s: %s", g.sfd < 0 ? g.spath : g.path, strerror(errno));
+	if (io_uring_queue_init(4, &g.ring, 0))
+		die("io_uring_queue_init");
+	if (syscall(SYS_io_setup, 4, &g.aio))
+		die("io_setup: %s", strerror(errno));
 }
 
 static void do_sync(bool data)
@@ -327,6 +558,7 @@ static void take_set(int i)
 	if (!g.sets[i].seq)
 		g.sets[i].seq = malloc(g.nr_sect * sizeof(uint64_t));
 	memcpy(g.sets[i].seq, g.cur, g.nr_sect * sizeof(uint64_t));
+	g.sets[i].nr = g.vsize;
 	g.sets[i].live = true;
 	/* a snapshot commits everything before it */
 	ack();
@@ -345,25 +577,64 @@ static void drop_set(int i)
 }
 
 /* Apply one op line (from the generator or a log). */
+/* The model of a write of n sectors at s (replaying a log). */
+static void model_write(uint64_t s, uint64_t n, bool grows)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		g.cur[s + i] = ++g.seq;
+		g.dirty[s + i] |= 1;
+	}
+	if (grows)
+		grow_model(s + n);
+}
+
+/* The --ext ops; false if op is none of them. */
+static bool apply_ext(const char *op, uint64_t a, uint64_t b, uint64_t c, bool execute)
+{
+	if (!strcmp(op, "mread") || !strcmp(op, "uread") || !strcmp(op, "aread")) {
+		if (execute && op[0] == 'm')
+			do_mread(a, b);
+		else if (execute)
+			do_dread(op[0] == 'u', a, b);
+	} else if (!strcmp(op, "mwrite")) {
+		execute ? do_mwrite(a, b) : model_write(a, b, false);
+	} else if (!strcmp(op, "uwrite") || !strcmp(op, "awrite")) {
+		execute ? do_dwrite(op[0] == 'u', a, b) : model_write(a, b, true);
+	} else if (!strcmp(op, "copy")) {
+		if (execute)
+			do_copy(a, b, c);
+		for (uint64_t i = 0; i < b; i++) {
+			g.cur[a + i] = c + i;
+			g.dirty[a + i] |= 1;
+		}
+		g.seq = c + b - 1;
+		grow_model(a + b);
+	} else {
+		return false;
+	}
+	return true;
+}
+
 static void apply(const char *line, bool execute)
 {
-	uint64_t a = 0, b = 0;
+	uint64_t a = 0, b = 0, c = 0;
 	char op[32];
+	int nf = sscanf(line, "%31s %" SCNu64 " %" SCNu64 " %" SCNu64, op, &a, &b, &c);
 
-	if (sscanf(line, "%31s %" SCNu64 " %" SCNu64, op, &a, &b) < 1)
+	if (nf < 1)
 		return;
+	if (apply_ext(op, a, b, c, execute)) {
+		g.nr_ops++;
+		return;
+	}
 	if (!strcmp(op, "read")) {
 		if (execute)
 			do_read(a, b);
 	} else if (!strcmp(op, "write") || !strcmp(op, "dwrite")) {
-		if (execute) {
+		if (execute)
 			do_write(a, b, op[0] == 'd');
-		} else {
-			for (uint64_t i = 0; i < b; i++) {
-				g.cur[a + i] = ++g.seq;
-				g.dirty[a + i] |= 1;
-			}
-		}
+		else
+			model_write(a, b, true);
 	} else if (!strcmp(op, "dsync-ack")) {
 		if (!execute)
 			for (uint64_t i = 0; i < b; i++)
@@ -376,10 +647,14 @@ static void apply(const char *line, bool execute)
 				g.cur[a + i] = 0;
 				g.dirty[a + i] |= 2;
 			}
+			if (op[0] == 'z')
+				grow_model(a + b);
 		}
 	} else if (!strcmp(op, "truncate")) {
+		if (nf < 3)
+			b = g.nr_sect; /* shrink and grow back */
 		if (execute) {
-			do_truncate(a);
+			do_truncate(a, b);
 			ack();
 			logf_("ack\n");
 		} else {
@@ -387,6 +662,8 @@ static void apply(const char *line, bool execute)
 				g.cur[i] = 0;
 				g.dirty[i] |= 2;
 			}
+			set_vsize(a);
+			set_vsize(b);
 			g.trunc_inflight = a + 1;
 		}
 	} else if (!strcmp(op, "fsync") || !strcmp(op, "fdatasync")) {
@@ -404,6 +681,7 @@ static void apply(const char *line, bool execute)
 			if (!g.sets[a].seq)
 				g.sets[a].seq = malloc(g.nr_sect * sizeof(uint64_t));
 			memcpy(g.sets[a].seq, g.cur, g.nr_sect * sizeof(uint64_t));
+			g.sets[a].nr = g.vsize;
 			snprintf(g.sets[a].name, sizeof(g.sets[a].name), "fsx%d", (int)a);
 			g.sets[a].live = true;
 			g.sets[a].maybe = true; /* until its ack line */
@@ -422,9 +700,86 @@ static void apply(const char *line, bool execute)
 	g.nr_ops++;
 }
 
+static void gen_set_op(char *line, size_t len, uint64_t r);
+
+/* A sector range [*s, *s + *n) of up to max sectors from below `from`,
+ * within nr sectors (align: whole O_DIRECT pages); false if none fits. */
+static bool pick(uint64_t from, uint64_t max, uint64_t nr, uint64_t align, uint64_t *s, uint64_t *n)
+{
+	nr = nr / align * align;
+	if (nr < align)
+		return false;
+	*s = rnd(from < nr ? from + 1 : nr) / align * align;
+	if (*s >= nr)
+		*s = nr - align;
+	*n = (1 + rnd(max / align)) * align;
+	if (*s + *n > nr)
+		*n = nr - *s;
+	return true;
+}
+
+/* A range for an op that may grow the volume: a third of them start near
+ * its end (from 8 sectors before to 64 past), the rest anywhere before that. */
+static bool pick_grow(uint64_t max, uint64_t align, uint64_t *s, uint64_t *n)
+{
+	uint64_t v = g.vsize, nr = g.nr_sect / align * align;
+
+	if (rnd(3) || nr < align)
+		return pick(v + 64 < g.nr_sect ? v + 64 : g.nr_sect, max, g.nr_sect, align, s, n);
+	*s = (v - (v < 8 ? v : rnd(8)) + rnd(64)) / align * align;
+	if (*s >= nr)
+		*s = nr - align;
+	*n = (1 + rnd(max / align)) * align;
+	if (*s + *n > nr)
+		*n = nr - *s;
+	return true;
+}
+
+/* --ext: every op, and sizes that move: writes, O_DIRECT writes, copies and
+ * zero-ranges may start up to 64 sectors past the end, growing it. */
+static void gen_ext_op(char *line, size_t len)
+{
+	uint64_t r = rnd(100), v = g.vsize, nr = g.nr_sect, s = 0, n = 0;
+	uint64_t max = r % 3 ? 16 : 300;
+	static const char *const dio[] = {"uread", "uwrite", "aread", "awrite"};
+
+	if (r < 20 && pick(v, 4 * max, v, 1, &s, &n))
+		snprintf(line, len, "read %" PRIu64 " %" PRIu64, s * SECT + r % 7,
+			 n * SECT - r % 7 - r % 5);
+	else if (r < 34 && pick_grow(max, 1, &s, &n))
+		snprintf(line, len, "write %" PRIu64 " %" PRIu64, s, n);
+	else if (r < 37 && pick_grow(max, 1, &s, &n))
+		snprintf(line, len, "dwrite %" PRIu64 " %" PRIu64, s, n);
+	else if (r < 42 && pick(v, max, v, 1, &s, &n))
+		snprintf(line, len, "punch %" PRIu64 " %" PRIu64, s, n);
+	else if (r < 46 && pick_grow(max, 1, &s, &n))
+		snprintf(line, len, "zero %" PRIu64 " %" PRIu64, s, n);
+	else if (r < 51)
+		snprintf(line, len, r < 49 ? "fsync" : "fdatasync");
+	else if (r < 54 && (s = rnd(nr)) <= nr) /* to a new size: mostly shorter */
+		snprintf(line, len, "truncate %" PRIu64 " %" PRIu64, s,
+			 s + rnd((nr - s < 256 ? nr - s : 256) + 1));
+	else if (r < 60 && pick(v, max, v, 1, &s, &n))
+		snprintf(line, len, "mread %" PRIu64 " %" PRIu64, s * SECT + r % 7,
+			 n * SECT - r % 7);
+	else if (r < 66 && pick(v, max, v, 1, &s, &n))
+		snprintf(line, len, "mwrite %" PRIu64 " %" PRIu64, s, n);
+	else if (r < 86 &&
+		 (r % 2 ? pick_grow(max, DIO_SECT, &s, &n) : pick(v, max, v, DIO_SECT, &s, &n)))
+		snprintf(line, len, "%s %" PRIu64 " %" PRIu64, dio[(r - 66) / 10 * 2 + r % 2], s,
+			 n);
+	else if (r < 93 && pick_grow(max, 1, &s, &n))
+		snprintf(line, len, "copy %" PRIu64 " %" PRIu64 " %" PRIu64, s, n, g.seq + 1);
+	else
+		gen_set_op(line, len, r);
+}
+
 static void gen_op(char *line, size_t len)
 {
 	uint64_t r = rnd(100), s = rnd(g.nr_sect), n;
+
+	if (g.ext)
+		return gen_ext_op(line, len);
 
 	if (r < 30) {
 		uint64_t off = rnd(g.size), l = 1 + rnd(r < 15 ? 4096 : 256 * 1024);
@@ -450,7 +805,13 @@ static void gen_op(char *line, size_t len)
 		snprintf(line, len, "truncate %" PRIu64, g.nr_sect / 2 + rnd(g.nr_sect / 2));
 	else if (r < 92)
 		snprintf(line, len, "fdatasync");
-	else if (g.snapshots) {
+	else
+		gen_set_op(line, len, r);
+}
+
+static void gen_set_op(char *line, size_t len, uint64_t r)
+{
+	if (g.snapshots) {
 		int live = -1, free_slot = -1;
 		for (int i = 0; i < MAX_SETS; i++) {
 			if (g.sets[i].live && live < 0)
@@ -488,45 +849,47 @@ static void verify_sets(bool after_crash, int *bad)
 		}
 		if (exists && (g.sets[i].live || g.sets[i].maybe)) {
 			snprintf(what, sizeof(what), "set %s", g.sets[i].name);
-			*bad += verify_file(vp, g.sets[i].seq, true, what);
+			*bad += verify_file(vp, g.sets[i].seq, g.sets[i].nr, true, what);
 		}
 	}
 }
 
-int main(int argc, char **argv)
+struct args {
+	uint64_t seed, ops;
+	const char *logpath, *replay, *verify;
+};
+
+/* Options into a and g; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option opts[] = {
-	    {"seed", 1, 0, 's'},      {"ops", 1, 0, 'n'},
-	    {"size", 1, 0, 'S'},      {"log", 1, 0, 'l'},
-	    {"replay", 1, 0, 'r'},    {"verify-after-crash", 1, 0, 'v'},
-	    {"snapshots", 0, 0, 'x'}, {"quiet", 0, 0, 'q'},
+	    {"seed", 1, 0, 's'},      {"ops", 1, 0, 'n'},    {"size", 1, 0, 'S'},
+	    {"log", 1, 0, 'l'},	      {"replay", 1, 0, 'r'}, {"verify-after-crash", 1, 0, 'v'},
+	    {"snapshots", 0, 0, 'x'}, {"quiet", 0, 0, 'q'},  {"ext", 0, 0, 'e'},
 	    {"help", 0, 0, 'h'},      {0, 0, 0, 0},
 	};
-	uint64_t seed = 1, ops = 10000;
-	const char *logpath = NULL, *replay = NULL, *verify = NULL;
-	char line[256];
-	int c, bad = 0;
+	int c;
 
 	g.size = 64ull << 20;
-	while ((c = getopt_long(argc, argv, "s:n:S:l:r:v:xqh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:n:S:l:r:v:xeqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			seed = strtoull(optarg, NULL, 0);
+			a->seed = strtoull(optarg, NULL, 0);
 			break;
 		case 'n':
-			ops = strtoull(optarg, NULL, 0);
+			a->ops = strtoull(optarg, NULL, 0);
 			break;
 		case 'S':
 			g.size = strtoull(optarg, NULL, 0);
 			break;
 		case 'l':
-			logpath = optarg;
+			a->logpath = optarg;
 			break;
 		case 'r':
-			replay = optarg;
+			a->replay = optarg;
 			break;
 		case 'v':
-			verify = optarg;
+			a->verify = optarg;
 			break;
 		case 'x':
 			g.snapshots = true;
@@ -534,25 +897,38 @@ int main(int argc, char **argv)
 		case 'q':
 			g.quiet = true;
 			break;
+		case 'e':
+			g.ext = true;
+			break;
 		case 'h':
-			printf(
-			    "usage: thinfs-fsx [--seed N] [--ops N] [--size BYTES] [--snapshots] "
-			    "[--log FILE] [--replay FILE] [--verify-after-crash FILE] [--quiet] "
-			    "MNT VOLUME\n");
+			printf("usage: thinfs-fsx [--seed N] [--ops N] [--size BYTES] "
+			       "[--snapshots] [--ext] "
+			       "[--log FILE] [--replay FILE] [--verify-after-crash FILE] [--quiet] "
+			       "MNT VOLUME\n");
 			return 0;
 		default:
 			return 2;
 		}
 	}
+	return -1;
+}
+
+/* The model, sized by --size or by the log being replayed or verified. */
+static void setup_model(int argc, char **argv, const struct args *a)
+{
+	char line[256];
+
 	if (argc - optind != 2)
 		die("usage: thinfs-fsx [options] MNT VOLUME (see --help)");
-	if (verify || replay) {
+	if (a->verify || a->replay) {
 		/* the size the log was made with */
-		FILE *f = fopen(verify ? verify : replay, "r");
+		FILE *f = fopen(a->verify ? a->verify : a->replay, "r");
 		uint64_t sz;
 		if (f && fgets(line, sizeof(line), f) &&
-		    sscanf(line, "# thinfs-fsx seed %*u size %" SCNu64, &sz) == 1)
+		    sscanf(line, "# thinfs-fsx seed %*u size %" SCNu64, &sz) == 1) {
 			g.size = sz;
+			g.ext = strstr(line, " ext") != NULL;
+		}
 		if (f)
 			fclose(f);
 	}
@@ -567,47 +943,61 @@ int main(int argc, char **argv)
 	g.dirty = calloc(g.nr_sect, 1);
 	if (!g.cur || !g.acked || !g.dirty)
 		die("out of memory");
+	/* --ext starts half full, so that writes can grow it */
+	g.vsize = g.lo_vsize = g.hi_vsize = g.ext ? g.nr_sect / 2 : g.nr_sect;
+}
 
-	if (verify) {
-		/* rebuild the model from the log, then judge what survived */
-		FILE *f = fopen(verify, "r");
-		if (!f)
-			die("%s: %s", verify, strerror(errno));
-		while (fgets(line, sizeof(line), f))
-			apply(line, false);
-		fclose(f);
-		finish_inflight_truncate();
-		bad += verify_file(g.path, g.acked, false, g.vol);
-		verify_sets(true, &bad);
-		printf("thinfs-fsx: verify-after-crash: %" PRIu64 " sectors checked, %d bad\n",
-		       g.nr_checked, bad);
-		return bad ? 1 : 0;
-	}
+/* --verify-after-crash: rebuild the model from the log, then judge what survived. */
+static int verify_after_crash(const char *verify)
+{
+	char line[256];
+	int bad = 0;
+
+	FILE *f = fopen(verify, "r");
+	if (!f)
+		die("%s: %s", verify, strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		apply(line, false);
+	fclose(f);
+	finish_inflight_truncate();
+	bad += verify_file(g.path, g.acked, g.nr_sect, false, g.vol);
+	verify_sets(true, &bad);
+	printf("thinfs-fsx: verify-after-crash: %" PRIu64 " sectors checked, %d bad\n",
+	       g.nr_checked, bad);
+	return bad ? 1 : 0;
+}
+
+/* Run the ops (generated, or replayed from a log); the final verify's count. */
+static int run(const struct args *a)
+{
+	char line[256];
+	int bad = 0;
+
 	g.fd = open(g.path, O_RDWR | O_CREAT, 0600);
 	if (g.fd < 0)
 		die("open %s: %s", g.path, strerror(errno));
-	if (ftruncate(g.fd, (off_t)g.size) < 0)
+	/* start from zeros: what an earlier run left goes */
+	if (ftruncate(g.fd, 0) < 0 || ftruncate(g.fd, (off_t)(g.vsize * SECT)) < 0)
 		die("truncate %s: %s", g.path, strerror(errno));
-	/* start from zeros: punch what an earlier run left */
-	if (fallocate(g.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)g.size) < 0)
-		die("punch %s: %s", g.path, strerror(errno));
+	if (g.ext)
+		ext_open();
 	if (fsync(g.fd) < 0)
 		die("fsync: %s", strerror(errno));
-	if (logpath) {
-		g.log = fopen(logpath, "w");
+	if (a->logpath) {
+		g.log = fopen(a->logpath, "w");
 		if (!g.log)
-			die("%s: %s", logpath, strerror(errno));
-		logf_("# thinfs-fsx seed %" PRIu64 " size %" PRIu64 " vol %s\n", seed, g.size,
-		      g.vol);
+			die("%s: %s", a->logpath, strerror(errno));
+		logf_("# thinfs-fsx seed %" PRIu64 " size %" PRIu64 " vol %s%s\n", a->seed, g.size,
+		      g.vol, g.ext ? " ext" : "");
 	}
 	if (!g.quiet)
 		printf("thinfs-fsx: seed %" PRIu64 ", %" PRIu64 " ops on %s (%" PRIu64 " bytes)\n",
-		       seed, ops, g.path, g.size);
-	rng = seed * 2654435761u + 88172645463325252ull;
-	FILE *rf = replay ? fopen(replay, "r") : NULL;
-	if (replay && !rf)
-		die("%s: %s", replay, strerror(errno));
-	for (uint64_t i = 0; rf || i < ops; i++) {
+		       a->seed, a->ops, g.path, g.size);
+	rng = a->seed * 2654435761u + 88172645463325252ull;
+	FILE *rf = a->replay ? fopen(a->replay, "r") : NULL;
+	if (a->replay && !rf)
+		die("%s: %s", a->replay, strerror(errno));
+	for (uint64_t i = 0; rf || i < a->ops; i++) {
 		if (rf) {
 			if (!fgets(line, sizeof(line), rf))
 				break;
@@ -631,7 +1021,7 @@ int main(int argc, char **argv)
 	}
 	if (rf)
 		fclose(rf);
-	bad += verify_file(g.path, g.cur, true, g.vol);
+	bad += verify_file(g.path, g.cur, g.vsize, true, g.vol);
 	verify_sets(false, &bad);
 	if (!g.quiet || bad)
 		printf("thinfs-fsx: %" PRIu64 " ops (%" PRIu64 " reads, %" PRIu64
@@ -639,8 +1029,25 @@ int main(int argc, char **argv)
 		       " syncs, %" PRIu64 " sets), final verify: %d bad\n",
 		       g.nr_ops, g.nr_reads, g.nr_writes, g.nr_punch, g.nr_zero, g.nr_sync,
 		       g.nr_sets, bad);
+	if (g.ext && (!g.quiet || bad))
+		printf("thinfs-fsx: --ext: %" PRIu64 " mmap, %" PRIu64 " io_uring, %" PRIu64
+		       " aio, %" PRIu64 " copy_file_range, %" PRIu64 " ops grew the volume\n",
+		       g.nr_mmap, g.nr_direct, g.nr_aio, g.nr_copy, g.nr_extend);
 	close(g.fd);
 	if (g.log)
 		fclose(g.log);
 	return bad ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a = {.seed = 1, .ops = 10000};
+	int rc = parse_args(argc, argv, &a);
+
+	if (rc >= 0)
+		return rc;
+	setup_model(argc, argv, &a);
+	if (a.verify)
+		return verify_after_crash(a.verify);
+	return run(&a);
 }

@@ -198,6 +198,41 @@ static void test_vmap_sparse_set_get_find(void **state)
 	vmap_destroy(&vm);
 }
 
+static void count_entry(void *arg, uint64_t vblock, uint64_t *entry)
+{
+	uint64_t *seen = arg;
+
+	seen[seen[0] + 1] = vblock;
+	seen[0]++;
+}
+
+/* issue 17: any vblock of the largest device (2^51 - 1 with 4 KiB blocks)
+ * is addressable with a few small arrays, and find/foreach skip what lies
+ * between without walking it */
+static void test_vmap_far_vblocks(void **state)
+{
+	const uint64_t far = (1ull << 51) - 1, mid = 1ull << 40;
+	uint64_t seen[8] = {0};
+	struct vmap vm;
+
+	vmap_init(&vm);
+	assert_int_equal(vmap_set(&vm, far, vm_make(3)), 0);
+	assert_int_equal(vmap_reserve(&vm, mid), 0);
+	assert_int_equal(vmap_set(&vm, 5, vm_make(4)), 0);
+	assert_int_equal(vm_dblock(vmap_get(&vm, far)), 3);
+	assert_int_equal(vmap_get(&vm, far - 1), 0);
+	assert_int_equal(vmap_get(&vm, mid), 0);
+	assert_int_equal(vmap_find(&vm, 6, far + 1, true), far);
+	assert_int_equal(vmap_find(&vm, far, far + 1, false), far + 1);
+	assert_int_equal(vmap_find(&vm, 6, far, true), far);
+	vmap_foreach(&vm, 0, count_entry, seen);
+	assert_int_equal(seen[0], 2);
+	assert_int_equal(seen[1], 5);
+	assert_int_equal(seen[2], far);
+	assert_int_equal(vm.nr_entries, 2);
+	vmap_destroy(&vm);
+}
+
 /* ---- data I/O ---- */
 
 static struct dio *open_data(const char *name, uint64_t size)
@@ -500,6 +535,7 @@ int main(void)
 	    cmocka_unit_test(test_space_grow_keeps_allocations),
 	    cmocka_unit_test(test_space_persists_through_meta),
 	    cmocka_unit_test(test_vmap_sparse_set_get_find),
+	    cmocka_unit_test(test_vmap_far_vblocks),
 	    cmocka_unit_test(test_dio_misaligned_writes_and_reads),
 	    cmocka_unit_test(test_dio_batches),
 	    cmocka_unit_test(test_dio_punch_copy_size),

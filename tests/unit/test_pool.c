@@ -139,18 +139,179 @@ static void test_unmapped_reads_zero_and_write_reads_back(void **state)
 	fx_free(f);
 }
 
-static void test_write_past_end_is_efbig(void **state)
+static uint64_t vol_size(struct volume *v)
+{
+	struct pool_device_info info;
+
+	pool_volume_info(v, &info);
+	return info.size;
+}
+
+/* issue 17: a write past the end grows the volume as a regular file grows
+ * (it was -EFBIG, and a write across the end was cut short) */
+static void test_write_past_end_grows(void **state)
+{
+	struct fixture *f = fx_new(BS, 64);
+	struct pool_device_info info;
+	struct volume *v;
+	char buf[100];
+
+	memset(buf, 0x5a, sizeof(buf));
+	fx_create(f, "v", 2 * BS);
+	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
+	/* across the end: all of it, the size follows */
+	assert_int_equal(pool_write(v, buf, sizeof(buf), 2 * BS - 10), 100);
+	assert_int_equal(vol_size(v), 2 * BS + 90);
+	/* far past the end: the gap (a partial block and whole ones) reads zeros */
+	assert_int_equal(pool_write(v, buf, sizeof(buf), 5 * BS + 7), 100);
+	assert_int_equal(vol_size(v), 5 * BS + 107);
+	pool_volume_close(v);
+	fx_expect(f, "v", 2 * BS - 10, 100, 0x5a);
+	fx_expect(f, "v", 2 * BS + 90, 3 * BS - 83, 0);
+	fx_expect(f, "v", 5 * BS + 7, 100, 0x5a);
+	assert_int_equal(fx_mapped(f, "v"), 3);
+	/* the size is durable with the commit, like the mappings */
+	assert_int_equal(pool_sync(f->p), 0);
+	fx_reopen(f);
+	assert_int_equal(pool_device_info(f->p, "v", &info), 0);
+	assert_int_equal(info.size, 5 * BS + 107);
+	fx_expect(f, "v", 5 * BS + 7, 100, 0x5a);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* a grown gap over a block the volume lost to a shrink reads zeros, also
+ * where a snapshot still holds the old data */
+static void test_write_past_end_after_shrink_reads_zeros(void **state)
 {
 	struct fixture *f = fx_new(BS, 64);
 	struct volume *v;
-	char buf[100] = {0};
+	char b = 9;
+
+	fx_create(f, "v", 4 * BS);
+	fx_fill(f, "v", 0, 4 * BS, 7);
+	fx_snap(f, "v", "s");
+	if (pool_resize(f->p, "v", BS + 100, f->msg, sizeof(f->msg)))
+		fail_msg("%s", f->msg);
+	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
+	assert_int_equal(pool_write(v, &b, 1, 4 * BS - 1), 1);
+	pool_volume_close(v);
+	fx_expect(f, "v", 0, BS + 100, 7);
+	fx_expect(f, "v", BS + 100, 3 * BS - 101, 0);
+	fx_expect(f, "v", 4 * BS - 1, 1, 9);
+	fx_expect(f, "s", 0, 4 * BS, 7);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* a write that fails (ENOSPC) grows nothing; one cut short grows as far as
+ * it got */
+static void test_write_past_end_enospc_keeps_size(void **state)
+{
+	struct fixture *f = fx_new(BS, 4);
+	char buf[6 * BS];
+	struct volume *v;
+
+	memset(buf, 3, sizeof(buf));
+	fx_create(f, "v", 0);
+	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
+	assert_int_equal(pool_write(v, buf, BS, 10 * BS), BS);
+	fx_fill(f, "v", 0, 3 * BS, 1); /* the pool is full now */
+	assert_int_equal(pool_write(v, buf, 100, 20 * BS), -ENOSPC);
+	assert_int_equal(vol_size(v), 11 * BS);
+	assert_int_equal(pool_write(v, buf, 100, 11 * BS - 100), 100); /* own block */
+	assert_int_equal(vol_size(v), 11 * BS);
+	pool_volume_close(v);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* the largest device: a write reaching it is cut short there, one at it is
+ * -EFBIG; the view addresses it without allocating the space in between */
+static void test_write_at_max_device_size(void **state)
+{
+	struct fixture *f = fx_new(BS, 64);
+	uint64_t max = pool_size_limit(f->p), found = 0;
+	char buf[100], back[100];
+	struct volume *v;
+
+	memset(buf, 0x11, sizeof(buf));
+	assert_int_equal(max % BS, 0);
+	assert_int_equal(max, POOL_MAX_VBLOCKS * BS);
+	fx_create(f, "v", BS);
+	assert_int_equal(pool_create(f->p, "big", max + 1, f->msg, sizeof(f->msg)), -EFBIG);
+	assert_non_null(strstr(f->msg, "beyond the limit"));
+	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
+	assert_int_equal(pool_write(v, buf, sizeof(buf), max - 10), 10);
+	assert_int_equal(vol_size(v), max);
+	assert_int_equal(pool_write(v, buf, sizeof(buf), max), -EFBIG);
+	assert_int_equal(pool_volume_grow(v, max + 1), -EFBIG);
+	assert_int_equal(pool_read(v, back, 10, max - 10), 10);
+	assert_memory_equal(back, buf, 10);
+	assert_int_equal(pool_seek(v, 0, SEEK_DATA, &found), 0);
+	assert_int_equal(found, max - BS);
+	assert_int_equal(pool_seek(v, 0, SEEK_HOLE, &found), 0);
+	assert_int_equal(found, 0);
+	pool_volume_close(v);
+	assert_int_equal(pool_sync(f->p), 0);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* fallocate's growth: never shrinks, reads zeros, durable at the commit */
+static void test_volume_grow_never_shrinks(void **state)
+{
+	struct fixture *f = fx_new(BS, 64);
+	struct pool_device_info info;
+	struct volume *v;
 
 	fx_create(f, "v", 2 * BS);
+	fx_fill(f, "v", 0, 2 * BS, 4);
 	assert_int_equal(pool_volume_open(f->p, "v", &v), 0);
-	assert_int_equal(pool_write(v, buf, sizeof(buf), 2 * BS), -EFBIG);
-	/* a write straddling the end is cut short */
-	assert_int_equal(pool_write(v, buf, sizeof(buf), 2 * BS - 10), 10);
+	assert_int_equal(pool_volume_grow(v, BS), 0);
+	assert_int_equal(vol_size(v), 2 * BS);
+	assert_int_equal(pool_volume_grow(v, 6 * BS + 1), 0);
+	assert_int_equal(vol_size(v), 6 * BS + 1);
 	pool_volume_close(v);
+	fx_expect(f, "v", 0, 2 * BS, 4);
+	fx_expect(f, "v", 2 * BS, 4 * BS + 1, 0);
+	assert_int_equal(pool_sync(f->p), 0);
+	fx_reopen(f);
+	assert_int_equal(pool_device_info(f->p, "v", &info), 0);
+	assert_int_equal(info.size, 6 * BS + 1);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* issue 17: owner changes through a handle reach the handle's device, not
+ * the one holding its name now; creation records the owner atomically */
+static void test_owner_follows_the_handle(void **state)
+{
+	struct fixture *f = fx_new(BS, 64);
+	struct pool_device_info a, b;
+	struct volume *v;
+
+	if (pool_create_owned(f->p, "a", BS, 1000, 1001, 0640, f->msg, sizeof(f->msg)))
+		fail_msg("%s", f->msg);
+	assert_int_equal(pool_device_info(f->p, "a", &a), 0);
+	assert_int_equal(a.uid, 1000);
+	assert_int_equal(a.gid, 1001);
+	assert_int_equal(a.mode, 0640);
+	assert_int_equal(pool_volume_open(f->p, "a", &v), 0);
+	fx_delete(f, "a");
+	fx_create(f, "a", BS);
+	assert_int_equal(pool_volume_set_owner(v, 7, 8, 0604), 0);
+	assert_int_equal(pool_volume_grow(v, 3 * BS), 0);
+	pool_volume_info(v, &a);
+	assert_int_equal(pool_device_info(f->p, "a", &b), 0);
+	assert_int_equal(a.uid, 7);
+	assert_int_equal(a.mode, 0604);
+	assert_int_equal(a.size, 3 * BS);
+	assert_int_equal(b.uid, 0);
+	assert_int_equal(b.mode, 0600);
+	assert_int_equal(b.size, BS);
+	pool_volume_close(v);
+	fx_check_clean(f);
 	fx_free(f);
 }
 
@@ -905,7 +1066,12 @@ int main(void)
 	    cmocka_unit_test(test_open_refuses_second_writer),
 	    cmocka_unit_test(test_names_are_validated),
 	    cmocka_unit_test(test_unmapped_reads_zero_and_write_reads_back),
-	    cmocka_unit_test(test_write_past_end_is_efbig),
+	    cmocka_unit_test(test_write_past_end_grows),
+	    cmocka_unit_test(test_write_past_end_after_shrink_reads_zeros),
+	    cmocka_unit_test(test_write_past_end_enospc_keeps_size),
+	    cmocka_unit_test(test_write_at_max_device_size),
+	    cmocka_unit_test(test_volume_grow_never_shrinks),
+	    cmocka_unit_test(test_owner_follows_the_handle),
 	    cmocka_unit_test(test_cow_partial_write_keeps_rest_and_snapshot),
 	    cmocka_unit_test(test_io_cost_of_cow_and_first_writes),
 	    cmocka_unit_test(test_space_accounting_snapshot_wipe_delete),
