@@ -512,6 +512,12 @@ int layer_remove_leaf(struct pool *pool, struct layer *l)
 	layer_forget(pool, l);
 	if (!p)
 		return 0;
+	if (p->nr_children <= 1 && pool->background_reclaim && !p->parent) {
+		/* a root left with one child (or none, when that child went too):
+		 * its rows are all the ones that may have died; layer_merge_step
+		 * moves or frees them in steps */
+		return 0;
+	}
 	if (p->nr_children == 1) {
 		rc = layer_merge(pool, p, p->children[0], &p);
 		if (rc)
@@ -522,4 +528,142 @@ int layer_remove_leaf(struct pool *pool, struct layer *l)
 	for (root = p; root->parent; root = root->parent)
 		;
 	return layer_sweep(pool, root, NULL);
+}
+
+/* ---- merging in steps (background reclaim) ---- */
+
+#define MERGE_ROWS 4096 /* rows of the parent moved or freed per step */
+
+struct mrow {
+	uint64_t vblock, dblock, time;
+};
+
+struct mrows {
+	struct mrow *r;
+	size_t n, cap;
+};
+
+static int collect_mrow(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
+{
+	struct mrows *m = arg;
+
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 256;
+		struct mrow *n = realloc(m->r, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		m->r = n;
+		m->cap = cap;
+	}
+	m->r[m->n++] = (struct mrow){vblock, dblock, time};
+	return m->n == MERGE_ROWS ? 1 : 0;
+}
+
+struct layer *layer_merge_candidate(struct pool *pool)
+{
+	for (struct layer *l = pool->layers; l; l = l->next)
+		if (!l->dev && !l->parent && l->nr_children <= 1)
+			return l;
+	return NULL;
+}
+
+/* Row r of p goes down into its only child c (where c has none: the view is
+ * the same), or dies (c hides it: its block is freed). */
+static int merge_row(struct pool *pool, struct layer *c, const struct mrow *r, bool *moved)
+{
+	uint64_t cdb;
+	int rc = meta_map_get(pool->meta, c->id, r->vblock, &cdb);
+
+	*moved = false;
+	if (rc == 0) {
+		if (r->dblock != META_TOMBSTONE)
+			space_free(&pool->space, r->dblock);
+		return 0;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	rc = meta_map_put(pool->meta, c->id, r->vblock, r->dblock, r->time);
+	*moved = !rc;
+	if (!rc && c->dev && c->dev->vm_loaded) {
+		/* the leaf's own row now: writes go in place, discards free it */
+		uint64_t e = vmap_get(&c->dev->vm, r->vblock);
+		e |= r->dblock == META_TOMBSTONE ? VM_ROW : VM_OWN | VM_ROW;
+		rc = vmap_set(&c->dev->vm, r->vblock, e);
+	}
+	return rc;
+}
+
+/* p is empty: its child takes its place in the tree. */
+static int merge_finish(struct pool *pool, struct layer *p, struct layer *c)
+{
+	struct layer *gp = p->parent;
+	int rc = 0;
+
+	layer_remove_child(p, c);
+	if (gp) {
+		layer_remove_child(gp, p);
+		rc = layer_add_child(gp, c);
+	}
+	c->parent = gp;
+	if (!rc)
+		rc = layer_save(pool, c);
+	if (!rc)
+		rc = meta_layer_delete(pool->meta, p->id);
+	if (!rc)
+		layer_forget(pool, p);
+	return rc;
+}
+
+/* A root with no child and no device: nothing sees its rows. */
+static int drop_step(struct pool *pool, struct layer *p, const struct mrows *m, bool last)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < m->n; i++)
+		if (m->r[i].dblock != META_TOMBSTONE)
+			space_free(&pool->space, m->r[i].dblock);
+	if (m->n)
+		rc = meta_map_delete_upto(pool->meta, p->id, m->r[m->n - 1].vblock);
+	p->nr_rows = p->nr_rows > m->n ? p->nr_rows - m->n : 0;
+	p->dirty = true;
+	if (!rc && last) {
+		rc = meta_layer_delete(pool->meta, p->id);
+		if (!rc)
+			layer_forget(pool, p);
+	}
+	return rc;
+}
+
+int layer_merge_step(struct pool *pool, struct layer *p)
+{
+	struct layer *c = p->nr_children ? p->children[0] : NULL;
+	struct mrows m = {0};
+	uint64_t moved = 0;
+	int rc = meta_map_foreach(pool->meta, p->id, 0, collect_mrow, &m);
+	bool last = rc == 0;
+
+	if (rc < 0)
+		goto out;
+	rc = 0;
+	if (!c) {
+		rc = drop_step(pool, p, &m, last);
+		goto out;
+	}
+	for (size_t i = 0; i < m.n && !rc; i++) {
+		bool mv;
+		rc = merge_row(pool, c, &m.r[i], &mv);
+		moved += mv;
+	}
+	if (!rc && m.n)
+		rc = meta_map_delete_upto(pool->meta, p->id, m.r[m.n - 1].vblock);
+	if (rc)
+		goto out;
+	p->nr_rows = p->nr_rows > m.n ? p->nr_rows - m.n : 0;
+	c->nr_rows += moved;
+	p->dirty = c->dirty = true;
+	if (last)
+		rc = merge_finish(pool, p, c);
+out:
+	free(m.r);
+	return rc;
 }

@@ -308,6 +308,11 @@ int layer_ancestor_row(struct pool *pool, struct layer *l, uint64_t vblock, stru
 int layer_remove_leaf(struct pool *pool, struct layer *l);
 /* Merge interior `p`, left with one child, with that child (check --repair). */
 int layer_merge_single(struct pool *pool, struct layer *p);
+/* Background reclaim: an interior layer with a single child (a root left so
+ * by a release), or NULL; one bounded step of merging it into that child,
+ * inside a transaction (the last step removes it). */
+struct layer *layer_merge_candidate(struct pool *pool);
+int layer_merge_step(struct pool *pool, struct layer *p);
 /* Free every row of the tree under `root` that no leaf sees. */
 int layer_sweep(struct pool *pool, struct layer *root, uint64_t *nr_freed);
 /* Resolve the view of a leaf into vm (root first, leaf last). */

@@ -484,6 +484,9 @@ static int open_for_writing(struct pool *pool, char *msg, size_t msglen)
 	for (struct device *d = pool->devices; d; d = d->next)
 		if (d->deleted)
 			pool->devices_pending_delete = true;
+	/* (and a merge a background reclaim left unfinished) */
+	if (layer_merge_candidate(pool))
+		pool->devices_pending_delete = true;
 	return 0;
 }
 

@@ -53,7 +53,10 @@ int pool_release_device(struct pool *pool, struct device *d)
 		rc = meta_device_delete(pool->meta, d->row.id);
 	if (rc)
 		return rc;
-	bool others = l->parent != NULL; /* a merge may move others' rows */
+	struct layer *p = l->parent;
+	/* a merge may move others' rows, unless a background one will do it */
+	bool deferred = pool->background_reclaim && p && !p->parent && p->nr_children <= 2;
+	bool others = p && !deferred;
 	l->dev = NULL;
 	l->nr_rows = 0;
 	unlink_device(pool, d);
@@ -121,20 +124,28 @@ bool pool_reclaim_pending(struct pool *pool)
 	bool pending;
 
 	pthread_mutex_lock(&pool->lock);
-	pending = pool_mode_writable(pool) && reclaim_victim(pool);
+	pending = pool_mode_writable(pool) && (reclaim_victim(pool) || layer_merge_candidate(pool));
 	pthread_mutex_unlock(&pool->lock);
 	return pending;
+}
+
+static int op_merge_step(struct pool *pool, void *arg)
+{
+	return layer_merge_step(pool, arg);
 }
 
 int pool_reclaim_step(struct pool *pool)
 {
 	struct device *d;
+	struct layer *l;
 	int rc = 0;
 
 	admin_lock(pool);
 	if (pool_mode_writable(pool) && (d = reclaim_victim(pool)))
 		rc = pool_txn(pool, op_reclaim_step, d);
-	pool->devices_pending_delete = reclaim_victim(pool) != NULL;
+	else if (pool_mode_writable(pool) && (l = layer_merge_candidate(pool)))
+		rc = pool_txn(pool, op_merge_step, l);
+	pool->devices_pending_delete = reclaim_victim(pool) || layer_merge_candidate(pool);
 	admin_unlock(pool);
 	return rc;
 }
@@ -142,6 +153,7 @@ int pool_reclaim_step(struct pool *pool)
 static int op_finish_deletes(struct pool *pool, void *arg)
 {
 	bool again = true;
+	struct layer *l;
 	int rc = 0;
 
 	while (again && !rc) {
@@ -154,6 +166,14 @@ static int op_finish_deletes(struct pool *pool, void *arg)
 			}
 		}
 	}
+	/* and merges (or drops) a background reclaim left unfinished */
+	bool merged = false;
+	while (!rc && (l = layer_merge_candidate(pool))) {
+		rc = l->nr_children ? layer_merge_single(pool, l) : layer_merge_step(pool, l);
+		merged = true;
+	}
+	if (!rc && merged)
+		rc = pool_reload_vmaps(pool);
 	return rc;
 }
 

@@ -204,6 +204,78 @@ static void test_crash_mid_reclaim_finished_at_open(void **state)
 	fx_free(f);
 }
 
+/* A set of `big` whose blocks `big` then overwrote all: its removal leaves
+ * the frozen layer with one child, merged in background steps. */
+static void set_of_overwritten(struct fixture *f)
+{
+	struct volume *v;
+	char buf[BS];
+
+	fill_big(f, "big");
+	assert_int_equal(pool_snapshot_set(f->p, "s", f->msg, sizeof(f->msg)), 0);
+	memset(buf, 'N', sizeof(buf));
+	assert_int_equal(pool_volume_open(f->p, "big", &v), 0);
+	for (uint64_t vb = 0; vb < BIG; vb++)
+		assert_int_equal(pool_write(v, buf, 16, vb * BS), 16);
+	pool_volume_close(v);
+	assert_int_equal(pool_sync(f->p), 0);
+	pool_set_background_reclaim(f->p, true);
+	assert_int_equal(pool_delete_set(f->p, "s", f->msg, sizeof(f->msg)), 0);
+}
+
+static void test_background_merge_in_steps(void **state)
+{
+	struct fixture *f = fx_new(BS, 2 * BIG + 64);
+	int steps = 0;
+
+	set_of_overwritten(f);
+	assert_int_equal(fx_used(f), 2 * BIG);
+	/* a snapshot in the middle of the merge sees what big sees */
+	assert_int_equal(pool_reclaim_step(f->p), 0);
+	fx_snap(f, "big", "mid");
+	while (pool_reclaim_pending(f->p)) {
+		assert_int_equal(pool_reclaim_step(f->p), 0);
+		assert_true(++steps < 100);
+	}
+	assert_true(steps >= 2);
+	assert_int_equal(fx_used(f), BIG);
+	expect_fill(f, "big", 0, 16, 'N');
+	expect_fill(f, "big", (BIG - 1) * BS, 16, 'N');
+	expect_fill(f, "mid", (BIG / 2) * BS, 16, 'N');
+	assert_int_equal(check_report(f), 0);
+	fx_free(f);
+}
+
+static void test_background_merge_then_delete(void **state)
+{
+	struct fixture *f = fx_new(BS, 2 * BIG + 64);
+
+	set_of_overwritten(f);
+	assert_int_equal(pool_reclaim_step(f->p), 0); /* the merge has begun */
+	assert_int_equal(pool_delete(f->p, "big", f->msg, sizeof(f->msg)), 0);
+	while (pool_reclaim_pending(f->p))
+		assert_int_equal(pool_reclaim_step(f->p), 0);
+	assert_int_equal(fx_used(f), 0);
+	assert_int_equal(check_report(f), 0);
+	fx_free(f);
+}
+
+static void test_crash_mid_merge_finished_at_open(void **state)
+{
+	struct fixture *f = fx_new(BS, 2 * BIG + 64);
+
+	set_of_overwritten(f);
+	assert_int_equal(pool_reclaim_step(f->p), 0);
+	/* close without finishing: the next open does */
+	assert_int_equal(pool_close(f->p), 0);
+	if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
+		fail_msg("reopen: %s", f->msg);
+	assert_int_equal(fx_used(f), BIG);
+	expect_fill(f, "big", 0, 16, 'N');
+	assert_int_equal(check_report(f), 0);
+	fx_free(f);
+}
+
 /* ---- the user's transaction id ---- */
 
 static void test_set_transaction_id_compare_and_swap(void **state)
@@ -249,6 +321,9 @@ int main(void)
 	    cmocka_unit_test(test_background_delete_frees_in_steps),
 	    cmocka_unit_test(test_crash_mid_reclaim_finished_at_open),
 	    cmocka_unit_test(test_set_transaction_id_compare_and_swap),
+	    cmocka_unit_test(test_background_merge_in_steps),
+	    cmocka_unit_test(test_background_merge_then_delete),
+	    cmocka_unit_test(test_crash_mid_merge_finished_at_open),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
