@@ -532,7 +532,7 @@ int layer_remove_leaf(struct pool *pool, struct layer *l)
 
 /* ---- merging in steps (background reclaim) ---- */
 
-#define MERGE_ROWS 4096 /* rows of the parent moved or freed per step */
+#define MERGE_ROWS 1024 /* rows of the parent moved or freed per step: ~10-20 ms */
 
 struct mrow {
 	uint64_t vblock, dblock, time;

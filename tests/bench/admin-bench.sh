@@ -40,6 +40,7 @@ dd if=/dev/urandom of="$M/sv" bs=1M count=512 oflag=direct status=none
 mkdir "$M/.snapshots/S"
 dd if=/dev/urandom of="$M/sv" bs=1M count=512 oflag=direct conv=notrunc status=none
 sync
+sleep 3 # let the host's writeback of the fills settle
 
 # paced_writer SECONDS OUT: prints nothing; OUT gets fio's JSON
 paced_writer() {
@@ -70,14 +71,18 @@ rmdir_ms=$(ms "$t0")
 while tc status --json "$P" | grep -q '"reclaim_devices":[1-9]'; do sleep 0.1; done
 rmdir_reclaim_ms=$(ms "$t0")
 wait $W
+paced_writer 6 "$T/base2.json" # a second baseline after both deletes
 
-read -r base_max base_p99 <<< "$(worst_ms "$T/base.json")"
+read -r base1_max base1_p99 <<< "$(worst_ms "$T/base.json")"
+read -r base2_max base2_p99 <<< "$(worst_ms "$T/base2.json")"
+# the worse of the two baselines: the conservative ratio
+read -r base_max base_p99 <<< "$(awk -v a="$base1_max" -v b="$base2_max" -v p="$base1_p99" -v q="$base2_p99" 'BEGIN { print (a > b ? a : b), (a > b ? p : q) }')"
 read -r rm_max rm_p99 <<< "$(worst_ms "$T/rm.json")"
 read -r rd_max rd_p99 <<< "$(worst_ms "$T/rmdir.json")"
 echo "== delete latency (issue 13; $(date -u +%F), $(nproc) cpus, commit $(git rev-parse --short HEAD 2> /dev/null))"
 echo "| paced 4 KiB writer (500 IOPS, O_DIRECT) | worst ms | p99 ms | worst / baseline | delete returned (ms) | space back (ms) |"
 echo "|---|---:|---:|---:|---:|---:|"
-echo "| no delete (baseline) | $base_max | $base_p99 | 1.00 | | |"
+echo "| no delete (baselines before and after) | $base1_max, $base2_max | $base1_p99, $base2_p99 | 1.00 | | |"
 awk -v a="$rm_max" -v b="$base_max" -v p="$rm_p99" -v r="$rm_ms" -v s="$reclaim_ms" \
 	'BEGIN { printf "| rm of a volume of 262144 blocks | %s | %s | %.2f | %s | %s |\n", a, p, a / b, r, s }'
 awk -v a="$rd_max" -v b="$base_max" -v p="$rd_p99" -v r="$rmdir_ms" -v s="$rmdir_reclaim_ms" \

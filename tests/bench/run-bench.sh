@@ -69,3 +69,4 @@ END {
 }' "$T/report.md"
 bash "$(dirname "$0")/daemon-bench.sh" "$BUILD" "$WORK"
 sh "$(dirname "$0")/send-bench.sh" "$BUILD" "$WORK"
+bash "$(dirname "$0")/admin-bench.sh" "$BUILD" "$WORK"

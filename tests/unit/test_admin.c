@@ -276,6 +276,62 @@ static void test_crash_mid_merge_finished_at_open(void **state)
 	fx_free(f);
 }
 
+/* ---- check --repair of a pool in use ---- */
+
+static void sql(const char *pool, const char *stmt)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 '%s/meta.db' \"%s\"", pool, stmt);
+	if (system(cmd) != 0)
+		skip();
+}
+
+static int live_check(struct fixture *f, char **out)
+{
+	size_t len = 0;
+	FILE *mf = open_memstream(out, &len);
+	int rc = pool_check_live(f->p, mf, f->msg, sizeof(f->msg));
+
+	fclose(mf);
+	return rc;
+}
+
+static void test_live_repair_fixes_leaks_refuses_damage(void **state)
+{
+	struct fixture *f = fx_new(BS, 64);
+	char *out = NULL;
+
+	fx_create(f, "v", 4 * BS);
+	fx_fill(f, "v", 0, BS, 'A');
+	pool_close(f->p);
+	f->p = NULL;
+	/* block 40 marked used behind the pool's back: a leak */
+	sql(f->pool, "UPDATE space SET bits = substr(bits, 1, 5) || x'01' || substr(bits, 7)");
+	if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
+		fail_msg("%s", f->msg);
+	assert_int_equal(live_check(f, &out), CHECK_CLEAN);
+	assert_non_null(strstr(out, "leak: data block 40"));
+	assert_non_null(strstr(out, ": repaired ("));
+	free(out);
+	assert_int_equal(check_report(f), 0);
+	expect_fill(f, "v", 0, BS, 'A');
+	/* a mapped block marked free: damage, which needs the pool unmounted */
+	pool_close(f->p);
+	f->p = NULL;
+	sql(f->pool, "UPDATE space SET bits = zeroblob(4096)");
+	if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
+		fail_msg("%s", f->msg);
+	assert_int_equal(live_check(f, &out), CHECK_DAMAGED);
+	assert_non_null(strstr(out, "not repaired (needs the pool unmounted"));
+	assert_null(strstr(out, ": repaired ("));
+	free(out);
+	pool_close(f->p);
+	f->p = NULL;
+	assert_int_equal(pool_check(f->pool, false, NULL, f->msg, sizeof(f->msg)), CHECK_DAMAGED);
+	fx_free(f);
+}
+
 /* ---- the user's transaction id ---- */
 
 static void test_set_transaction_id_compare_and_swap(void **state)
@@ -324,6 +380,7 @@ int main(void)
 	    cmocka_unit_test(test_background_merge_in_steps),
 	    cmocka_unit_test(test_background_merge_then_delete),
 	    cmocka_unit_test(test_crash_mid_merge_finished_at_open),
+	    cmocka_unit_test(test_live_repair_fixes_leaks_refuses_damage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
