@@ -95,6 +95,20 @@ for i in $(seq 5); do
 	PID=""
 done
 
+say "online grow: df shows it at once, a writer that got ENOSPC goes on"
+P=$T/small
+format 4M --block-size 64K
+create full 64M
+start_daemon
+if dd if=/dev/urandom of="$M/full" bs=64K count=128 oflag=direct conv=notrunc status=none 2> "$T/enospc.err"; then
+	fail "a 4 MiB pool took 8 MiB"
+fi
+grep -q "No space left" "$T/enospc.err" || fail "not ENOSPC: $(cat "$T/enospc.err")"
+tc grow "$P" --data-size 16M || fail "grow"
+[ "$(df -B1 --output=size "$M" | tail -1 | tr -d " ")" = 16777216 ] || fail "df after grow: $(df -B1 --output=size "$M" | tail -1)"
+dd if=/dev/urandom of="$M/full" bs=64K count=128 oflag=direct conv=notrunc status=none || fail "the writer still gets ENOSPC after the grow"
+stop_daemon || fail "thinfs exited non-zero"
+
 say "kill -9 in the middle of a background delete"
 P=$T/pool4k # 4K blocks: about 25 reclaim steps
 format 1G --block-size 4K
