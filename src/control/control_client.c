@@ -19,7 +19,8 @@ int control_call(const char *dir, const struct admin_req *req, int timeout_ms,
 		 struct admin_reply *reply, char *msg, size_t msglen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	struct timeval tv = {.tv_sec = timeout_ms / 1000,
+			     .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
 	int fd, rc;
 
 	memset(reply, 0, sizeof(*reply));

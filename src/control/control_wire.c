@@ -76,7 +76,7 @@ int wire_send_req(int fd, const struct admin_req *req)
 	unsigned char buf[REQ_FIXED + 2 * (2 + sizeof(req->a))];
 	size_t o = 8;
 
-	memcpy(buf, WIRE_REQ_MAGIC, 8);
+	memcpy(buf, WIRE_REQ_MAGIC, 8); // NOLINT(bugprone-not-null-terminated-result): 8 bytes
 	o += put_le(buf + o, req->op, 4);
 	o += put_le(buf + o, req->uid, 4);
 	o += put_le(buf + o, req->gid, 4);
@@ -134,7 +134,7 @@ int wire_send_reply(int fd, int status, const char *msg, const char *out, size_t
 
 	if (out_len > WIRE_OUT_MAX)
 		out_len = WIRE_OUT_MAX;
-	memcpy(hdr, WIRE_REP_MAGIC, 8);
+	memcpy(hdr, WIRE_REP_MAGIC, 8); // NOLINT(bugprone-not-null-terminated-result): 8 bytes
 	o += put_le(hdr + o, (uint32_t)status, 4);
 	o += put_str(hdr + o, msg ? msg : "", POOL_MSG_MAX);
 	o += put_le(hdr + o, out_len, 4);

@@ -47,7 +47,14 @@ static int scan_pool(const char *dir, bool rw, struct pool **pp, struct checker 
 	admin_lock(*pp);
 	rc = check_scan(c);
 	if (rc) {
+		/* a database that cannot even be read is fatal damage: remembered */
+		if (rc == -EUCLEAN || rc == -EIO)
+			pool_write_needs_check_marker(
+			    *pp, "thinctl check: fatal: the metadata cannot be read (corrupt)\n");
 		admin_unlock(*pp);
+		check_free(c);
+		pool_close(*pp);
+		*pp = NULL;
 		set_msg(msg, msglen, rc, "check failed: %s", strerror(-rc));
 	}
 	return rc;

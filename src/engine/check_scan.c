@@ -365,7 +365,8 @@ static int scan_views(struct checker *c)
 				  (unsigned long long)d->row.mapped, (unsigned long long)v.mapped);
 		}
 	}
-	qsort(c->live, c->nr_live, sizeof(*c->live), cmp_live);
+	if (c->nr_live)
+		qsort(c->live, c->nr_live, sizeof(*c->live), cmp_live);
 	return 0;
 }
 
@@ -373,6 +374,8 @@ static bool is_live(const struct checker *c, uint64_t layer, uint64_t vblock)
 {
 	struct check_live key = {layer, vblock};
 
+	if (!c->nr_live)
+		return false;
 	return bsearch(&key, c->live, c->nr_live, sizeof(key), cmp_live) != NULL;
 }
 

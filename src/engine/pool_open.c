@@ -194,6 +194,12 @@ static int load_set(void *arg, const struct meta_set_row *r)
 
 static void free_state(struct pool *pool)
 {
+	/* unlinked first: a parent may come before its children in the list
+	 * (a placeholder of a lenient open is added last, at the head) */
+	for (struct layer *l = pool->layers; l; l = l->next) {
+		l->parent = NULL;
+		l->nr_children = 0;
+	}
 	while (pool->layers)
 		layer_forget(pool, pool->layers);
 	while (pool->devices) {

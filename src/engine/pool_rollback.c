@@ -101,6 +101,31 @@ static int op_rollback(struct pool *pool, void *arg)
 	return pool_release_device(pool, old);
 }
 
+/* What refuses a rollback (the names, the kinds, an open volume): 0 or the
+ * -errno with the reason; fills a. */
+static int rollback_refusal(struct pool *pool, struct rollback_args *a, const char *volume,
+			    const char *snapshot, char *msg, size_t msglen)
+{
+	a->vol = pool_find_device(pool, volume);
+	a->snap = pool_find_device(pool, snapshot);
+	if (!a->vol)
+		return set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", volume);
+	if (!a->snap)
+		return set_msg(msg, msglen, -ENOENT, "snapshot '%s' does not exist", snapshot);
+	if (a->vol == a->snap)
+		return set_msg(msg, msglen, -EINVAL, "'%s' cannot be rolled back to itself",
+			       volume);
+	if (a->vol->row.set[0] || a->vol->row.read_only)
+		return set_msg(msg, msglen, -EROFS,
+			       "'%s' is a read-only snapshot set member: only volumes roll back",
+			       volume);
+	if (a->vol->open_count)
+		return set_msg(msg, msglen, -EBUSY,
+			       "volume '%s' is open: close it first (a rollback needs it unused)",
+			       volume);
+	return 0;
+}
+
 int pool_rollback(struct pool *pool, const char *volume, const char *snapshot, char *msg,
 		  size_t msglen)
 {
@@ -109,20 +134,8 @@ int pool_rollback(struct pool *pool, const char *volume, const char *snapshot, c
 
 	admin_lock(pool);
 	rc = pool_check_writable(pool, msg, msglen);
-	if (!rc && !(a.vol = pool_find_device(pool, volume)))
-		rc = set_msg(msg, msglen, -ENOENT, "volume '%s' does not exist", volume);
-	if (!rc && !(a.snap = pool_find_device(pool, snapshot)))
-		rc = set_msg(msg, msglen, -ENOENT, "snapshot '%s' does not exist", snapshot);
-	if (!rc && a.vol == a.snap)
-		rc = set_msg(msg, msglen, -EINVAL, "'%s' cannot be rolled back to itself", volume);
-	if (!rc && (a.vol->row.set[0] || a.vol->row.read_only))
-		rc = set_msg(msg, msglen, -EROFS,
-			     "'%s' is a read-only snapshot set member: only volumes roll back",
-			     volume);
-	if (!rc && a.vol->open_count)
-		rc = set_msg(msg, msglen, -EBUSY,
-			     "volume '%s' is open: close it first (a rollback needs it unused)",
-			     volume);
+	if (!rc)
+		rc = rollback_refusal(pool, &a, volume, snapshot, msg, msglen);
 	if (!rc) {
 		rc = pool_txn(pool, op_rollback, &a);
 		if (rc)

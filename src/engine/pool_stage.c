@@ -355,7 +355,8 @@ void pool_stage_abort(struct pool_stage *st)
 	size_t n = st->nr_blocks, kept = 0;
 	bool lost = false;
 
-	qsort(b, n, sizeof(*b), cmp_u64);
+	if (n)
+		qsort(b, n, sizeof(*b), cmp_u64);
 	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
 		while (j < n && b[j] == b[j - 1] + 1)
