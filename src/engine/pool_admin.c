@@ -698,6 +698,8 @@ static int set_owner(struct pool *pool, const char *dev, struct volume *vol, uin
 		rc = -EROFS;
 	if (!rc) {
 		struct meta_device_row old = a.dev->row;
+		if (!dev)
+			dev = old.name; /* through a handle: the device's own name */
 		rc = pool_txn(pool, op_owner, &a);
 		if (rc) {
 			a.dev->row = old; /* never durable: the mount must not show it */
