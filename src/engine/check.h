@@ -78,6 +78,8 @@ struct checker {
 /* check_scan.c: find everything; 0, or -errno when the scan itself failed. */
 int check_scan(struct checker *c);
 void check_free(struct checker *c);
+/* The device with this id, or NULL. */
+struct device *check_device_by_id(struct pool *pool, uint64_t id);
 /* A device's name for messages: "NAME", "SET/NAME" or "device ID". */
 void check_device_name(struct pool *pool, uint64_t id, char *buf, size_t len);
 void check_add(struct checker *c, int level, enum check_fix fix, uint64_t a, uint64_t b,

@@ -25,14 +25,6 @@
 #include "engine/check.h"
 #include "engine/util.h"
 
-static struct device *device_by_id(struct pool *pool, uint64_t id)
-{
-	for (struct device *d = pool->devices; d; d = d->next)
-		if (d->row.id == id)
-			return d;
-	return NULL;
-}
-
 static void done(struct check_finding *f, int rc, const char *how)
 {
 	f->result = rc;
@@ -119,7 +111,7 @@ static int fix_layer_row(struct pool *pool, struct check_finding *f)
 
 static int fix_new_leaf(struct pool *pool, struct check_finding *f)
 {
-	struct device *d = device_by_id(pool, f->a);
+	struct device *d = check_device_by_id(pool, f->a);
 	struct layer *old = d->layer, *nl;
 	int rc = layer_create(pool, old, &nl);
 
@@ -148,7 +140,7 @@ static bool name_taken(struct pool *pool, const char *set, const char *name)
 
 static int fix_rename(struct pool *pool, struct check_finding *f)
 {
-	struct device *d = device_by_id(pool, f->a);
+	struct device *d = check_device_by_id(pool, f->a);
 	char name[POOL_NAME_MAX + 1];
 
 	if (d->row.set[0] && pool_name_valid(d->row.set, NULL, 0)) {
@@ -170,7 +162,7 @@ static int fix_rename(struct pool *pool, struct check_finding *f)
 
 static int fix_set_row(struct pool *pool, struct check_finding *f)
 {
-	struct device *d = device_by_id(pool, f->a);
+	struct device *d = check_device_by_id(pool, f->a);
 	struct set *s;
 	int rc;
 
@@ -206,7 +198,7 @@ static int drop_row(struct pool *pool, struct layer *l, uint64_t vblock)
 
 static int fix_past_size(struct pool *pool, struct check_finding *f)
 {
-	struct device *d = device_by_id(pool, f->a);
+	struct device *d = check_device_by_id(pool, f->a);
 
 	snprintf(f->how, sizeof(f->how), "unmapped from the device");
 	if (d->layer->id == f->c)
@@ -269,8 +261,8 @@ static int fix_one(struct checker *c, struct check_finding *f)
 	case FIX_SET_ROW:
 		return fix_set_row(pool, f);
 	case FIX_MEMBER_RO:
-		device_by_id(pool, f->a)->row.read_only = 1;
-		device_by_id(pool, f->a)->row_dirty = true;
+		check_device_by_id(pool, f->a)->row.read_only = 1;
+		check_device_by_id(pool, f->a)->row_dirty = true;
 		snprintf(f->how, sizeof(f->how), "made read-only");
 		return 0;
 	case FIX_POOL_TIME:

@@ -63,7 +63,7 @@ void check_add(struct checker *c, int level, enum check_fix fix, uint64_t a, uin
 		c->worst = level;
 }
 
-static struct device *device_by_id(struct pool *pool, uint64_t id)
+struct device *check_device_by_id(struct pool *pool, uint64_t id)
 {
 	for (struct device *d = pool->devices; d; d = d->next)
 		if (d->row.id == id)
@@ -73,7 +73,7 @@ static struct device *device_by_id(struct pool *pool, uint64_t id)
 
 void check_device_name(struct pool *pool, uint64_t id, char *buf, size_t len)
 {
-	struct device *d = device_by_id(pool, id);
+	struct device *d = check_device_by_id(pool, id);
 
 	if (d)
 		snprintf(buf, len, "'%s%s%s'", d->row.set, d->row.set[0] ? "/" : "", d->row.name);
