@@ -2,10 +2,10 @@
 /*
  * meta.c - the metadata store over SQLite.  The only file that speaks SQL.
  *
- * Schema (format 2; format 1 lacked devices.generation and devices.copy_of,
- * and is migrated by the first read-write open: two ALTER TABLE ADD COLUMN
- * and user_version = 2 in one transaction; a read-only open reads a format
- * 1 pool as it is, every generation 0):
+ * Schema (format 3; format 1 lacked devices.generation and devices.copy_of,
+ * format 2 the refs and origins tables; the first read-write open migrates
+ * an older pool in one transaction per step; a read-only open reads it as
+ * it is: every generation 0, no clone counts, no external origins):
  *   pool(id=1, uuid, block_size, nr_data_blocks, transaction_id, pool_time,
  *        needs_check, clean, created, data_path, format_version)
  *   layers(id, parent)                 the mapping-layer tree (see layer.c)
@@ -16,6 +16,11 @@
  *   sets(name, ctime)                  snapshot sets; members are devices
  *   map(layer, vblock, dblock, time)   WITHOUT ROWID; dblock NULL = tombstone
  *   space(chunk, bits)                 allocation bitmap, 32768 blocks a row
+ *   props(key, value)                  the pool's properties (pool_props.c)
+ *   refs(dblock, count)                map rows naming dblock, for a block
+ *                                      shared by copy_file_range clones
+ *   origins(device, path, size, st_dev, st_ino, mtime_ns)
+ *                                      a volume's external, read-only origin
  *
  * The database runs in WAL mode with synchronous=FULL, both set explicitly on
  * every connection: NORMAL could lose the last commits on power loss.  All
@@ -131,6 +136,13 @@ static const char *const stmt_sql[S_NR] = {
     [S_SPACE_DEL_FROM] = "DELETE FROM space WHERE chunk >= ?1",
 };
 
+/* What format 3 added (schema_sql and migrate_2_3_sql). */
+#define FORMAT_3_TABLES                                                                            \
+	"CREATE TABLE refs(dblock INTEGER PRIMARY KEY, count INTEGER NOT NULL);"                   \
+	"CREATE TABLE origins(device INTEGER PRIMARY KEY REFERENCES devices(id) ON DELETE "        \
+	"CASCADE, path TEXT NOT NULL, size INTEGER NOT NULL, st_dev INTEGER NOT NULL, "            \
+	"st_ino INTEGER NOT NULL, mtime_ns INTEGER NOT NULL);"
+
 static const char schema_sql[] =
     "CREATE TABLE pool(id INTEGER PRIMARY KEY CHECK (id = 1), uuid TEXT NOT NULL, "
     "  block_size INTEGER NOT NULL, nr_data_blocks INTEGER NOT NULL, "
@@ -152,7 +164,7 @@ static const char schema_sql[] =
     "CREATE TABLE map(layer INTEGER NOT NULL, vblock INTEGER NOT NULL, dblock INTEGER, "
     "  time INTEGER NOT NULL, PRIMARY KEY(layer, vblock)) WITHOUT ROWID;"
     "CREATE TABLE space(chunk INTEGER PRIMARY KEY, bits BLOB NOT NULL);"
-    "CREATE TABLE props(key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+    "CREATE TABLE props(key TEXT PRIMARY KEY, value TEXT NOT NULL);" FORMAT_3_TABLES;
 
 /* The pool's properties (the user's transaction id, ...): made by a
  * read-write open where missing (format 1, or early format 2 pools). */
@@ -173,6 +185,10 @@ static const char migrate_1_2_sql[] =
     "ALTER TABLE devices ADD COLUMN copy_of TEXT NOT NULL DEFAULT '';"
     "PRAGMA user_version=2;"
     "COMMIT;";
+
+/* Format 2 -> 3: the clone counts and the external origins. */
+static const char migrate_2_3_sql[] = "BEGIN IMMEDIATE;" FORMAT_3_TABLES "PRAGMA user_version=3;"
+				      "COMMIT;";
 
 int meta_errno(int rc)
 {
@@ -392,6 +408,16 @@ int meta_open(const char *path, bool rdonly, struct meta **out, char *msg, size_
 			goto out_free;
 		}
 		version = 2;
+	}
+	if (version == 2 && !rdonly) {
+		rc = exec(m->db, migrate_2_3_sql);
+		if (rc) {
+			set_msg(msg, msglen, rc, "%s: cannot migrate format 2 to 3: %s", path,
+				sqlite3_errmsg(m->db));
+			exec(m->db, "ROLLBACK");
+			goto out_free;
+		}
+		version = 3;
 	}
 	if (!rdonly && (rc = exec(m->db, props_sql))) {
 		set_msg(msg, msglen, rc, "%s: cannot add the properties table: %s", path,

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define META_FORMAT_VERSION 2
+#define META_FORMAT_VERSION 3
 #define META_APPLICATION_ID 0x7468696e		/* "thin" */
 #define META_TOMBSTONE UINT64_MAX		/* a map row that hides its parent layers' */
 #define META_SPACE_CHUNK_BITS 32768u		/* data blocks per space row */

@@ -410,7 +410,7 @@ static void test_meta_refuses_foreign_and_newer(void **state)
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=7", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(meta_open(newer, true, &m, msg, sizeof(msg)), -EPROTONOSUPPORT);
-	assert_non_null(strstr(msg, "format 7 newer than 2"));
+	assert_non_null(strstr(msg, "format 7 newer than 3"));
 }
 
 static int first_device(void *arg, const struct meta_device_row *r)
@@ -419,8 +419,9 @@ static int first_device(void *arg, const struct meta_device_row *r)
 	return 0;
 }
 
-/* A format-1 database (no generation, no copy_of) opens read-only as it is
- * and is migrated to format 2 by a read-write open, keeping its rows. */
+/* A format-1 database (no generation, no copy_of, no refs or origins tables)
+ * opens read-only as it is and is migrated to the current format by a
+ * read-write open, keeping its rows. */
 static void test_meta_migrates_format_1(void **state)
 {
 	struct meta_pool_row row = {.block_size = 4096, .nr_data_blocks = 8};
@@ -444,7 +445,8 @@ static void test_meta_migrates_format_1(void **state)
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
 				      "ALTER TABLE devices DROP COLUMN generation; ALTER TABLE "
-				      "devices DROP COLUMN copy_of; PRAGMA user_version=1",
+				      "devices DROP COLUMN copy_of; DROP TABLE refs; DROP TABLE "
+				      "origins; PRAGMA user_version=1",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(db);
@@ -473,6 +475,10 @@ static void test_meta_migrates_format_1(void **state)
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
 	version = sqlite3_column_int(s, 0);
 	sqlite3_finalize(s);
+	/* the tables format 3 added are there */
+	assert_int_equal(sqlite3_exec(db, "SELECT count(*) FROM refs; SELECT count(*) FROM origins",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(version, META_FORMAT_VERSION);
 }
