@@ -25,6 +25,7 @@
 
 #define POOL_NAME_MAX 255
 #define POOL_MSG_MAX 512
+#define POOL_ORIGIN_PATH_MAX 512 /* an external origin's path, with its NUL */
 #define POOL_DEFAULT_BLOCK_SIZE (64ull * 1024)
 #define POOL_MIN_BLOCK_SIZE (4ull * 1024)
 #define POOL_MAX_BLOCK_SIZE (1024ull * 1024 * 1024)
@@ -74,6 +75,21 @@ int pool_create(struct pool *pool, const char *name, uint64_t size, char *msg, s
  * a volume never exists with another owner, not even across a crash. */
 int pool_create_owned(struct pool *pool, const char *name, uint64_t size, uint32_t uid,
 		      uint32_t gid, uint32_t mode, char *msg, size_t msglen);
+/*
+ * A new top-level volume over an external origin: a read-only file or block
+ * device, never written.  Its unmapped blocks read the origin's bytes (zeros
+ * past its end); writes provision pool blocks (a partial write copies the
+ * origin's block first).  size 0: the origin's size.  The origin's canonical
+ * path, size and identity (st_dev, st_ino, size, mtime) are recorded with the
+ * volume in one transaction; an open of the volume whose origin changed or
+ * vanished since is refused (-ESTALE, the reason in the log).  Snapshots of
+ * it keep the origin; delete forgets it.
+ */
+int pool_create_origin(struct pool *pool, const char *name, uint64_t size, const char *origin,
+		       uint32_t uid, uint32_t gid, uint32_t mode, char *msg, size_t msglen);
+/* 0 when device `dev` has no external origin or its origin is as recorded;
+ * -ESTALE (changed or gone) or -ENOENT (no such device) with the reason. */
+int pool_origin_verify(struct pool *pool, const char *dev, char *msg, size_t msglen);
 /* A snapshot of device `origin`; read_only snapshots are only made as set members. */
 int pool_snapshot(struct pool *pool, const char *origin, const char *name, char *msg,
 		  size_t msglen);
@@ -165,6 +181,10 @@ struct pool_device_info {
 	/* moves whenever the content can change: odd while being written, even
 	 * when stable (send/receive's identity; see pool_device.c) */
 	uint64_t generation;
+	/* the external origin (pool_create_origin): its path ("" for none) and
+	 * recorded size in bytes */
+	char origin_path[POOL_ORIGIN_PATH_MAX];
+	uint64_t origin_size;
 	/* filled by pool_list(with_sharing = true) only: */
 	uint64_t exclusive_blocks, shared_blocks;
 };

@@ -19,6 +19,9 @@
  *  - damage (damaged or fatal) that is left is recorded in the pool's
  *    needs_check marker file, so every later open is read-only (the daemon
  *    serves the pool read-only) until a repair succeeds.
+ * External origins (pool_origin.c) are verified too: one that changed or
+ * vanished is a warning (exit 0, nothing to repair: the metadata is sound,
+ * the volume is refused until its origin is back as it was).
  * check alone opens read-only (a consistent view, also while mounted); only
  * the marker file is written.  --repair takes the pool's lock.
  */
@@ -82,6 +85,21 @@ static void keep_damage(struct checker *c)
 	}
 }
 
+/* Warnings for the external origins that changed or vanished. */
+static void report_origins(struct pool *pool, FILE *out)
+{
+	char name[2 * POOL_NAME_MAX + 2], why[POOL_MSG_MAX];
+
+	for (struct device *d = pool->devices; out && d; d = d->next) {
+		if (!d->origin || d->deleted)
+			continue;
+		snprintf(name, sizeof(name), "%s%s%s", d->row.set, d->row.set[0] ? "/" : "",
+			 d->row.name);
+		if (origin_verify(d->origin, name, why, sizeof(why)))
+			fprintf(out, "warning: %s\n", why);
+	}
+}
+
 static int check_only(const char *dir, FILE *out, char *msg, size_t msglen)
 {
 	struct checker c;
@@ -92,6 +110,7 @@ static int check_only(const char *dir, FILE *out, char *msg, size_t msglen)
 		return rc;
 	for (size_t i = 0; out && i < c.nr; i++)
 		fprintf(out, "%s: %s\n", level_tag[c.f[i].level], c.f[i].text);
+	report_origins(pool, out);
 	keep_damage(&c);
 	rc = c.worst;
 	end_scan(pool, &c);
@@ -172,8 +191,10 @@ static int rescan(const char *dir, bool final, FILE *out, bool *left, char *msg,
 				level_tag[c.f[i].level], c.f[i].text);
 	}
 	*left &= !has_fatal(&c);
-	if (final)
+	if (final) {
+		report_origins(pool, out);
 		keep_damage(&c);
+	}
 	rc = c.nr ? (c.worst > CHECK_DAMAGED ? c.worst : CHECK_DAMAGED) : CHECK_CLEAN;
 	end_scan(pool, &c);
 	return rc;

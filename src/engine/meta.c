@@ -76,6 +76,8 @@ enum stmt_id {
 	S_SPACE_ALL,
 	S_SPACE_PUT,
 	S_SPACE_DEL_FROM,
+	S_ORIGIN_ALL,
+	S_ORIGIN_INSERT,
 	S_NR
 };
 
@@ -134,6 +136,10 @@ static const char *const stmt_sql[S_NR] = {
     [S_SPACE_ALL] = "SELECT chunk, bits FROM space ORDER BY chunk",
     [S_SPACE_PUT] = "INSERT OR REPLACE INTO space(chunk, bits) VALUES(?1, ?2)",
     [S_SPACE_DEL_FROM] = "DELETE FROM space WHERE chunk >= ?1",
+    [S_ORIGIN_ALL] = "SELECT device, path, size, st_dev, st_ino, mtime_ns FROM origins "
+		     "ORDER BY device",
+    [S_ORIGIN_INSERT] = "INSERT INTO origins(device, path, size, st_dev, st_ino, mtime_ns) "
+			"VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 };
 
 /* What format 3 added (schema_sql and migrate_2_3_sql). */
@@ -645,6 +651,16 @@ int meta_device_delete(struct meta *m, uint64_t id)
 	return run(s);
 }
 
+/* The end of a walk over a statement's rows: its error (a callback's, or the
+ * last step's), the statement reset. */
+static int rows_done(sqlite3_stmt *s, int rc, int step)
+{
+	if (!rc && step != SQLITE_DONE)
+		rc = meta_errno(step);
+	sqlite3_reset(s);
+	return rc;
+}
+
 int meta_set_foreach(struct meta *m, meta_set_cb cb, void *arg)
 {
 	struct meta_set_row r;
@@ -658,10 +674,7 @@ int meta_set_foreach(struct meta *m, meta_set_cb cb, void *arg)
 		if (rc)
 			break;
 	}
-	if (!rc && step != SQLITE_DONE)
-		rc = meta_errno(step);
-	sqlite3_reset(s);
-	return rc;
+	return rows_done(s, rc, step);
 }
 
 int meta_set_insert(struct meta *m, const struct meta_set_row *row)
@@ -993,4 +1006,40 @@ int meta_prop_put(struct meta *m, const char *key, const char *value)
 	rc = run(s);
 	sqlite3_finalize(s);
 	return rc;
+}
+
+/* ---- external origins (format 3) ---- */
+
+int meta_origin_foreach(struct meta *m, meta_origin_cb cb, void *arg)
+{
+	struct meta_origin_row r;
+	int rc = 0, step;
+
+	if (m->version < 3)
+		return 0; /* a read-only open of an older pool: no origins */
+	PREP(m, S_ORIGIN_ALL);
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&r, 0, sizeof(r));
+		r.device = col_u64(s, 0);
+		col_text(s, 1, r.path, sizeof(r.path));
+		r.size = col_u64(s, 2);
+		r.st_dev = col_u64(s, 3);
+		r.st_ino = col_u64(s, 4);
+		r.mtime_ns = sqlite3_column_int64(s, 5);
+		if ((rc = cb(arg, &r)))
+			break;
+	}
+	return rows_done(s, rc, step);
+}
+
+int meta_origin_insert(struct meta *m, const struct meta_origin_row *r)
+{
+	PREP(m, S_ORIGIN_INSERT);
+	bind_u64(s, 1, r->device);
+	sqlite3_bind_text(s, 2, r->path, -1, SQLITE_STATIC);
+	bind_u64(s, 3, r->size);
+	bind_u64(s, 4, r->st_dev);
+	bind_u64(s, 5, r->st_ino);
+	sqlite3_bind_int64(s, 6, r->mtime_ns);
+	return run(s);
 }

@@ -151,4 +151,19 @@ int meta_prop_put(struct meta *m, const char *key, const char *value);
 /* REINDEX: every index rebuilt from its table (inside a transaction). */
 int meta_reindex(struct meta *m);
 
+/* External origins (table origins, format 3): a volume's read-only origin
+ * file and the identity it had when it was recorded.  Deleting the device
+ * deletes its row (ON DELETE CASCADE).  A read-only open of an older pool
+ * has no table: no origins. */
+#define META_ORIGIN_PATH_MAX 512 /* bytes with the NUL: the control wire's limit */
+struct meta_origin_row {
+	uint64_t device;
+	char path[META_ORIGIN_PATH_MAX];
+	uint64_t size, st_dev, st_ino;
+	int64_t mtime_ns;
+};
+typedef int (*meta_origin_cb)(void *arg, const struct meta_origin_row *row);
+int meta_origin_foreach(struct meta *m, meta_origin_cb cb, void *arg);
+int meta_origin_insert(struct meta *m, const struct meta_origin_row *row);
+
 #endif

@@ -205,6 +205,8 @@ int pool_snap_one(struct pool *pool, struct device *d, const char *set, const ch
 	rc = meta_device_update(pool->meta, &d->row);
 	if (!rc)
 		rc = meta_device_insert(pool->meta, &n->row);
+	if (!rc && d->origin) /* it reads the same origin */
+		rc = pool_origin_copy(pool, d, n);
 	return rc;
 }
 

@@ -17,6 +17,10 @@
  * generation on (pool_open.c); resize adds 2.  So a reader that saw an even
  * generation G and later sees G again knows the content did not change in
  * between, whichever process wrote it; an odd one means "being written".
+ *
+ * External origins: a device's origin is loaded with it (pool_load_origins),
+ * opened and checked at its first open (pool_device_origin_open; pool_io.c
+ * closes it at the last), and copied to its snapshots in their transaction.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +60,7 @@ void pool_free_device(struct device *d)
 	vmap_destroy(&d->vm);
 	free(d->dirty);
 	free(d->hidden);
+	origin_free(d->origin);
 	free(d);
 }
 
@@ -170,6 +175,10 @@ void pool_device_fill_info(const struct device *d, struct pool_device_info *info
 	info->mode = d->row.mode;
 	info->mapped_blocks = d->row.mapped;
 	info->generation = d->row.generation;
+	if (d->origin) {
+		snprintf(info->origin_path, sizeof(info->origin_path), "%s", d->origin->row.path);
+		info->origin_size = d->origin->row.size;
+	}
 }
 
 void pool_device_stop_writing(struct pool *pool, struct device *dev)
@@ -209,4 +218,74 @@ int pool_size_check(struct pool *pool, uint64_t size, char *msg, size_t msglen)
 		       (unsigned long long)size, pool_human_size(limit, h, sizeof(h)),
 		       (unsigned long long)limit, (unsigned long long)(limit / pool->block_size),
 		       pool_human_size(pool->block_size, bs, sizeof(bs)));
+}
+
+/* ---- external origins (origin.h; made by pool_origin.c) ---- */
+
+static struct device *device_by_id(struct pool *pool, uint64_t id)
+{
+	for (struct device *d = pool->devices; d; d = d->next)
+		if (d->row.id == id)
+			return d;
+	return NULL;
+}
+
+static int load_origin(void *arg, const struct meta_origin_row *r)
+{
+	struct device *d = device_by_id(arg, r->device);
+
+	if (!d)
+		return 0; /* (the foreign key makes this impossible) */
+	origin_free(d->origin);
+	d->origin = origin_new(r);
+	return d->origin ? 0 : -ENOMEM;
+}
+
+int pool_load_origins(struct pool *pool)
+{
+	return meta_origin_foreach(pool->meta, load_origin, pool);
+}
+
+static void origin_device_name(const struct device *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s", d->row.set, d->row.set[0] ? "/" : "", d->row.name);
+}
+
+int pool_device_origin_open(struct pool *pool, struct device *d)
+{
+	char name[2 * POOL_NAME_MAX + 2], msg[POOL_MSG_MAX];
+	int rc;
+
+	if (!d->origin)
+		return 0;
+	origin_device_name(d, name, sizeof(name));
+	rc = origin_open(d->origin, name, msg, sizeof(msg));
+	if (rc)
+		pool_log(pool, POOL_LOG_ERR, "%s", msg);
+	return rc;
+}
+
+int pool_origin_copy(struct pool *pool, const struct device *d, struct device *n)
+{
+	struct meta_origin_row row = d->origin->row;
+	int rc;
+
+	row.device = n->row.id;
+	rc = meta_origin_insert(pool->meta, &row);
+	if (rc)
+		return rc;
+	n->origin = origin_new(&row);
+	return n->origin ? 0 : -ENOMEM;
+}
+
+bool pool_origin_same(const struct device *d, const struct device *s)
+{
+	const struct meta_origin_row *a, *b;
+
+	if (!d->origin || !s->origin)
+		return !d->origin && !s->origin;
+	a = &d->origin->row;
+	b = &s->origin->row;
+	return !strcmp(a->path, b->path) && a->size == b->size && a->st_dev == b->st_dev &&
+	       a->st_ino == b->st_ino && a->mtime_ns == b->mtime_ns;
 }

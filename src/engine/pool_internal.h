@@ -22,6 +22,7 @@
 
 #include "dataio.h"
 #include "meta.h"
+#include "origin.h"
 #include "thinfs/pool.h"
 #include "space.h"
 #include "vmap.h"
@@ -67,6 +68,8 @@ struct device {
 	size_t nr_dirty, cap_dirty;
 	struct hidden *hidden;
 	size_t nr_hidden, cap_hidden;
+	struct origin *origin; /* its external origin, or NULL; open while
+				* open_count > 0 (pool_origin.c) */
 	struct device *next;
 };
 
@@ -289,6 +292,16 @@ int pool_snap_one(struct pool *pool, struct device *d, const char *set, const ch
 		  bool read_only, struct device **out);
 void admin_lock(struct pool *pool);
 void admin_unlock(struct pool *pool);
+
+/* pool_origin.c: external origins.  Load the origins rows onto the devices
+ * (pool_open); open d's origin at its first open, checking its identity (a
+ * change or a vanished origin refuses with -ESTALE, logged once per open);
+ * give snapshot n the origin of d (inside its transaction); do d and s read
+ * the same origin (or none)?  Pool lock held. */
+int pool_load_origins(struct pool *pool);
+int pool_device_origin_open(struct pool *pool, struct device *d);
+int pool_origin_copy(struct pool *pool, const struct device *d, struct device *n);
+bool pool_origin_same(const struct device *d, const struct device *s);
 
 /* layer.c */
 struct layer *layer_new(struct pool *pool, uint64_t id, struct layer *parent);

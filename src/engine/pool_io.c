@@ -14,6 +14,12 @@
  * once.  A write into a fresh block writes only its bytes: free blocks are
  * holes (punched when freed, scrubbed after an unclean stop), so the rest
  * reads zeros; on a block device the rest is written with zeros.
+ *
+ * External origins (origin.h, pool_origin.c): an unmapped block of a volume
+ * made over one reads the origin's bytes (zeros past its end), a partial
+ * write into such a block copies the origin's block first, zeroing
+ * provisions zero blocks over it, and SEEK_HOLE reports no hole before its
+ * end.  Those are the only places here that know of it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -43,6 +49,8 @@ int pool_volume_open(struct pool *pool, const char *name, struct volume **out)
 		rc = -ENOENT;
 	if (!rc)
 		rc = pool_device_load_vmap(pool, d);
+	if (!rc && !d->open_count)
+		rc = pool_device_origin_open(pool, d);
 	if (!rc)
 		d->open_count++;
 	pthread_mutex_unlock(&pool->lock);
@@ -70,6 +78,8 @@ void pool_volume_close(struct volume *vol)
 
 	admin_lock(pool);
 	if (--d->open_count == 0) {
+		if (d->origin)
+			origin_close(d->origin);
 		if (pool_mode_writable(pool))
 			pool_device_stop_writing(pool, d);
 		if (d->deleted && pool_mode_writable(pool)) {
@@ -181,6 +191,15 @@ static size_t run_at(struct pool *pool, struct device *d, uint64_t pos, uint64_t
 	return (size_t)((run_end < end ? run_end : end) - pos);
 }
 
+/* What an unmapped run reads: its origin's bytes, or zeros. */
+static int unmapped_bytes(const struct device *d, const struct dio_seg *s)
+{
+	if (origin_covers(d->origin, s->offset))
+		return origin_read(d->origin, s->buf, s->len, s->offset);
+	memset(s->buf, 0, s->len);
+	return 0;
+}
+
 ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset)
 {
 	struct pool *pool = vol->pool;
@@ -207,8 +226,10 @@ ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset)
 		while (done < len && nseg < DIO_BATCH_MAX && nzero < DIO_BATCH_MAX) {
 			uint64_t pos = offset + done, e;
 			size_t n = run_at(pool, d, pos, offset + len, false, &e);
+			/* (an unmapped run keeps its virtual offset: the origin's) */
 			struct dio_seg s = {(char *)buf + done, n,
-					    vm_dblock(e) * bs + (pos & (bs - 1))};
+					    vm_mapped(e) ? vm_dblock(e) * bs + (pos & (bs - 1))
+							 : pos};
 			if (vm_mapped(e))
 				seg[nseg++] = s;
 			else
@@ -216,9 +237,10 @@ ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset)
 			done += n;
 		}
 		pthread_mutex_unlock(&pool->lock);
-		for (size_t i = 0; i < nzero; i++)
-			memset(zero[i].buf, 0, zero[i].len);
-		rc = dio_read_batch(pool->dio, seg, nseg);
+		for (size_t i = 0; i < nzero && !rc; i++)
+			rc = unmapped_bytes(d, &zero[i]);
+		if (!rc)
+			rc = dio_read_batch(pool->dio, seg, nseg);
 	}
 out:
 	pthread_rwlock_unlock(&pool->io_lock);
@@ -262,27 +284,32 @@ static int write_or_zero(struct pool *pool, const void *data, size_t n, uint64_t
 	return rc;
 }
 
-/* Fill new block nb for a write of n bytes at boff: the old block's content
- * first when it is copied on write (old mapped, the write partial), zeros
- * where the rest must read zero and the file cannot be trusted to (a block
- * device), else just the bytes written (a fresh block is a hole). */
-static int fill_new_block(struct pool *pool, uint64_t old, uint64_t nb, uint64_t boff, size_t n,
-			  const void *data)
+/* Fill new block nb (for vblock vb of d) for a write of n bytes at boff: the
+ * old block's content first when it is copied on write (old mapped, the write
+ * partial), or the origin's block (unmapped over an origin), zeros where the
+ * rest must read zero and the file cannot be trusted to (a block device),
+ * else just the bytes written (a fresh block is a hole). */
+static int fill_new_block(struct pool *pool, const struct device *d, uint64_t vb, uint64_t old,
+			  uint64_t nb, uint64_t boff, size_t n, const void *data)
 {
 	uint64_t bs = pool->block_size;
 	bool whole = boff == 0 && n == bs;
 	bool cow = vm_mapped(old) && !whole;
+	bool from_origin = !vm_mapped(old) && !whole && origin_covers(d->origin, vb * bs);
 	bool zero_rest = !data || (!whole && dio_is_blockdev(pool->dio));
 	char *bounce;
 	int rc = 0;
 
-	if (!cow && !zero_rest)
+	if (!cow && !from_origin && !zero_rest)
 		return dio_write(pool->dio, data, n, nb * bs + boff);
 	bounce = dio_buffer(bs);
 	if (!bounce)
 		return -ENOMEM;
-	if (cow) {
-		rc = dio_read(pool->dio, bounce, bs, vm_dblock(old) * bs);
+	if (cow || from_origin) {
+		if (cow)
+			rc = dio_read(pool->dio, bounce, bs, vm_dblock(old) * bs);
+		else
+			rc = origin_read(d->origin, bounce, bs, vb * bs);
 		__atomic_add_fetch(&pool->nr_cow, 1, __ATOMIC_RELAXED);
 	} else {
 		memset(bounce, 0, bs);
@@ -346,7 +373,7 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 		pthread_mutex_unlock(&pool->lock);
 		return write_or_zero(pool, data, n, vm_dblock(old) * bs + boff);
 	}
-	if (!data && !vm_mapped(old)) {
+	if (!data && !vm_mapped(old) && !origin_covers(d->origin, vb * bs)) {
 		pthread_mutex_unlock(&pool->lock);
 		return 0; /* zeroing what reads zeros already */
 	}
@@ -372,7 +399,7 @@ static int write_block(struct pool *pool, struct device *d, uint64_t vb, uint64_
 	start_provision(pool, d, vb, old, nb);
 	pthread_mutex_unlock(&pool->lock);
 
-	rc = fill_new_block(pool, old, nb, boff, n, data);
+	rc = fill_new_block(pool, d, vb, old, nb, boff, n, data);
 
 	pthread_mutex_lock(&pool->lock);
 	end_provision(pool, d, vb, old, nb, rc);
@@ -683,6 +710,25 @@ int pool_discard(struct volume *vol, uint64_t offset, uint64_t len)
 
 int pool_zero_range(struct volume *vol, uint64_t offset, uint64_t len)
 {
+	struct origin *o = vol->dev->origin;
+
+	if (origin_covers(o, offset)) {
+		/* over an origin, unmapped blocks read the origin: the part it
+		 * covers gets zero blocks (provisioned; ENOSPC is possible) */
+		uint64_t n = len < o->row.size - offset ? len : o->row.size - offset;
+		int rc = check_write(vol);
+		ssize_t w;
+
+		if (!rc)
+			rc = start_writing(vol->pool, vol->dev);
+		if (rc)
+			return rc;
+		w = write_range(vol, NULL, (size_t)n, offset);
+		if (w < 0 || len == n)
+			return w < 0 ? (int)w : 0;
+		offset += n;
+		len -= n;
+	}
 	/* unmapped blocks read zeros: zeroing a range is unmapping it */
 	return unmap_range(vol, offset, len);
 }
@@ -700,7 +746,13 @@ int pool_seek(struct volume *vol, uint64_t offset, int whence, uint64_t *result)
 		pthread_mutex_unlock(&pool->lock);
 		return -ENXIO;
 	}
-	vb = vmap_find(&d->vm, offset / bs, nr, whence == SEEK_DATA);
+	if (d->origin && offset < d->origin->row.size) {
+		/* what the origin covers is data, mapped or not */
+		uint64_t oend = div_round_up(d->origin->row.size, bs);
+		vb = whence == SEEK_DATA ? offset / bs : vmap_find(&d->vm, oend, nr, false);
+	} else {
+		vb = vmap_find(&d->vm, offset / bs, nr, whence == SEEK_DATA);
+	}
 	pthread_mutex_unlock(&pool->lock);
 	if (whence == SEEK_DATA) {
 		if (vb >= nr)

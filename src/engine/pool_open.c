@@ -235,6 +235,8 @@ static int load_state(struct pool *pool)
 	if (!rc) /* after the devices: which link is wrong depends on them */
 		rc = cut_cycles(pool);
 	if (!rc)
+		rc = pool_load_origins(pool);
+	if (!rc)
 		rc = meta_set_foreach(pool->meta, load_set, pool);
 	if (!rc)
 		pool_props_load(pool);

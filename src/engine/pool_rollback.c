@@ -119,6 +119,11 @@ static int rollback_refusal(struct pool *pool, struct rollback_args *a, const ch
 		return set_msg(msg, msglen, -EROFS,
 			       "'%s' is a read-only snapshot set member: only volumes roll back",
 			       volume);
+	if (!pool_origin_same(a->vol, a->snap))
+		return set_msg(msg, msglen, -EINVAL,
+			       "'%s' and '%s' have different external origins: a rollback would "
+			       "change what their unmapped blocks read",
+			       volume, snapshot);
 	if (a->vol->open_count)
 		return set_msg(msg, msglen, -EBUSY,
 			       "volume '%s' is open: close it first (a rollback needs it unused)",

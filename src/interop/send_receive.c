@@ -559,6 +559,48 @@ static int find_send_devices(struct pool *pool, const char *snap, const char *fr
 	return rc;
 }
 
+/* A full stream of a volume over an external origin (pool_create_origin)
+ * carries the origin's bytes too, as the volume reads them: every block the
+ * origin covers, then the mapped ones past it.  The receiver maps them all,
+ * so the header's summary is the plan's.  An incremental stream against or
+ * of such a volume is refused: its delta of mappings does not see the
+ * origin. */
+static int plan_origin(struct plan *p, const struct tview *vs, uint64_t origin_size, uint64_t bs,
+		       struct summary *sum)
+{
+	uint64_t covered = div_round_up(origin_size, bs);
+
+	plan_add(p, 0, covered, false);
+	for (size_t i = 0; i < vs->n; i++)
+		if (vs->m[i].vblock >= covered)
+			plan_add(p, vs->m[i].vblock, 1, false);
+	*sum = (struct summary)SUMMARY_INIT;
+	for (size_t i = 0; i < p->n; i++)
+		for (uint64_t vb = p->s[i].begin; vb < p->s[i].begin + p->s[i].len; vb++)
+			summary_add(sum, vb);
+	return p->err;
+}
+
+/* The external origins of the snapshot and the base (pool.h): outside
+ * interop_lock, which pool_device_info would wait for. */
+static int send_origins(struct pool *pool, const char *snap, const char *from,
+			struct pool_device_info *si, char *msg, size_t msglen)
+{
+	struct pool_device_info bi;
+
+	memset(si, 0, sizeof(*si));
+	if (pool_device_info(pool, snap, si))
+		return 0; /* the plan says it does not exist */
+	if (!from || pool_device_info(pool, from, &bi))
+		return 0;
+	if (si->origin_path[0] || bi.origin_path[0])
+		return set_msg(msg, msglen, -EOPNOTSUPP,
+			       "'%s' is a volume over an external origin: an incremental "
+			       "stream would not carry the origin's data; send it in full",
+			       si->origin_path[0] ? snap : from);
+	return 0;
+}
+
 /* The header and the plan of blocks to send, from one consistent view of
  * the snapshot (and of the base, for an incremental stream). */
 static int send_plan(struct pool *pool, struct meta_ix *x, const char *snap, const char *from,
@@ -566,11 +608,16 @@ static int send_plan(struct pool *pool, struct meta_ix *x, const char *snap, con
 		     size_t msglen)
 {
 	struct tview vs = {0}, vbase = {0};
+	struct pool_device_info oi;
 	struct send_devs sd;
-	int rc;
+	int rc = send_origins(pool, snap, from, &oi, msg, msglen);
 
+	if (rc)
+		return rc;
 	interop_lock(pool);
 	rc = find_send_devices(pool, snap, from, &sd, &vs, &vbase, msg, msglen);
+	if (!rc && oi.origin_path[0] && oi.id != sd.snap.row.id)
+		rc = set_msg(msg, msglen, -EAGAIN, "'%s' was replaced while planning", snap);
 	if (rc)
 		goto out;
 	*snap_dev = sd.snap;
@@ -585,6 +632,8 @@ static int send_plan(struct pool *pool, struct meta_ix *x, const char *snap, con
 		identity_of(pool, x, &sd.base, &h->base);
 		full_name(&sd.base, h->base_name, sizeof(h->base_name));
 		delta_walk(&vbase, &vs, plan_delta, p);
+	} else if (oi.origin_path[0]) {
+		plan_origin(p, &vs, oi.origin_size, pool_view_block_size(pool), &h->snap_sum);
 	} else {
 		for (size_t i = 0; i < vs.n; i++)
 			plan_add(p, vs.m[i].vblock, 1, false);
