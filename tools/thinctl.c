@@ -26,6 +26,7 @@
 #include <getopt.h>
 #include <ctype.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -388,16 +389,50 @@ static int cmd_format(const struct cmd *cmd, int argc, char **argv)
 	return 0;
 }
 
+struct create_ctx {
+	const char *origin;
+};
+
+static int create_opt(int c, const char *arg, void *vctx)
+{
+	((struct create_ctx *)vctx)->origin = arg;
+	return -1;
+}
+
+/* --origin PATH: the path the daemon opens must be this one, whatever its
+ * working directory: made absolute (canonical) here. */
+static int origin_arg(const struct cmd *cmd, const char *path, struct admin_req *req)
+{
+	char real[PATH_MAX];
+
+	if (!realpath(path, real))
+		return fail(cmd, "origin %s: %s", path, strerror(errno));
+	if (strlen(real) >= sizeof(req->b))
+		return fail(cmd, "origin %s: its path is longer than %zu bytes", real,
+			    sizeof(req->b) - 1);
+	snprintf(req->b, sizeof(req->b), "%s", real);
+	req->op = ADMIN_CREATE_ORIGIN;
+	return 0;
+}
+
 static int cmd_create(const struct cmd *cmd, int argc, char **argv)
 {
+	static const struct option opts[] = {
+	    {"origin", required_argument, 0, 'o'},
+	    {0},
+	};
+	struct create_ctx ctx = {0};
 	struct admin_req req = {.op = ADMIN_CREATE};
 	char msg[POOL_MSG_MAX] = "";
-	int rc = parse(cmd, argc, argv, NULL, NULL, NULL, 3);
+	int rc = parse(cmd, argc, argv, opts, create_opt, &ctx, 3);
 
 	if (rc >= 0)
 		return rc;
-	if (parse_size(cmd, argv[optind + 2], &req.size))
+	if (ctx.origin && origin_arg(cmd, ctx.origin, &req))
 		return 1;
+	if (!ctx.origin || strcmp(argv[optind + 2], "-"))
+		if (parse_size(cmd, argv[optind + 2], &req.size))
+			return 1;
 	if (pool_name_valid(argv[optind + 1], msg, sizeof(msg)))
 		return fail(cmd, "%s", msg);
 	snprintf(req.a, sizeof(req.a), "%s", argv[optind + 1]);
@@ -607,6 +642,9 @@ static void json_device(const struct pool_device_info *devs, size_t nr, size_t i
 	       d->size, d->mapped_blocks, d->exclusive_blocks, d->shared_blocks,
 	       d->read_only ? "true" : "false");
 	json_string(stdout, origin_name(devs, nr, d->origin_id, o, sizeof(o)));
+	printf(",\"external_origin\":");
+	json_string(stdout, d->origin_path);
+	printf(",\"external_origin_size\":%" PRIu64, d->origin_size);
 	printf(",\"creation_time\":%" PRIu64 ",\"snap_time\":%" PRIu64, d->creation_time,
 	       d->snap_time);
 	printf(",\"size_blocks\":%" PRIu64 ",\"mapped_bytes\":%" PRIu64
@@ -627,9 +665,23 @@ static const char *count_cell(uint64_t blocks, uint64_t block_size, char *buf, s
 	return buf;
 }
 
+/* The ORIGIN column: the snapshot's origin device, and an external origin's
+ * path in brackets. */
+static const char *list_origin(const struct pool_device_info *devs, size_t nr, size_t i, char *buf,
+			       size_t len)
+{
+	char dev[600];
+	const char *path = devs[i].origin_path;
+
+	origin_name(devs, nr, devs[i].origin_id, dev, sizeof(dev));
+	snprintf(buf, len, "%s%s%s%s%s", dev, dev[0] && path[0] ? " " : "", path[0] ? "[" : "",
+		 path, path[0] ? "]" : "");
+	return buf;
+}
+
 static void list_table(const struct pool_device_info *devs, size_t nr, uint64_t bs)
 {
-	char a[32], b[600], o[600], m[64], e[64], sh[64];
+	char a[32], b[600], o[1200], m[64], e[64], sh[64];
 
 	printf("%-24s %9s %16s %16s %16s %3s  %s\n", "NAME", "SIZE", "MAPPED", "EXCLUSIVE",
 	       "SHARED", "RO", "ORIGIN");
@@ -639,8 +691,7 @@ static void list_table(const struct pool_device_info *devs, size_t nr, uint64_t 
 		       count_cell(devs[i].mapped_blocks, bs, m, sizeof(m)),
 		       count_cell(devs[i].exclusive_blocks, bs, e, sizeof(e)),
 		       count_cell(devs[i].shared_blocks, bs, sh, sizeof(sh)),
-		       devs[i].read_only ? "ro" : "rw",
-		       origin_name(devs, nr, devs[i].origin_id, o, sizeof(o)));
+		       devs[i].read_only ? "ro" : "rw", list_origin(devs, nr, i, o, sizeof(o)));
 	}
 	printf("(counts in bytes, and in parentheses in blocks of %s; exact bytes: --json)\n",
 	       human(bs, a, sizeof(a)));
@@ -718,6 +769,9 @@ static void info_text(const struct pool_device_info *devs, size_t nr, size_t i, 
 		printf("read-only:       %s\n", d->read_only ? "yes" : "no");
 	origin_name(devs, nr, d->origin_id, b, sizeof(b));
 	printf("origin:          %s\n", b[0] ? b : "-");
+	if (d->origin_path[0])
+		printf("external origin: %s (%s)\n", d->origin_path,
+		       size_words(d->origin_size, bs, w, sizeof(w)));
 	printf("created:         %s (pool time %" PRIu64 ")\n", when(d->ctime_sec, w, sizeof(w)),
 	       d->creation_time);
 	printf("changed:         %s\n", when(d->mtime_sec, w, sizeof(w)));
@@ -1272,7 +1326,12 @@ static const struct cmd cmds[] = {
      "  --force            overwrite an existing pool\n"
      "Sizes take K, M, G, T suffixes (powers of 1024).",
      cmd_format},
-    {"create", "POOL NAME SIZE", "Create an empty thin volume NAME of SIZE bytes.", cmd_create},
+    {"create", "POOL NAME SIZE [--origin PATH]",
+     "Create an empty thin volume NAME of SIZE bytes. With --origin, a volume over an\n"
+     "external read-only origin PATH (a file or block device, never written): its unmapped\n"
+     "blocks read PATH (zeros past its end); SIZE '-' is PATH's size. The origin's identity\n"
+     "is recorded: a volume whose origin changed or vanished is refused.",
+     cmd_create},
     {"snapshot", "POOL ORIGIN NAME | POOL --set SET",
      "Take a writable snapshot NAME of ORIGIN (NAME or SET/NAME), or with --set an atomic\n"
      "read-only snapshot set SET of every top-level volume.",

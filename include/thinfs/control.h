@@ -24,18 +24,19 @@
 #define CONTROL_TIMEOUT_MS 10000 /* thinctl's default wait for the daemon */
 
 enum admin_op {
-	ADMIN_CREATE = 1,   /* a: name, size */
-	ADMIN_SNAPSHOT,	    /* a: origin, b: name */
-	ADMIN_SNAPSHOT_SET, /* a: set */
-	ADMIN_DELETE,	    /* a: device */
-	ADMIN_DELETE_SET,   /* a: set */
-	ADMIN_RENAME,	    /* a: old, b: new (devices) */
-	ADMIN_RENAME_SET,   /* a: old, b: new (sets) */
-	ADMIN_RESIZE,	    /* a: device, size */
-	ADMIN_GROW,	    /* size: the data size */
-	ADMIN_REPAIR,	    /* check --repair of a pool in use (leaks) */
-	ADMIN_ROLLBACK,	    /* a: volume, b: snapshot */
-	ADMIN_SET_TXID,	    /* old, new */
+	ADMIN_CREATE = 1,    /* a: name, size */
+	ADMIN_SNAPSHOT,	     /* a: origin, b: name */
+	ADMIN_SNAPSHOT_SET,  /* a: set */
+	ADMIN_DELETE,	     /* a: device */
+	ADMIN_DELETE_SET,    /* a: set */
+	ADMIN_RENAME,	     /* a: old, b: new (devices) */
+	ADMIN_RENAME_SET,    /* a: old, b: new (sets) */
+	ADMIN_RESIZE,	     /* a: device, size */
+	ADMIN_GROW,	     /* size: the data size */
+	ADMIN_REPAIR,	     /* check --repair of a pool in use (leaks) */
+	ADMIN_ROLLBACK,	     /* a: volume, b: snapshot */
+	ADMIN_SET_TXID,	     /* old, new */
+	ADMIN_CREATE_ORIGIN, /* a: name, b: the origin's absolute path, size (0: the origin's) */
 	ADMIN_NR
 };
 

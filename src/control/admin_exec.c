@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "thinfs/control.h"
 
@@ -26,6 +27,7 @@ static const char *const op_names[ADMIN_NR] = {
     [ADMIN_REPAIR] = "check",
     [ADMIN_ROLLBACK] = "rollback",
     [ADMIN_SET_TXID] = "set-transaction-id",
+    [ADMIN_CREATE_ORIGIN] = "create",
 };
 
 const char *admin_op_name(uint32_t op)
@@ -37,6 +39,35 @@ static int exec_create(struct pool *pool, const struct admin_req *req, char *msg
 {
 	/* the volume belongs to whoever asked, as a file they create would */
 	return pool_create_owned(pool, req->a, req->size, req->uid, req->gid, 0600, msg, msglen);
+}
+
+/* A caller other than root may only put a volume over an origin it could
+ * read itself (the daemon reads it on the volume's behalf): owner, group
+ * (primary only) or other read permission on the file. */
+static int caller_may_read(const struct admin_req *req, char *msg, size_t msglen)
+{
+	struct stat sb;
+
+	if (req->uid == 0)
+		return 0;
+	if (stat(req->b, &sb) < 0)
+		return 0; /* the create names the error */
+	if ((sb.st_uid == req->uid && (sb.st_mode & S_IRUSR)) ||
+	    (sb.st_gid == req->gid && (sb.st_mode & S_IRGRP)) || (sb.st_mode & S_IROTH))
+		return 0;
+	snprintf(msg, msglen, "origin %s: not readable by uid %u", req->b, (unsigned)req->uid);
+	return -EACCES;
+}
+
+static int exec_create_origin(struct pool *pool, const struct admin_req *req, char *msg,
+			      size_t msglen)
+{
+	int rc = caller_may_read(req, msg, msglen);
+
+	if (rc)
+		return rc;
+	return pool_create_origin(pool, req->a, req->size, req->b, req->uid, req->gid, 0600, msg,
+				  msglen);
 }
 
 /* rename: a device, or else a snapshot set of that name (as mv does in
@@ -87,6 +118,8 @@ int admin_exec(struct pool *pool, const struct admin_req *req, FILE *out, char *
 		return pool_rollback(pool, req->a, req->b, msg, msglen);
 	case ADMIN_SET_TXID:
 		return pool_set_transaction_id(pool, req->old_id, req->new_id, msg, msglen);
+	case ADMIN_CREATE_ORIGIN:
+		return exec_create_origin(pool, req, msg, msglen);
 	}
 	snprintf(msg, msglen, "unknown request %u", req->op);
 	return -EINVAL;
