@@ -18,6 +18,7 @@ command -v losetup >/dev/null 2>&1 || need="$need util-linux"
 command -v xxd >/dev/null 2>&1 || need="$need xxd"
 command -v eatmydata >/dev/null 2>&1 || need="$need eatmydata"
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
+command -v qemu-img >/dev/null 2>&1 || need="$need qemu-utils"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	echo "installing:$need"
