@@ -2,7 +2,8 @@
 # make bench: engine micro-benchmarks, then (as root, with a mount) the fio
 # job set of ../shared/bench/peers.sh on a thinfs volume beside a raw file,
 # libfuse's passthrough and QEMU's export, repeated BENCH_RUNS times (default
-# 2) for medians, then the daemon's memory and two-volume scaling.
+# 2) for medians, then the daemon's memory and two-volume scaling, replication,
+# online administration and first writes over an external origin.
 # Results are printed, never committed; README keeps a short dated table.
 BUILD=${1:-build}
 WORK=${BENCH_DIR:-/var/tmp}
@@ -70,3 +71,4 @@ END {
 bash "$(dirname "$0")/daemon-bench.sh" "$BUILD" "$WORK"
 sh "$(dirname "$0")/send-bench.sh" "$BUILD" "$WORK"
 bash "$(dirname "$0")/admin-bench.sh" "$BUILD" "$WORK"
+sh "$(dirname "$0")/origin-bench.sh" "$BUILD" "$WORK"
