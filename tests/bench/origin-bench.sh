@@ -17,16 +17,8 @@ if [ "$(id -u)" != 0 ] || [ ! -c /dev/fuse ] || ! command -v fio > /dev/null; th
 	echo "== origin bench skipped (needs root, /dev/fuse and fio)"
 	exit 0
 fi
-T=$(mktemp -d "$WORK/thinfs-origin-bench.XXXXXX") || exit 1
-PID=
-stop_daemon() {
-	mountpoint -q "$T/mnt" && umount "$T/mnt"
-	[ -n "$PID" ] && wait "$PID"
-	PID=
-}
-trap 'stop_daemon; rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM
-mkdir "$T/mnt"
+. "$(dirname "$0")/bench-lib.sh"
+bench_tmpdir "$WORK" thinfs-origin-bench
 head -c $((SIZE_MB * 1048576)) /dev/urandom > "$T/origin.img" || exit 1
 NR=$((SIZE_MB * 16)) # 64 KiB blocks: one 4 KiB write into each
 # first_write FILE: write IOPS of one write into each 64 KiB block

@@ -15,17 +15,9 @@ if [ "$(id -u)" != 0 ] || [ ! -x "$BUILD/thinfs" ] || [ ! -f "$PEERS" ]; then
 	exit 0
 fi
 RUNS=${BENCH_RUNS:-2}
-T=$(mktemp -d "$WORK/thinfs-bench.XXXXXX") || exit 1
+. "$(dirname "$0")/bench-lib.sh"
+bench_tmpdir "$WORK" thinfs-bench
 P=$T/pool
-PID=
-stop_daemon() {
-	mountpoint -q "$T/mnt" && umount "$T/mnt"
-	[ -n "$PID" ] && wait "$PID"
-	PID=
-}
-trap 'stop_daemon; rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$T/mnt"
 # Each run measures every target again (raw file, libfuse's passthrough,
 # QEMU's qcow2 export, a fresh thinfs volume, loop+ext4 over the raw file and
 # over a thinfs volume); peers.sh's report gives the medians over the runs.
