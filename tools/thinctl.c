@@ -806,12 +806,21 @@ static int cmd_info(const struct cmd *cmd, int argc, char **argv)
 		pool_close(pool);
 		return fail(cmd, "device '%s' does not exist", argv[optind + 1]);
 	}
+	/* an external origin: is it still as recorded? */
+	char why[POOL_MSG_MAX] = "";
+	bool origin_ok = !devs[i].origin_path[0] ||
+			 !pool_origin_verify(pool, argv[optind + 1], why, sizeof(why));
 	if (ctx.json) {
 		printf("{\"block_size\":%" PRIu64 ",\"device\":", st.block_size);
 		json_device(devs, nr, i, st.block_size);
+		printf(",\"external_origin_ok\":%s,\"external_origin_problem\":",
+		       origin_ok ? "true" : "false");
+		json_string(stdout, why);
 		printf("}\n");
 	} else {
 		info_text(devs, nr, i, st.block_size);
+		if (devs[i].origin_path[0])
+			printf("origin state:    %s\n", origin_ok ? "as recorded" : why);
 	}
 	free(devs);
 	return close_pool(cmd, pool);

@@ -53,6 +53,7 @@ expect_fail "not a regular file or block device" tc create "$P" nope 1M --origin
 tc list "$P" | grep -q "^img .*\[$T/base.raw\]" || fail "list does not show the origin"
 tc list --json "$P" | grep -q "\"external_origin\":\"$T/base.raw\"" || fail "list --json"
 tc info "$P" img | grep -q "^external origin: $T/base.raw" || fail "info"
+tc info "$P" img | grep -q "^origin state:    as recorded" || fail "info: origin state"
 start_daemon
 
 say "the volume reads the image's bytes"
@@ -123,6 +124,7 @@ cmp -n 4096 "$M/copy" "$M/copy" || fail "another volume"
 tc check "$P" > "$T/check.out" 2>&1 || fail "check exited non-zero: $(cat "$T/check.out")"
 grep -q "^warning: origin $T/base.raw of volume 'img' changed" "$T/check.out" ||
 	fail "check: $(cat "$T/check.out")"
+tc info "$P" img | grep -q "^origin state: .*changed since it was recorded" || fail "info"
 say "back as it was: served again"
 touch -d "$OLD_MTIME" "$T/base.raw"
 cmp -n 4096 "$M/img" "$T/base.raw" || fail "not served after the origin came back"
