@@ -70,7 +70,7 @@ int origin_probe(const char *path, struct meta_origin_row *row, char *msg, size_
 			       real);
 	if (rc)
 		return set_msg(msg, msglen, rc, "origin %s: %s", real, strerror(-rc));
-	snprintf(row->path, sizeof(row->path), "%s", real);
+	memcpy(row->path, real, strlen(real) + 1); /* (its length checked above) */
 	return 0;
 }
 
@@ -126,7 +126,7 @@ static int compare(const struct origin *o, const struct meta_origin_row *now, co
 static int open_checked(const struct origin *o, const char *volume, int *fd, char *msg,
 			size_t msglen)
 {
-	struct meta_origin_row now;
+	struct meta_origin_row now = {0};
 	int rc;
 
 	*fd = open(o->row.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

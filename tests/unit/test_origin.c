@@ -419,6 +419,8 @@ static void test_send_carries_the_origin(void **state)
 	expect_origin(o, "copy", BS + 10, 6 * BS - 10);
 	fx_expect(o->f, "copy", 7 * BS, BS, 'B');
 	/* an incremental stream would miss the origin: refused */
+	free(stream);
+	stream = NULL;
 	mf = open_memstream(&stream, &len);
 	assert_int_equal(pool_send(o->f->p, "s", "copy", mf, o->f->msg, sizeof(o->f->msg)),
 			 -EOPNOTSUPP);
