@@ -10,6 +10,7 @@
  * data.  No root needed.
  */
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/time.h>
 
 #include "unit_helpers.h"
@@ -430,6 +431,39 @@ static void test_send_carries_the_origin(void **state)
 	ofx_free(o);
 }
 
+/* A format-2 pool (no origins table) opens read-only with no origins; the
+ * first read-write open migrates it and takes origin volumes. */
+static void test_format_2_pool_has_no_origins(void **state)
+{
+	struct ofx *o = ofx_new();
+	struct pool_device_info *devs;
+	char db_path[200];
+	size_t nr;
+	sqlite3 *db;
+
+	fx_create(o->f, "plain", BS);
+	assert_int_equal(pool_close(o->f->p), 0);
+	o->f->p = NULL;
+	snprintf(db_path, sizeof(db_path), "%s/meta.db", o->f->pool);
+	assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "DROP TABLE refs; DROP TABLE origins; "
+				      "PRAGMA user_version=2",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	if (pool_open(o->f->pool, POOL_OPEN_RDONLY, NULL, &o->f->p, o->f->msg, sizeof(o->f->msg)))
+		fail_msg("read-only open of a format-2 pool: %s", o->f->msg);
+	assert_int_equal(pool_list(o->f->p, false, &devs, &nr), 0);
+	assert_int_equal(nr, 1);
+	assert_string_equal(devs[0].origin_path, "");
+	free(devs);
+	fx_reopen(o->f); /* read-write: migrated */
+	ocreate(o, "v", 0);
+	expect_origin(o, "v", 0, BS);
+	ofx_free(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -442,6 +476,7 @@ int main(void)
 	    cmocka_unit_test(test_seek_reports_the_origin_as_data),
 	    cmocka_unit_test(test_refused_origins),
 	    cmocka_unit_test(test_send_carries_the_origin),
+	    cmocka_unit_test(test_format_2_pool_has_no_origins),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
