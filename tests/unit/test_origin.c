@@ -15,6 +15,7 @@
 
 #include "unit_helpers.h"
 
+#include "thinfs/control.h"
 #include "thinfs/interop.h"
 
 #define BS 4096u
@@ -464,6 +465,30 @@ static void test_format_2_pool_has_no_origins(void **state)
 	ofx_free(o);
 }
 
+/* Through admin_exec (thinctl's and the daemon's one path): a caller other
+ * than root only over an origin it may read. */
+static void test_admin_create_origin_checks_the_caller(void **state)
+{
+	struct ofx *o = ofx_new();
+	struct admin_req req = {.op = ADMIN_CREATE_ORIGIN, .uid = 65534, .gid = 65534};
+	struct pool_device_info info;
+
+	snprintf(req.a, sizeof(req.a), "%s", "theirs");
+	snprintf(req.b, sizeof(req.b), "%s", o->path);
+	assert_int_equal(chmod(o->path, 0600), 0);
+	assert_int_equal(admin_exec(o->f->p, &req, NULL, o->f->msg, sizeof(o->f->msg)), -EACCES);
+	assert_non_null(strstr(o->f->msg, "not readable by uid 65534"));
+	assert_int_equal(pool_device_info(o->f->p, "theirs", &info), -ENOENT);
+	assert_int_equal(chmod(o->path, 0644), 0);
+	req.size = 2 * BS;
+	assert_int_equal(admin_exec(o->f->p, &req, NULL, o->f->msg, sizeof(o->f->msg)), 0);
+	assert_int_equal(pool_device_info(o->f->p, "theirs", &info), 0);
+	assert_int_equal(info.uid, 65534);
+	assert_int_equal(info.size, 2 * BS);
+	assert_string_equal(info.origin_path, o->path);
+	ofx_free(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -477,6 +502,7 @@ int main(void)
 	    cmocka_unit_test(test_refused_origins),
 	    cmocka_unit_test(test_send_carries_the_origin),
 	    cmocka_unit_test(test_format_2_pool_has_no_origins),
+	    cmocka_unit_test(test_admin_create_origin_checks_the_caller),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
