@@ -630,11 +630,33 @@ int pool_volume_grow(struct volume *vol, uint64_t size)
 	return 0;
 }
 
+/* The origin of d open for zeroing the block at offset of a device nobody
+ * has open (resize): 0, or the refusal of a changed origin; *opened if it
+ * was opened here. */
+static int origin_for_zeroing(struct pool *pool, struct device *d, uint64_t offset, bool *opened)
+{
+	int rc = 0;
+
+	*opened = false;
+	if (!origin_covers(d->origin, offset))
+		return 0;
+	pthread_mutex_lock(&pool->lock);
+	if (d->origin->fd < 0) {
+		rc = pool_device_origin_open(pool, d);
+		*opened = !rc;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return rc;
+}
+
 int pool_zero_partial_iolocked(struct pool *pool, struct device *d, uint64_t offset, size_t len)
 {
 	uint64_t vb = offset >> pool->block_shift, boff = offset & (pool->block_size - 1);
-	int rc = write_block(pool, d, vb, boff, len, NULL);
+	bool opened;
+	int rc = origin_for_zeroing(pool, d, vb << pool->block_shift, &opened);
 
+	if (!rc)
+		rc = write_block(pool, d, vb, boff, len, NULL);
 	if (rc == NEED_COMMIT) {
 		/* blocks freed since the last commit come back after it */
 		pthread_mutex_lock(&pool->lock);
@@ -645,6 +667,10 @@ int pool_zero_partial_iolocked(struct pool *pool, struct device *d, uint64_t off
 		if (rc == NEED_COMMIT)
 			rc = -ENOSPC;
 	}
+	pthread_mutex_lock(&pool->lock);
+	if (opened && !d->open_count) /* (an open since then keeps it) */
+		origin_close(d->origin);
+	pthread_mutex_unlock(&pool->lock);
 	__atomic_add_fetch(&pool->change_seq, 1, __ATOMIC_RELEASE);
 	return rc;
 }

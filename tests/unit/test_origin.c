@@ -345,6 +345,34 @@ static void test_discard_reads_the_origin_zero_range_reads_zeros(void **state)
 	ofx_free(o);
 }
 
+/* Shrinking zeroes the new last block's tail (provisioned over the origin);
+ * growing again reads the origin where blocks are unmapped, zeros past it. */
+static void test_resize_over_the_origin(void **state)
+{
+	struct ofx *o = ofx_new();
+	char *m = o->f->msg;
+	size_t ml = sizeof(o->f->msg);
+
+	ocreate(o, "v", 0);
+	assert_int_equal(pool_resize(o->f->p, "v", BS + 100, m, ml), 0);
+	assert_int_equal(fx_mapped(o->f, "v"), 1);
+	assert_int_equal(pool_resize(o->f->p, "v", 8 * BS, m, ml), 0);
+	expect_origin(o, "v", 0, BS + 100);
+	fx_expect(o->f, "v", BS + 100, BS - 100, 0);
+	expect_origin(o, "v", 2 * BS, 6 * BS);
+	/* a shrink into the origin's partial last block, past its end */
+	assert_int_equal(pool_resize(o->f->p, "v", 5 * BS + 2000, m, ml), 0);
+	expect_origin(o, "v", 5 * BS, 2000);
+	fx_reopen(o->f);
+	expect_origin(o, "v", 2 * BS, 3 * BS + 2000);
+	fx_check_clean(o->f);
+	origin_untouched(o);
+	/* a changed origin refuses a shrink that needs its bytes */
+	assert_int_equal(truncate(o->path, ORIGIN_LEN - 1), 0);
+	assert_int_equal(pool_resize(o->f->p, "v", 3 * BS + 5, m, ml), -ESTALE);
+	ofx_free(o);
+}
+
 static void test_seek_reports_the_origin_as_data(void **state)
 {
 	struct ofx *o = ofx_new();
@@ -498,6 +526,7 @@ int main(void)
 	    cmocka_unit_test(test_origin_survives_commit_and_reopen),
 	    cmocka_unit_test(test_changed_or_removed_origin_refuses_the_volume),
 	    cmocka_unit_test(test_discard_reads_the_origin_zero_range_reads_zeros),
+	    cmocka_unit_test(test_resize_over_the_origin),
 	    cmocka_unit_test(test_seek_reports_the_origin_as_data),
 	    cmocka_unit_test(test_refused_origins),
 	    cmocka_unit_test(test_send_carries_the_origin),
