@@ -272,7 +272,12 @@ static int fill_new_block(struct pool *pool, uint64_t old, uint64_t nb, uint64_t
 	uint64_t bs = pool->block_size;
 	bool whole = boff == 0 && n == bs;
 	bool cow = vm_mapped(old) && !whole;
-	bool zero_rest = !data || (!whole && dio_is_blockdev(pool->dio));
+	/* a free block reads zeros unless the data file is a device or freed
+	 * blocks keep their old extents (discard=nopassdown) */
+	bool zero_rest =
+	    !data || (!whole && (dio_is_blockdev(pool->dio) ||
+				 __atomic_load_n(&pool->props.discard, __ATOMIC_RELAXED) ==
+				     DISCARD_NOPASSDOWN));
 	char *bounce;
 	int rc = 0;
 
@@ -483,6 +488,7 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 	uint64_t bs = pool->block_size, size, max = pool_size_limit(pool);
 	size_t done = 0;
 	bool retried = false;
+	int64_t deadline = 0; /* of a wait for space (when_full=queue) */
 	int rc = 0;
 
 	pthread_rwlock_rdlock(&pool->io_lock);
@@ -551,6 +557,17 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 		}
 		if (rc == NEED_COMMIT)
 			rc = -ENOSPC;
+		if (rc == -ENOSPC && buf) {
+			/* when_full=queue: wait for space without the io lock */
+			if (done)
+				grow_to(pool, d, offset + done);
+			pthread_rwlock_unlock(&pool->io_lock);
+			rc = pool_space_wait(pool, &deadline);
+			pthread_rwlock_rdlock(&pool->io_lock);
+			retried = false;
+			if (!rc)
+				continue;
+		}
 		if (rc)
 			break;
 		retried = false;
@@ -678,6 +695,16 @@ static int unmap_range(struct volume *vol, uint64_t offset, uint64_t len)
 
 int pool_discard(struct volume *vol, uint64_t offset, uint64_t len)
 {
+	struct pool *pool = vol->pool;
+	bool ignore;
+
+	/* discard=ignore: refused, so nobody takes the range for zeroed (the
+	 * io lock keeps pool_prop_set out) */
+	pthread_rwlock_rdlock(&pool->io_lock);
+	ignore = __atomic_load_n(&pool->props.discard, __ATOMIC_RELAXED) == DISCARD_IGNORE;
+	pthread_rwlock_unlock(&pool->io_lock);
+	if (ignore)
+		return -EOPNOTSUPP;
 	return unmap_range(vol, offset, len);
 }
 
