@@ -645,7 +645,6 @@ static int cmd_get(const struct cmd *cmd, int argc, char **argv)
 	return read_done(cmd, pool, 0, "");
 }
 
-
 static const char *origin_name(const struct pool_device_info *devs, size_t nr, uint64_t id,
 			       char *buf, size_t len)
 {

@@ -60,8 +60,7 @@ static int exec_rename(struct pool *pool, const struct admin_req *req, char *msg
 }
 
 /* set: the KEY=VALUE lines of req->text, all or none */
-static int exec_set_props(struct pool *pool, const struct admin_req *req, char *msg,
-			  size_t msglen)
+static int exec_set_props(struct pool *pool, const struct admin_req *req, char *msg, size_t msglen)
 {
 	char text[sizeof(req->text)], *pairs[64], *save = NULL;
 	size_t nr = 0;

@@ -101,7 +101,8 @@ static void run_command(struct daemon_events *de, const struct pool_event *ev)
 		return;
 	reap(de);
 	if (de->nr_children == MAX_CHILDREN) {
-		fprintf(stderr, "thinfs: %s: %u event commands still running: not running %s for %s\n",
+		fprintf(stderr,
+			"thinfs: %s: %u event commands still running: not running %s for %s\n",
 			de->dir, de->nr_children, cmd, pool_event_name(ev->kind));
 		return;
 	}

@@ -114,11 +114,11 @@ static int space_json(const struct pool_status *st, char *buf, size_t len, size_
 	for (int k = 0; k < POOL_EVENT_NR && n >= 0 && at + (size_t)n < len; k++) {
 		char detail[600];
 		json_str(detail, sizeof(detail), st->events[k].detail);
-		int m = snprintf(buf + at + n, len - at - (size_t)n,
-				 "%s\"%s\":{\"count\":%llu,\"time\":%lld,\"detail\":%s}",
-				 k ? "," : "", pool_event_name(k),
-				 (unsigned long long)st->events[k].count,
-				 (long long)st->events[k].time, detail);
+		int m =
+		    snprintf(buf + at + n, len - at - (size_t)n,
+			     "%s\"%s\":{\"count\":%llu,\"time\":%lld,\"detail\":%s}", k ? "," : "",
+			     pool_event_name(k), (unsigned long long)st->events[k].count,
+			     (long long)st->events[k].time, detail);
 		n = m < 0 ? m : n + m;
 	}
 	if (n >= 0 && at + (size_t)n < len)

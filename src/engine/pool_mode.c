@@ -119,7 +119,8 @@ void pool_space_short(struct pool *pool, bool short_of_space, const char *dev)
 		if (!pool->sev.full) {
 			char wait[64] = "get ENOSPC";
 			if (pool->props.when_full == WHEN_FULL_QUEUE && pool->props.queue_timeout)
-				snprintf(wait, sizeof(wait), "wait up to %u s for space, then ENOSPC",
+				snprintf(wait, sizeof(wait),
+					 "wait up to %u s for space, then ENOSPC",
 					 pool->props.queue_timeout);
 			else if (pool->props.when_full == WHEN_FULL_QUEUE)
 				snprintf(wait, sizeof(wait), "wait for space");

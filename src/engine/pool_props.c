@@ -96,14 +96,15 @@ static int parse_value(int i, const char *v, uint64_t *num, char *msg, size_t ms
 	case PT_PERCENT:
 	case PT_SECONDS:
 		if (parse_number(v, p->max, num))
-			return set_msg(msg, msglen, -EINVAL, "%s: '%s' is not %s 0-%u", p->key, v,
-				       p->type == PT_PERCENT ? "a percentage" : "a number of seconds",
-				       p->max);
+			return set_msg(
+			    msg, msglen, -EINVAL, "%s: '%s' is not %s 0-%u", p->key, v,
+			    p->type == PT_PERCENT ? "a percentage" : "a number of seconds", p->max);
 		return 0;
 	case PT_SIZE:
 		if (pool_parse_size(v, num))
 			return set_msg(msg, msglen, -EINVAL,
-				       "%s: '%s' is not a size (bytes, or with K, M, G, T)", p->key, v);
+				       "%s: '%s' is not a size (bytes, or with K, M, G, T)", p->key,
+				       v);
 		return 0;
 	case PT_CHOICE:
 		for (uint64_t c = 0; p->choices[c]; c++)

@@ -40,10 +40,8 @@
 #define QUEUE_POLL_MS 1000 /* a queued write looks again at least this often */
 
 static const char *const event_names[POOL_EVENT_NR] = {
-    [POOL_EVENT_LOW_WATER] = "low_water",
-    [POOL_EVENT_FULL] = "full",
-    [POOL_EVENT_AUTOEXTEND] = "autoextend",
-    [POOL_EVENT_AUTOEXTEND_FAILED] = "autoextend_failed",
+    [POOL_EVENT_LOW_WATER] = "low_water",   [POOL_EVENT_FULL] = "full",
+    [POOL_EVENT_AUTOEXTEND] = "autoextend", [POOL_EVENT_AUTOEXTEND_FAILED] = "autoextend_failed",
     [POOL_EVENT_SPACE_BACK] = "space_back",
 };
 
@@ -99,7 +97,8 @@ void pool_event(struct pool *pool, int kind, int level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(ev.detail, sizeof(ev.detail), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
+	vsnprintf(ev.detail, sizeof(ev.detail), fmt,
+		  ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	va_end(ap);
 	ev.used_blocks = pool->space.nr_busy;
 	ev.nr_data_blocks = pool->prow.nr_data_blocks;
@@ -113,7 +112,8 @@ void pool_event(struct pool *pool, int kind, int level, const char *fmt, ...)
 	sev->saved = false;
 	if (pool_mode_writable(pool))
 		pool->dirty = true; /* the next commit saves the counts */
-	if ((kind == POOL_EVENT_LOW_WATER || kind == POOL_EVENT_FULL) && pool_autoextend_configured(pool))
+	if ((kind == POOL_EVENT_LOW_WATER || kind == POOL_EVENT_FULL) &&
+	    pool_autoextend_configured(pool))
 		sev->autoextend_wanted = true;
 	pthread_cond_broadcast(&sev->work_cv);
 }
@@ -223,7 +223,8 @@ int pool_space_wait(struct pool *pool, int64_t *deadline_ms)
 		    pool->props.when_full != WHEN_FULL_QUEUE)
 			break;
 		pool_wait_until(pool, &sev->space_cv,
-			   *deadline_ms - t < QUEUE_POLL_MS ? *deadline_ms : t + QUEUE_POLL_MS);
+				*deadline_ms - t < QUEUE_POLL_MS ? *deadline_ms
+								 : t + QUEUE_POLL_MS);
 	}
 	sev->nr_queued--;
 	if (rc && pool_now_ms() >= *deadline_ms)

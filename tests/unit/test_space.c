@@ -79,9 +79,14 @@ static void test_props_defaults_set_get_and_reopen(void **state)
 	assert_false(def);
 	assert_string_equal(get(f, "autoextend_max", NULL), "1073741824");
 	/* refusals name the key and the reason */
-	char *refused[][1] = {{"low_water=101"},   {"low_water=-1"},	 {"queue_timeout=x"},
-			      {"autoextend_max=1Q"}, {"event_command=sh"}, {"nokey=1"},
-			      {"=1"},		     {"discard"}};
+	char *refused[][1] = {{"low_water=101"},
+			      {"low_water=-1"},
+			      {"queue_timeout=x"},
+			      {"autoextend_max=1Q"},
+			      {"event_command=sh"},
+			      {"nokey=1"},
+			      {"=1"},
+			      {"discard"}};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
 		assert_int_equal(pool_prop_set(f->p, refused[i], 1, f->msg, sizeof(f->msg)),
 				 -EINVAL);
@@ -285,8 +290,8 @@ static void test_autoextend_grows_and_stops_at_max(void **state)
 	/* past the maximum: autoextend_failed, and with error, ENOSPC */
 	set(f, "when_full=error");
 	assert_true(write_blocks(v, 250, 100) == -ENOSPC);
-	for (int i = 0; i < 200 && !__atomic_load_n(&k.events[POOL_EVENT_AUTOEXTEND_FAILED],
-						      __ATOMIC_RELAXED);
+	for (int i = 0;
+	     i < 200 && !__atomic_load_n(&k.events[POOL_EVENT_AUTOEXTEND_FAILED], __ATOMIC_RELAXED);
 	     i++)
 		usleep(10000);
 	k.stop = true;
