@@ -609,6 +609,77 @@ static const struct option json_opts[] = {
     {0},
 };
 
+/* set POOL KEY=VALUE...: one request, all or none */
+static int cmd_set(const struct cmd *cmd, int argc, char **argv)
+{
+	struct admin_req req = {.op = ADMIN_SET_PROPS};
+	int rc = parse(cmd, argc, argv, NULL, NULL, NULL, -1);
+	size_t at = 0;
+
+	if (rc >= 0)
+		return rc;
+	if (argc - optind < 2)
+		return usage_error(cmd, "missing argument: KEY=VALUE");
+	for (int i = optind + 1; i < argc; i++) {
+		size_t n = strlen(argv[i]);
+		if (!strchr(argv[i], '='))
+			return fail(cmd, "'%s' is not KEY=VALUE", argv[i]);
+		if (strchr(argv[i], '\n'))
+			return fail(cmd, "'%s': a value has no newline", argv[i]);
+		if (at + n + 2 > sizeof(req.text))
+			return fail(cmd, "too much to set at once");
+		memcpy(req.text + at, argv[i], n);
+		at += n;
+		req.text[at++] = '\n';
+	}
+	return run_change(cmd, argv[optind], &req, NULL, 1);
+}
+
+/* get POOL [KEY...] [--json]: like zfs get, KEY VALUE SOURCE */
+static int cmd_get(const struct cmd *cmd, int argc, char **argv)
+{
+	struct json_ctx ctx = {0};
+	struct pool *pool;
+	int rc = parse(cmd, argc, argv, json_opts, json_opt, &ctx, -1), first = 1;
+
+	if (rc >= 0)
+		return rc;
+	if (argc - optind < 1)
+		return usage_error(cmd, "missing argument: POOL");
+	for (int i = optind + 1; i < argc; i++)
+		if (pool_prop_index(argv[i]) < 0)
+			return fail(cmd, "unknown property '%s' (thinctl get POOL lists them)",
+				    argv[i]);
+	if (open_pool(cmd, argv[optind], true, &pool))
+		return 1;
+	if (ctx.json)
+		printf("{");
+	else
+		printf("%-20s %-24s %s\n", "PROPERTY", "VALUE", "SOURCE");
+	for (size_t i = 0; i < pool_prop_count(); i++) {
+		struct pool_prop p;
+		bool wanted = argc - optind == 1;
+		for (int a = optind + 1; a < argc; a++)
+			wanted |= pool_prop_index(argv[a]) == (int)i;
+		if (!wanted || pool_prop_get(pool, i, &p))
+			continue;
+		if (ctx.json) {
+			printf("%s", first ? "" : ",");
+			json_string(stdout, p.key);
+			printf(":{\"value\":");
+			json_string(stdout, p.value);
+			printf(",\"source\":\"%s\"}", p.is_default ? "default" : "local");
+		} else {
+			printf("%-20s %-24s %s\n", p.key, p.value[0] ? p.value : "-",
+			       p.is_default ? "default" : "local");
+		}
+		first = 0;
+	}
+	if (ctx.json)
+		printf("}\n");
+	return read_done(cmd, pool, 0, "");
+}
+
 static const char *origin_name(const struct pool_device_info *devs, size_t nr, uint64_t id,
 			       char *buf, size_t len)
 {
@@ -865,6 +936,28 @@ static void status_text_sizes(const struct pool_status *st)
 	printf("largest device:  %s\n", size_words(st->max_device_size, bs, w, sizeof(w)));
 }
 
+/* status: the space policy in force and the last of each space event */
+static void status_text_space(const struct pool_status *st)
+{
+	char low[32] = "off";
+
+	if (st->low_water)
+		snprintf(low, sizeof(low), "%u%%%s", st->low_water,
+			 st->low_water_crossed ? " (reached)" : "");
+	printf("space policy:    low_water %s, when_full %s (thinctl get for all)\n", low,
+	       st->when_full);
+	for (int k = 0; k < POOL_EVENT_NR; k++) {
+		char when[64];
+		time_t t = (time_t)st->events[k].time;
+		struct tm tm;
+		if (!st->events[k].count)
+			continue;
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+		printf("event:           %s x%" PRIu64 ", last %s: %s\n", pool_event_name(k),
+		       st->events[k].count, when, st->events[k].detail);
+	}
+}
+
 static int cmd_status(const struct cmd *cmd, int argc, char **argv)
 {
 	struct json_ctx ctx = {0};
@@ -910,6 +1003,7 @@ static int cmd_status(const struct cmd *cmd, int argc, char **argv)
 			printf("being freed:     %" PRIu64 " deleted device(s), %" PRIu64
 			       " rows left\n",
 			       st.reclaim_devices, st.reclaim_rows);
+		status_text_space(&st);
 		printf("data:            %s\n", st.data_path);
 		printf("uuid:            %s\n", st.uuid);
 		if (n > 0)
@@ -1359,6 +1453,20 @@ static const struct cmd cmds[] = {
      "Set the pool's transaction id to NEW if it is OLD (dm-thin's set_transaction_id);\n"
      "refused, changing nothing, if it is not. Commits never move it; dumps carry it.",
      cmd_set_txid},
+    {"set", "POOL KEY=VALUE...",
+     "Set pool properties (all or none; durable on return; while mounted too):\n"
+     "  low_water=PCT          used blocks at which the low_water event runs (0 = off)\n"
+     "  autoextend_percent=PCT grow the data file by PCT of its size at low water or\n"
+     "  autoextend_max=SIZE    when full, up to SIZE (either 0 = off)\n"
+     "  when_full=queue|error  a write needing a block in a full pool waits for space\n"
+     "  queue_timeout=SECONDS  that long (0 = for ever), then ENOSPC; or fails at once\n"
+     "  discard=passdown|nopassdown|ignore  punch freed blocks in the data file, keep\n"
+     "                         their extents, or refuse discards (EOPNOTSUPP)\n"
+     "  event_command=PATH     run as PATH EVENT on low_water, full, autoextend,\n"
+     "                         autoextend_failed, space_back (THINFS_* in the environment)",
+     cmd_set},
+    {"get", "POOL [KEY...] [--json]",
+     "Show pool properties: value, and source (default or local), like zfs get.", cmd_get},
     {"list", "POOL [--json]",
      "List devices: size, mapped, exclusive and shared space (in bytes and blocks),\n"
      "read-only, origin (like thin_ls).",

@@ -36,6 +36,7 @@ enum admin_op {
 	ADMIN_REPAIR,	     /* check --repair of a pool in use (leaks) */
 	ADMIN_ROLLBACK,	     /* a: volume, b: snapshot */
 	ADMIN_SET_TXID,	     /* old, new */
+	ADMIN_SET_PROPS,     /* text: KEY=VALUE lines */
 	ADMIN_CREATE_ORIGIN, /* a: name, b: the origin's absolute path, size (0: the origin's) */
 	ADMIN_NR
 };
@@ -45,6 +46,7 @@ struct admin_req {
 	uint32_t uid, gid; /* who asks: the owner of a created volume */
 	uint64_t size, old_id, new_id;
 	char a[2 * POOL_NAME_MAX + 2], b[2 * POOL_NAME_MAX + 2];
+	char text[4096]; /* ADMIN_SET_PROPS */
 };
 
 /* The request's name ("create", "rollback", ...), for messages and logs. */

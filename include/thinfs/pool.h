@@ -164,6 +164,72 @@ int pool_set_owner(struct pool *pool, const char *dev, uint32_t uid, uint32_t gi
  * (also after it was deleted, or its name given to another device). */
 int pool_volume_set_owner(struct volume *vol, uint32_t uid, uint32_t gid, uint32_t mode);
 
+/* ---- properties (pool_props.c), like zfs get/set ---- */
+/*
+ * low_water=PCT            data blocks used at which the low_water event runs
+ *                          (once per upward crossing; 0 = off; default 80)
+ * autoextend_percent=PCT   at low water (or when full), grow the data file by
+ * autoextend_max=SIZE      PCT of its size, up to SIZE (either 0 = off)
+ * when_full=queue|error    a write that needs a block in a full pool waits for
+ * queue_timeout=SECONDS    space up to SECONDS (0 = for ever), or fails with
+ *                          ENOSPC at once (default queue, 60: dm-thin's)
+ * discard=passdown|nopassdown|ignore
+ *                          punch freed blocks in the data file; free them but
+ *                          leave the data file's extents; or refuse discards
+ *                          (EOPNOTSUPP, so nobody believes a range zeroed)
+ * event_command=PATH       run on every event (see pool_event_name), "" = none
+ * Kept in meta.db's props table: a set is durable on return, dump/restore
+ * carries them; changeable while mounted through the daemon.
+ */
+#define POOL_PROP_VALUE_MAX 1024
+struct pool_prop {
+	const char *key;
+	char value[POOL_PROP_VALUE_MAX]; /* canonical text (sizes in bytes) */
+	bool is_default;		 /* never set (SOURCE "default"), else "local" */
+};
+/* The number of properties; the i-th (0 .. count-1) of an open pool. */
+size_t pool_prop_count(void);
+int pool_prop_get(struct pool *pool, size_t i, struct pool_prop *out);
+/* The index of `key`, or -ENOENT. */
+int pool_prop_index(const char *key);
+/* Set KEY=VALUE pairs: all checked first, then all written in one
+ * transaction, or none (a one-line reason in msg). */
+int pool_prop_set(struct pool *pool, char *const *pairs, size_t nr, char *msg, size_t msglen);
+
+/* ---- space events (pool_space_events.c) ---- */
+enum pool_event_kind {
+	POOL_EVENT_LOW_WATER,	      /* used blocks crossed low_water upward */
+	POOL_EVENT_FULL,	      /* a write needed a block and none was free */
+	POOL_EVENT_AUTOEXTEND,	      /* the data file grew by itself */
+	POOL_EVENT_AUTOEXTEND_FAILED, /* it could not (autoextend_max, the host) */
+	POOL_EVENT_SPACE_BACK,	      /* free again after full */
+	POOL_EVENT_NR
+};
+struct pool_event {
+	int kind;
+	int64_t time; /* wall clock, seconds */
+	uint64_t used_blocks, nr_data_blocks, block_size;
+	char detail[256];
+};
+/* "low_water", "full", "autoextend", "autoextend_failed", "space_back". */
+const char *pool_event_name(int kind);
+/*
+ * The space worker (the daemon runs it on a thread of its own): waits up to
+ * timeout_ms for work, runs an autoextend that low water or a full pool asked
+ * for, and returns 1 with the oldest event not yet handed out in *ev (events
+ * are logged when they happen; the caller runs event_command), 0 if none,
+ * or -ESHUTDOWN after pool_space_worker_stop.
+ */
+int pool_space_worker(struct pool *pool, struct pool_event *ev, int timeout_ms);
+/* Wake the worker for good, and let every write queued for space fail now. */
+void pool_space_worker_stop(struct pool *pool);
+/* The event command to run now ("" = none), copied into buf. */
+void pool_event_command(struct pool *pool, char *buf, size_t len);
+/* Grow the data file as autoextend_percent/_max say (what the worker runs);
+ * 1 if it grew, 0 if there was nothing to do, or a negative errno.  Either
+ * way the event is recorded. */
+int pool_autoextend(struct pool *pool);
+
 /* ---- queries ---- */
 struct pool_device_info {
 	uint64_t id;
@@ -214,6 +280,17 @@ struct pool_status {
 	char data_path[4096];
 	/* counters since open */
 	uint64_t commits, fsyncs, punches, cow_copies;
+	/* space policy: the last of each event (count 0: never), writes waiting
+	 * for space now, and whether used blocks are at or over low_water */
+	struct {
+		uint64_t count;
+		int64_t time;
+		char detail[256];
+	} events[POOL_EVENT_NR];
+	uint64_t queued_writes;
+	bool low_water_crossed;
+	unsigned low_water; /* percent, 0 = off */
+	char when_full[8];
 	char journal_mode[16];
 	int synchronous;
 };
@@ -242,7 +319,10 @@ ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset);
  * free (nothing written), -EFBIG at or past pool_size_limit() (a write
  * across it is cut short there), -EROFS on a read-only device. */
 ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t offset);
-/* Discard: unmap whole blocks, zero partial ones. */
+/* (with when_full=queue, such a write first waits for space: see the
+ * properties above) */
+/* Discard: unmap whole blocks, zero partial ones; -EOPNOTSUPP with the pool
+ * property discard=ignore (nothing changes). */
 int pool_discard(struct volume *vol, uint64_t offset, uint64_t len);
 /* Make a range read as zeros (whole blocks unmapped, partial ones zeroed). */
 int pool_zero_range(struct volume *vol, uint64_t offset, uint64_t len);

@@ -27,6 +27,7 @@ static const char *const op_names[ADMIN_NR] = {
     [ADMIN_REPAIR] = "check",
     [ADMIN_ROLLBACK] = "rollback",
     [ADMIN_SET_TXID] = "set-transaction-id",
+    [ADMIN_SET_PROPS] = "set",
     [ADMIN_CREATE_ORIGIN] = "create",
 };
 
@@ -89,6 +90,23 @@ static int exec_rename(struct pool *pool, const struct admin_req *req, char *msg
 	return pool_rename(pool, req->a, req->b, msg, msglen);
 }
 
+/* set: the KEY=VALUE lines of req->text, all or none */
+static int exec_set_props(struct pool *pool, const struct admin_req *req, char *msg, size_t msglen)
+{
+	char text[sizeof(req->text)], *pairs[64], *save = NULL;
+	size_t nr = 0;
+
+	snprintf(text, sizeof(text), "%s", req->text);
+	for (char *p = strtok_r(text, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+		if (nr == sizeof(pairs) / sizeof(pairs[0])) {
+			snprintf(msg, msglen, "too many properties in one set");
+			return -E2BIG;
+		}
+		pairs[nr++] = p;
+	}
+	return pool_prop_set(pool, pairs, nr, msg, msglen);
+}
+
 int admin_exec(struct pool *pool, const struct admin_req *req, FILE *out, char *msg, size_t msglen)
 {
 	if (msg && msglen)
@@ -118,6 +136,8 @@ int admin_exec(struct pool *pool, const struct admin_req *req, FILE *out, char *
 		return pool_rollback(pool, req->a, req->b, msg, msglen);
 	case ADMIN_SET_TXID:
 		return pool_set_transaction_id(pool, req->old_id, req->new_id, msg, msglen);
+	case ADMIN_SET_PROPS:
+		return exec_set_props(pool, req, msg, msglen);
 	case ADMIN_CREATE_ORIGIN:
 		return exec_create_origin(pool, req, msg, msglen);
 	}

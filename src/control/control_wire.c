@@ -73,7 +73,7 @@ static size_t put_str(unsigned char *p, const char *s, size_t max)
 
 int wire_send_req(int fd, const struct admin_req *req)
 {
-	unsigned char buf[REQ_FIXED + 2 * (2 + sizeof(req->a))];
+	unsigned char buf[REQ_FIXED + 2 * (2 + sizeof(req->a)) + 2 + sizeof(req->text)];
 	size_t o = 8;
 
 	memcpy(buf, WIRE_REQ_MAGIC, 8); // NOLINT(bugprone-not-null-terminated-result): 8 bytes
@@ -85,6 +85,7 @@ int wire_send_req(int fd, const struct admin_req *req)
 	o += put_le(buf + o, req->new_id, 8);
 	o += put_str(buf + o, req->a, sizeof(req->a));
 	o += put_str(buf + o, req->b, sizeof(req->b));
+	o += put_str(buf + o, req->text, sizeof(req->text));
 	return wire_write(fd, buf, o);
 }
 
@@ -123,6 +124,8 @@ int wire_recv_req(int fd, struct admin_req *req)
 	rc = get_str(fd, req->a, sizeof(req->a));
 	if (!rc)
 		rc = get_str(fd, req->b, sizeof(req->b));
+	if (!rc)
+		rc = get_str(fd, req->text, sizeof(req->text));
 	return rc;
 }
 

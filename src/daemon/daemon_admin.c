@@ -12,6 +12,8 @@
  * transaction at a time, pausing between steps so I/O on other devices
  * waits at most one step.  It wakes every RECLAIM_POLL_MS.
  *
+ * Space: daemon_events.c runs autoextend and the event command.
+ *
  * Locks: rc->lock guards stop; the pool's calls take their own.
  */
 #include <errno.h>
@@ -23,6 +25,7 @@
 #include <time.h>
 
 #include "daemon_admin.h"
+#include "daemon_events.h"
 #include "thinfs/control.h"
 
 #define RECLAIM_POLL_MS 50
@@ -33,6 +36,7 @@ struct daemon_admin {
 	struct fsops *fs;
 	struct fuse_session *se;
 	struct control_server *ctl;
+	struct daemon_events *events;
 	pthread_t reclaimer;
 	bool reclaiming;
 	pthread_mutex_t lock;
@@ -112,6 +116,8 @@ int daemon_admin_start(struct pool *pool, const char *pool_dir, struct fsops *fs
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	rc = -pthread_create(&da->reclaimer, NULL, reclaim_loop, da);
 	da->reclaiming = !rc;
+	if (!rc && (rc = daemon_events_start(pool, pool_dir, &da->events)))
+		snprintf(msg, msglen, "cannot start the space worker: %s", strerror(-rc));
 	if (!rc)
 		rc = control_server_start(pool, pool_dir, changed, da, &da->ctl, msg, msglen);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -130,6 +136,7 @@ void daemon_admin_stop(struct daemon_admin *da)
 	if (!da)
 		return;
 	control_server_stop(da->ctl);
+	daemon_events_stop(da->events);
 	if (da->reclaiming) {
 		pthread_mutex_lock(&da->lock);
 		da->stop = true;

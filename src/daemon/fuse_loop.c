@@ -121,7 +121,8 @@ static void stop_worker(struct worker *w)
 	free(w->base);
 }
 
-int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *stop, int *signo)
+int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *stop, int *signo,
+		  void (*stopping)(void *arg), void *arg)
 {
 	struct worker *w = calloc(nr_workers, sizeof(*w));
 	int sfd = -1, efd = -1, rc = 0;
@@ -157,6 +158,8 @@ int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *
 			break; /* a worker saw the unmount, or failed */
 	}
 	fuse_session_exit(se);
+	if (stopping)
+		stopping(arg); /* a request still waiting (for space) ends now */
 out:
 	for (unsigned i = 0; i < nr_workers; i++) {
 		stop_worker(&w[i]);

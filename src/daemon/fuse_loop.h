@@ -15,8 +15,11 @@
 int fuse_loop_block_signals(sigset_t *stop);
 
 /* Serve se with nr_workers threads until the file system is unmounted or a
- * signal of stop arrives (*signo then names it, else 0).  Returns 0, or a
- * negative errno when the loop could not run or reading /dev/fuse failed. */
-int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *stop, int *signo);
+ * signal of stop arrives (*signo then names it, else 0); then call
+ * stopping(arg) (may be NULL), so requests that wait end, and stop the
+ * workers.  Returns 0, or a negative errno when the loop could not run or
+ * reading /dev/fuse failed. */
+int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *stop, int *signo,
+		  void (*stopping)(void *arg), void *arg);
 
 #endif

@@ -101,6 +101,12 @@ static const struct fuse_opt opt_spec[] = {
     FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_END};
 
+/* The loop is ending: writes queued for space fail now (when_full=queue). */
+static void stop_waiting(void *pool)
+{
+	pool_space_worker_stop(pool);
+}
+
 /* ---- logging: stderr until detached, then syslog ---- */
 
 static bool log_to_syslog;
@@ -447,7 +453,7 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 	say(FUSE_LOG_INFO, "thinfs: serving %s on %s\n", o->pool, o->mountpoint);
 	/* until the unmount or SIGTERM/SIGINT/SIGHUP (an ignored SIGINT stays
 	 * ignored: a shell's background job does not stop on it) */
-	rc = fuse_loop_run(se, (unsigned)o->max_threads, &stop, &signo);
+	rc = fuse_loop_run(se, (unsigned)o->max_threads, &stop, &signo, stop_waiting, pool);
 	if (signo)
 		say(FUSE_LOG_INFO, "thinfs: stopping on signal %d (%s)\n", signo, strsignal(signo));
 	if (rc < 0)

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "dataio.h"
@@ -853,6 +854,18 @@ int dio_grow(struct dio *d, uint64_t size)
 	if (fsync(d->fd) < 0)
 		return -errno;
 	observe(d, DIO_EV_FLUSH, 0, 0);
+	return 0;
+}
+
+int dio_host_free(struct dio *d, uint64_t *bytes)
+{
+	struct statvfs sv;
+
+	if (d->blockdev)
+		return -EOPNOTSUPP;
+	if (fstatvfs(d->fd, &sv) < 0)
+		return -errno;
+	*bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
 	return 0;
 }
 

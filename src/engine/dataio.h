@@ -52,6 +52,9 @@ int dio_size(struct dio *d, uint64_t *size);
 /* Grow a regular file (sparse); a block device must already be big enough. */
 int dio_grow(struct dio *d, uint64_t size);
 bool dio_is_blockdev(const struct dio *d);
+/* Bytes the host file system holding a data file has free for it
+ * (-EOPNOTSUPP for a block device). */
+int dio_host_free(struct dio *d, uint64_t *bytes);
 /* Data moves with O_DIRECT (else buffered: the file system refused it). */
 bool dio_is_direct(const struct dio *d);
 /* A buffer aligned for direct I/O (free with free()); NULL on ENOMEM. */

@@ -341,6 +341,24 @@ out_close:
 	return rc;
 }
 
+/* Bring an older format up to date, a transaction a step (read-write). */
+static int migrate(struct meta *m, int *version, const char *path, char *msg, size_t msglen)
+{
+	static const char *const steps[] = {NULL, migrate_1_2_sql, migrate_2_3_sql};
+	_Static_assert(sizeof(steps) / sizeof(steps[0]) == META_FORMAT_VERSION, "a step a format");
+
+	for (; *version < META_FORMAT_VERSION; (*version)++) {
+		int rc = exec(m->db, steps[*version]);
+		if (rc) {
+			set_msg(msg, msglen, rc, "%s: cannot migrate format %d to %d: %s", path,
+				*version, *version + 1, sqlite3_errmsg(m->db));
+			exec(m->db, "ROLLBACK");
+			return rc;
+		}
+	}
+	return 0;
+}
+
 int meta_open(const char *path, bool rdonly, struct meta **out, char *msg, size_t msglen)
 {
 	struct meta *m;
@@ -405,26 +423,8 @@ int meta_open(const char *path, bool rdonly, struct meta **out, char *msg, size_
 			     version);
 		goto out_free;
 	}
-	if (version == 1 && !rdonly) {
-		rc = exec(m->db, migrate_1_2_sql);
-		if (rc) {
-			set_msg(msg, msglen, rc, "%s: cannot migrate format 1 to 2: %s", path,
-				sqlite3_errmsg(m->db));
-			exec(m->db, "ROLLBACK");
-			goto out_free;
-		}
-		version = 2;
-	}
-	if (version == 2 && !rdonly) {
-		rc = exec(m->db, migrate_2_3_sql);
-		if (rc) {
-			set_msg(msg, msglen, rc, "%s: cannot migrate format 2 to 3: %s", path,
-				sqlite3_errmsg(m->db));
-			exec(m->db, "ROLLBACK");
-			goto out_free;
-		}
-		version = 3;
-	}
+	if (!rdonly && (rc = migrate(m, &version, path, msg, msglen)))
+		goto out_free;
 	if (!rdonly && (rc = exec(m->db, props_sql))) {
 		set_msg(msg, msglen, rc, "%s: cannot add the properties table: %s", path,
 			sqlite3_errmsg(m->db));

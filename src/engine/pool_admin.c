@@ -662,6 +662,7 @@ int pool_grow(struct pool *pool, uint64_t data_size, char *msg, size_t msglen)
 			 size_text(pool, old_nr * pool->block_size, from, sizeof(from)),
 			 size_text(pool, nr * pool->block_size, to, sizeof(to)));
 		pool_space_short(pool, false, NULL);
+		pool_space_changed(pool); /* queued writes go on */
 	}
 out:
 	admin_unlock(pool);

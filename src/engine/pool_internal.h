@@ -99,6 +99,46 @@ struct pool_damage {
 /* One line on a damage. */
 void pool_damage_describe(const struct pool_damage *d, char *buf, size_t len);
 
+/* The properties in force (pool_props.c keeps them and the table of keys). */
+enum pool_when_full { WHEN_FULL_QUEUE, WHEN_FULL_ERROR };
+enum pool_discard_policy { DISCARD_PASSDOWN, DISCARD_NOPASSDOWN, DISCARD_IGNORE };
+struct pool_props {
+	unsigned low_water;	     /* percent of data blocks used, 0 = off */
+	unsigned autoextend_percent; /* 0 = off */
+	uint64_t autoextend_max;     /* bytes, 0 = off */
+	int when_full;		     /* enum pool_when_full */
+	unsigned queue_timeout;	     /* seconds, 0 = for ever */
+	int discard;		     /* enum pool_discard_policy */
+	char event_command[POOL_PROP_VALUE_MAX];
+	uint32_t set_mask; /* bit i: property i was set (not a default) */
+};
+
+/*
+ * Space events and the writes queued for space (pool_space_events.c), all
+ * [L] but the condition variables.  An event is logged when it happens,
+ * counted in last[] (saved in the props table by the next commit, so an
+ * unmounted pool's status shows them too) and kept in ring[] until the
+ * space worker hands it out.
+ */
+#define SPACE_EVENT_RING 32
+struct space_events {
+	bool low_water_crossed;	 /* used >= low_water: the next crossing waits */
+	bool full;		 /* a full episode: "full" given, "space_back" not yet */
+	bool autoextend_wanted;	 /* the worker should grow the data file */
+	bool at_max_reported;	 /* autoextend_failed given for autoextend_max */
+	bool saved;		 /* last[] is in the props table */
+	bool stop;		 /* the worker stopped: queued writes fail */
+	unsigned nr_queued;	 /* writes waiting for space now */
+	pthread_cond_t space_cv; /* a queued write waits here */
+	pthread_cond_t work_cv;	 /* the worker waits here */
+	struct pool_event ring[SPACE_EVENT_RING];
+	uint64_t nr_recorded, nr_taken;
+	struct {
+		uint64_t count;
+		struct pool_event last;
+	} last[POOL_EVENT_NR];
+};
+
 /* test hooks: called at named crash points; a non-zero return "crashes" */
 typedef int (*pool_crash_hook)(void *arg, const char *point);
 
@@ -172,7 +212,8 @@ struct pool {
 	bool background_reclaim;     /* [L] deletes only hide; pool_reclaim_step frees */
 	uint64_t user_txid;	     /* [L] the user's transaction id (pool_props.c) */
 	char ro_reason[256];	     /* [L] why READ_ONLY or FAILED */
-	bool space_short_logged;     /* [L] "out of data space" logged, "back" not yet */
+	struct pool_props props;     /* [L] the properties in force */
+	struct space_events sev;     /* [L] */
 
 	uint64_t *unpunched; /* [A] freed and durable, but their punch failed */
 	size_t nr_unpunched, cap_unpunched;
@@ -228,6 +269,28 @@ void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, ui
 int pool_crash_point(struct pool *pool, const char *point);
 /* pool_props.c: read the properties at open */
 void pool_props_load(struct pool *pool);
+/* pool_space_events.c (pool lock held): record an event (logged, counted,
+ * queued for the worker); re-evaluate low water after the used blocks
+ * changed; blocks came back (grow, release): wake queued writes */
+void pool_event(struct pool *pool, int kind, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void pool_space_level(struct pool *pool);
+void pool_space_changed(struct pool *pool);
+/* A data write found no free block (io lock not held): with when_full=queue
+ * wait until blocks may be back (0: try again) or the deadline (*deadline
+ * 0: set it now) passes (-ENOSPC). */
+int pool_space_wait(struct pool *pool, int64_t *deadline_ms);
+void pool_space_events_init(struct pool *pool);
+/* The events' counts: read from the props table (open), saved to it (a
+ * commit, when they changed). */
+void pool_space_events_load(struct pool *pool);
+int pool_space_events_save(struct pool *pool);
+bool pool_autoextend_configured(const struct pool *pool);
+bool pool_over_low_water(const struct pool *pool);
+int64_t pool_now_ms(void); /* monotonic */
+/* Wait on cv (pool lock held) at most until pool_now_ms() reaches until_ms. */
+void pool_wait_until(struct pool *pool, pthread_cond_t *cv, int64_t until_ms);
+void pool_space_events_destroy(struct pool *pool);
 /* pool_admin.c: the shared steps of administrative changes */
 int pool_check_writable(struct pool *pool, char *msg, size_t msglen);
 struct device *pool_new_device(struct pool *pool); /* linked in, row zeroed */

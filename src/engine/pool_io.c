@@ -296,7 +296,12 @@ static int fill_new_block(struct pool *pool, const struct device *d, uint64_t vb
 	bool whole = boff == 0 && n == bs;
 	bool cow = vm_mapped(old) && !whole;
 	bool from_origin = !vm_mapped(old) && !whole && origin_covers(d->origin, vb * bs);
-	bool zero_rest = !data || (!whole && dio_is_blockdev(pool->dio));
+	/* a free block reads zeros unless the data file is a device or freed
+	 * blocks keep their old extents (discard=nopassdown) */
+	bool zero_rest =
+	    !data || (!whole && (dio_is_blockdev(pool->dio) ||
+				 __atomic_load_n(&pool->props.discard, __ATOMIC_RELAXED) ==
+				     DISCARD_NOPASSDOWN));
 	char *bounce;
 	int rc = 0;
 
@@ -495,6 +500,38 @@ static void grow_to(struct pool *pool, struct device *d, uint64_t end)
 	pthread_mutex_unlock(&pool->lock);
 }
 
+/* Blocks of d's own from byte `*done` of the range on, in place: each run
+ * one write, and the runs that follow each other written all at once.  1
+ * (and *done moved on), 0 if the range goes on with no own block, or a
+ * negative errno.  Io lock held for reading. */
+static int write_own_runs(struct pool *pool, struct device *d, const char *buf, uint64_t offset,
+			  size_t len, size_t *done)
+{
+	struct dio_seg seg[DIO_BATCH_MAX];
+	size_t nseg = 0, at = *done;
+	uint64_t bs = pool->block_size, e;
+	int rc;
+
+	pthread_mutex_lock(&pool->lock);
+	while (at < len && nseg < DIO_BATCH_MAX) {
+		uint64_t p = offset + at;
+		size_t run = run_at(pool, d, p, offset + len, true, &e);
+		if (!(e & VM_OWN) || !vm_mapped(e))
+			break;
+		seg[nseg++] =
+		    (struct dio_seg){(char *)buf + at, run, vm_dblock(e) * bs + (p & (bs - 1))};
+		at += run;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	if (!nseg)
+		return 0;
+	rc = dio_write_batch(pool->dio, seg, nseg);
+	if (rc)
+		return rc;
+	*done = at;
+	return 1;
+}
+
 /*
  * Write or zero [offset, offset+len), block by block.  Zeroing (buf NULL)
  * stops at the device's end; a write goes past it and then grows the device
@@ -510,6 +547,7 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 	uint64_t bs = pool->block_size, size, max = pool_size_limit(pool);
 	size_t done = 0;
 	bool retried = false;
+	int64_t deadline = 0; /* of a wait for space (when_full=queue) */
 	int rc = 0;
 
 	pthread_rwlock_rdlock(&pool->io_lock);
@@ -524,33 +562,17 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 	}
 	while (done < len) {
 		uint64_t pos = offset + done, vb = pos >> pool->block_shift;
-		uint64_t boff = pos & (bs - 1), e;
+		uint64_t boff = pos & (bs - 1);
 		size_t n = (size_t)(bs - boff) < len - done ? (size_t)(bs - boff) : len - done;
 
 		if (buf) {
-			/* blocks of our own, in place: each run one write, and the runs
-			 * that follow each other in the range written all at once */
-			struct dio_seg seg[DIO_BATCH_MAX];
-			size_t nseg = 0, at = done;
-
-			pthread_mutex_lock(&pool->lock);
-			while (at < len && nseg < DIO_BATCH_MAX) {
-				uint64_t p = offset + at;
-				size_t run = run_at(pool, d, p, offset + len, true, &e);
-				if (!(e & VM_OWN) || !vm_mapped(e))
-					break;
-				seg[nseg++] = (struct dio_seg){(char *)buf + at, run,
-							       vm_dblock(e) * bs + (p & (bs - 1))};
-				at += run;
+			int wrote = write_own_runs(pool, d, buf, offset, len, &done);
+			if (wrote < 0) {
+				rc = wrote;
+				break;
 			}
-			pthread_mutex_unlock(&pool->lock);
-			if (nseg) {
-				rc = dio_write_batch(pool->dio, seg, nseg);
-				if (rc)
-					break;
-				done = at;
+			if (wrote)
 				continue;
-			}
 		}
 		if (buf && !boff && len - done >= 2 * bs) {
 			int got =
@@ -578,6 +600,17 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 		}
 		if (rc == NEED_COMMIT)
 			rc = -ENOSPC;
+		if (rc == -ENOSPC && buf) {
+			/* when_full=queue: wait for space without the io lock */
+			if (done)
+				grow_to(pool, d, offset + done);
+			pthread_rwlock_unlock(&pool->io_lock);
+			rc = pool_space_wait(pool, &deadline);
+			pthread_rwlock_rdlock(&pool->io_lock);
+			retried = false;
+			if (!rc)
+				continue;
+		}
 		if (rc)
 			break;
 		retried = false;
@@ -731,6 +764,16 @@ static int unmap_range(struct volume *vol, uint64_t offset, uint64_t len)
 
 int pool_discard(struct volume *vol, uint64_t offset, uint64_t len)
 {
+	struct pool *pool = vol->pool;
+	bool ignore;
+
+	/* discard=ignore: refused, so nobody takes the range for zeroed (the
+	 * io lock keeps pool_prop_set out) */
+	pthread_rwlock_rdlock(&pool->io_lock);
+	ignore = __atomic_load_n(&pool->props.discard, __ATOMIC_RELAXED) == DISCARD_IGNORE;
+	pthread_rwlock_unlock(&pool->io_lock);
+	if (ignore)
+		return -EOPNOTSUPP;
 	return unmap_range(vol, offset, len);
 }
 

@@ -54,6 +54,17 @@ int pool_status(struct pool *pool, struct pool_status *st)
 	st->fsyncs = pool->nr_fsyncs;
 	st->punches = pool->nr_punches;
 	st->cow_copies = pool->nr_cow;
+	for (int k = 0; k < POOL_EVENT_NR; k++) {
+		st->events[k].count = pool->sev.last[k].count;
+		st->events[k].time = pool->sev.last[k].last.time;
+		snprintf(st->events[k].detail, sizeof(st->events[k].detail), "%s",
+			 pool->sev.last[k].last.detail);
+	}
+	st->queued_writes = pool->sev.nr_queued;
+	st->low_water_crossed = pool_over_low_water(pool);
+	st->low_water = pool->props.low_water;
+	snprintf(st->when_full, sizeof(st->when_full), "%s",
+		 pool->props.when_full == WHEN_FULL_QUEUE ? "queue" : "error");
 	meta_settings(pool->meta, st->journal_mode, sizeof(st->journal_mode), &st->synchronous);
 	pthread_mutex_unlock(&pool->lock);
 	return 0;
@@ -88,6 +99,33 @@ static size_t json_str(char *out, size_t len, const char *s)
 		out[n < len ? n : len - 1] = 0;
 #undef PUT
 	return n;
+}
+
+/* The space policy's part of status --json, written at buf + at (where the
+ * document's closing brace was): its length in all, or -ENOSPC. */
+static int space_json(const struct pool_status *st, char *buf, size_t len, size_t at)
+{
+	int n = snprintf(buf + at, len - at,
+			 ",\"low_water\":%u,\"low_water_crossed\":%s,\"when_full\":\"%s\","
+			 "\"queued_writes\":%llu,\"events\":{",
+			 st->low_water, st->low_water_crossed ? "true" : "false", st->when_full,
+			 (unsigned long long)st->queued_writes);
+
+	for (int k = 0; k < POOL_EVENT_NR && n >= 0 && at + (size_t)n < len; k++) {
+		char detail[600];
+		json_str(detail, sizeof(detail), st->events[k].detail);
+		int m =
+		    snprintf(buf + at + n, len - at - (size_t)n,
+			     "%s\"%s\":{\"count\":%llu,\"time\":%lld,\"detail\":%s}", k ? "," : "",
+			     pool_event_name(k), (unsigned long long)st->events[k].count,
+			     (long long)st->events[k].time, detail);
+		n = m < 0 ? m : n + m;
+	}
+	if (n >= 0 && at + (size_t)n < len)
+		n += snprintf(buf + at + n, len - at - (size_t)n, "}}");
+	if (n < 0 || at + (size_t)n >= len)
+		return -ENOSPC;
+	return (int)(at + (size_t)n);
 }
 
 /* status --json: the counts in blocks (the names tests and scripts know)
@@ -133,7 +171,7 @@ int pool_status_json(const struct pool_status *st, char *buf, size_t len)
 		     st->synchronous);
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
-	return n;
+	return space_json(st, buf, len, (size_t)n - 1); /* over the closing brace */
 }
 
 int pool_device_info(struct pool *pool, const char *dev, struct pool_device_info *info)

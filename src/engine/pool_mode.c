@@ -27,18 +27,6 @@
 #include "thinfs/pool_test.h"
 #include "util.h"
 
-void pool_log(struct pool *pool, int level, const char *fmt, ...)
-{
-	char line[900];
-	va_list ap;
-
-	va_start(ap, fmt);
-	/* clang 14's valist checker misreads this (a false positive) */
-	vsnprintf(line, sizeof(line), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
-	va_end(ap);
-	util_log(level, "%s: %s", pool->dir, line);
-}
-
 /* The marker that keeps needs_check when meta.db would not take it. */
 static char *needs_check_marker(const struct pool *pool)
 {
@@ -128,22 +116,32 @@ void pool_space_short(struct pool *pool, bool short_of_space, const char *dev)
 
 	if (short_of_space && pool->mode == POOL_MODE_WRITE) {
 		pool->mode = POOL_MODE_OUT_OF_SPACE;
-		if (!pool->space_short_logged)
-			pool_log(pool, POOL_LOG_WARNING,
-				 "out of data space (%llu of %llu blocks in use): writes that need "
-				 "a new block get ENOSPC (first: a write to '%s')",
-				 (unsigned long long)busy, (unsigned long long)nr, dev ? dev : "?");
-		pool->space_short_logged = true;
+		if (!pool->sev.full) {
+			char wait[64] = "get ENOSPC";
+			if (pool->props.when_full == WHEN_FULL_QUEUE && pool->props.queue_timeout)
+				snprintf(wait, sizeof(wait),
+					 "wait up to %u s for space, then ENOSPC",
+					 pool->props.queue_timeout);
+			else if (pool->props.when_full == WHEN_FULL_QUEUE)
+				snprintf(wait, sizeof(wait), "wait for space");
+			pool->sev.full = true;
+			pool_event(pool, POOL_EVENT_FULL, POOL_LOG_WARNING,
+				   "out of data space (%llu of %llu blocks in use): writes that "
+				   "need a new block %s (first: a write to '%s')",
+				   (unsigned long long)busy, (unsigned long long)nr, wait,
+				   dev ? dev : "?");
+		}
 	} else if (!short_of_space) {
 		if (pool->mode == POOL_MODE_OUT_OF_SPACE)
 			pool->mode = POOL_MODE_WRITE;
-		if (pool->space_short_logged && pool->mode == POOL_MODE_WRITE && busy < nr &&
+		if (pool->sev.full && pool->mode == POOL_MODE_WRITE && busy < nr &&
 		    nr - busy >= (nr / 100 ? nr / 100 : 1)) {
-			pool_log(pool, POOL_LOG_NOTICE,
-				 "data space is back: %llu of %llu blocks free",
-				 (unsigned long long)(nr - busy), (unsigned long long)nr);
-			pool->space_short_logged = false;
+			pool->sev.full = false;
+			pool_event(pool, POOL_EVENT_SPACE_BACK, POOL_LOG_NOTICE,
+				   "data space is back: %llu of %llu blocks free",
+				   (unsigned long long)(nr - busy), (unsigned long long)nr);
 		}
+		pool_space_level(pool);
 	}
 }
 

@@ -243,34 +243,6 @@ static int load_state(struct pool *pool)
 	return rc;
 }
 
-/* Punch every data extent that lies in a free block (after an unclean stop). */
-int pool_scrub_free_blocks(struct pool *pool)
-{
-	uint64_t off = 0, start, end, bs = pool->block_size;
-	uint64_t limit = pool->prow.nr_data_blocks * bs;
-	int rc;
-
-	if (dio_is_blockdev(pool->dio))
-		return 0;
-	while (off < limit) {
-		rc = dio_next_data(pool->dio, off, &start, &end);
-		if (rc == -ENXIO)
-			break;
-		if (rc)
-			return rc == -EOPNOTSUPP ? 0 : rc;
-		for (uint64_t b = start / bs; b < div_round_up(end, bs) && b < limit / bs; b++) {
-			if (space_is_used(&pool->space, b))
-				continue;
-			rc = dio_punch(pool->dio, b * bs, bs);
-			if (rc)
-				return rc;
-			pool->nr_punches++;
-		}
-		off = div_round_up(end, bs) * bs;
-	}
-	return dio_flush(pool->dio);
-}
-
 static int write_lock_holder(int fd, const char *holder)
 {
 	char buf[512];
@@ -354,6 +326,7 @@ static struct pool *pool_alloc(const char *dir, bool rdonly)
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_mutex_init(&pool->commit_lock, NULL);
 	pthread_cond_init(&pool->prov_cv, NULL);
+	pool_space_events_init(pool);
 	pool->dir = strdup(dir);
 	pool->meta_path = util_path_join(dir, "meta.db");
 	return pool;
@@ -372,6 +345,7 @@ static void pool_free(struct pool *pool)
 	pthread_mutex_destroy(&pool->lock);
 	pthread_mutex_destroy(&pool->commit_lock);
 	pthread_cond_destroy(&pool->prov_cv);
+	pool_space_events_destroy(pool);
 	free(pool->unpunched);
 	free(pool->damage);
 	free(pool->dir);

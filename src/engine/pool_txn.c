@@ -11,7 +11,9 @@
  *      any; save layers, devices, the space map and the pool row (transaction
  *      id + 1); COMMIT (SQLite, WAL, synchronous=FULL: durable on return);
  *   3. only then punch the blocks freed in that transaction and let the
- *      allocator reuse them (a failed punch is tried again after the next).
+ *      allocator reuse them (a failed punch is tried again after the next;
+ *      with discard=nopassdown they are not punched, and a fresh block's
+ *      partial write zeroes the rest of it instead).
  * A failure at 1 or 2 is pool_fail(): FAILED, needs_check persisted.
  *
  * Durability is counted: every completed change bumps change_seq; only a
@@ -175,12 +177,16 @@ void pool_release_freed(struct pool *pool)
 		size_t j = i + 1;
 		while (j < n && list[j] == list[j - 1] + 1)
 			j++;
-		int rc = pool_test_punch_fails(pool)
+		/* discard=nopassdown: the data file keeps its extents, and a
+		 * fresh block's first partial write writes its zeros itself */
+		bool keep = pool->props.discard == DISCARD_NOPASSDOWN;
+		int rc = keep ? 0
+			 : pool_test_punch_fails(pool)
 			     ? -EIO
 			     : dio_punch(pool->dio, list[i] * pool->block_size,
 					 (list[j - 1] - list[i] + 1) * pool->block_size);
 		if (!rc) {
-			pool->nr_punches += j - i;
+			pool->nr_punches += keep ? 0 : j - i;
 			while (i < j)
 				list[kept++] = list[i++];
 		} else {
@@ -189,9 +195,39 @@ void pool_release_freed(struct pool *pool)
 		i = j;
 	}
 	space_release(&pool->space, list, kept);
-	if (kept)
+	if (kept) {
 		pool_space_short(pool, false, NULL); /* blocks came back */
+		pool_space_changed(pool);
+	}
 	free(list);
+}
+
+/* Punch every data extent that lies in a free block (after an unclean stop). */
+int pool_scrub_free_blocks(struct pool *pool)
+{
+	uint64_t off = 0, start, end, bs = pool->block_size;
+	uint64_t limit = pool->prow.nr_data_blocks * bs;
+	int rc;
+
+	if (dio_is_blockdev(pool->dio))
+		return 0;
+	while (off < limit) {
+		rc = dio_next_data(pool->dio, off, &start, &end);
+		if (rc == -ENXIO)
+			break;
+		if (rc)
+			return rc == -EOPNOTSUPP ? 0 : rc;
+		for (uint64_t b = start / bs; b < div_round_up(end, bs) && b < limit / bs; b++) {
+			if (space_is_used(&pool->space, b))
+				continue;
+			rc = dio_punch(pool->dio, b * bs, bs);
+			if (rc)
+				return rc;
+			pool->nr_punches++;
+		}
+		off = div_round_up(end, bs) * bs;
+	}
+	return dio_flush(pool->dio);
 }
 
 /* Changes up to target are durable: a flush that started after them all
@@ -238,6 +274,8 @@ int pool_txn(struct pool *pool, txn_op op, void *arg)
 			rc = process_hidden(pool, d);
 	if (!rc && op)
 		rc = op(pool, arg);
+	if (!rc)
+		rc = pool_space_events_save(pool);
 	if (!rc)
 		rc = save_state(pool);
 	if (!rc) {

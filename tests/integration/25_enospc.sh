@@ -10,6 +10,7 @@ require_root
 setup
 
 format 32M          # 512 blocks of 64K
+tc set "$P" when_full=error # the ENOSPC at once (54_space_policy: queueing)
 create v 64M
 start_daemon
 

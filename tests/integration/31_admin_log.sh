@@ -11,6 +11,7 @@ require_root
 setup
 
 format 16M # 256 blocks of 64K
+tc set "$P" when_full=error # the refusal at once
 create v 64M
 start_daemon
 LOG=$T/daemon.log

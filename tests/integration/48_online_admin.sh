@@ -98,6 +98,7 @@ done
 say "online grow: df shows it at once, a writer that got ENOSPC goes on"
 P=$T/small
 format 4M --block-size 64K
+tc set "$P" when_full=error # the writer gets ENOSPC, then the grow
 create full 64M
 start_daemon
 if dd if=/dev/urandom of="$M/full" bs=64K count=128 oflag=direct conv=notrunc status=none 2> "$T/enospc.err"; then

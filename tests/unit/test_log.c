@@ -89,7 +89,7 @@ static void test_log_admin_changes_once(void **state)
 	    COUNT("grew the data", "64 blocks", "128 blocks") != 1 ||
 	    COUNT("'v': owner 1:2, mode 0640") != 1 ||
 	    COUNT("deleted snapshot set 'monday'") != 1 || COUNT("deleted 't'") != 1 ||
-	    logged.n != 9) {
+	    COUNT("property when_full=error") != 1 || logged.n != 10) {
 		dump_log();
 		fail_msg("admin changes: %d lines", logged.n);
 	}

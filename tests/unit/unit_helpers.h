@@ -51,6 +51,11 @@ static inline struct fixture *fx_new(uint64_t bs, uint64_t nr_blocks)
 		fail_msg("format: %s", f->msg);
 	if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
 		fail_msg("open: %s", f->msg);
+	/* these tests want a full pool's ENOSPC at once, not dm-thin's
+	 * default queueing (test_space.c tests that) */
+	char *error[] = {"when_full=error"};
+	if (pool_prop_set(f->p, error, 1, f->msg, sizeof(f->msg)))
+		fail_msg("set when_full: %s", f->msg);
 	return f;
 }
 
