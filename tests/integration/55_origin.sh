@@ -1,5 +1,5 @@
 #!/bin/bash
-# 54_origin: thin volumes over an external origin (issue 14), through a real
+# 55_origin: thin volumes over an external origin (issue 14), through a real
 # mount.  An image made with qemu-img and qemu-io (qcow2, converted to raw,
 # with a partial last block) is the origin of a volume made offline: the
 # mount reads the image's bytes (cmp, qemu-img compare, qemu-io read -P),
