@@ -39,7 +39,7 @@ int pool_check_dir_private(const char *dir, char *msg, size_t msglen)
 }
 
 /* The file system type of the mount holding path, from mountinfo. */
-static void mount_fstype(const char *path, char *fstype, size_t len)
+void pool_mount_fstype(const char *path, char *fstype, size_t len)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char line[4096], best[256] = "", mnt[4096], type[256];
@@ -195,7 +195,7 @@ static int format_check_data_path(struct format_job *j)
 	if (same_file(j->data_path, j->lock_path) || same_file(j->data_path, j->dir))
 		return set_msg(j->msg, j->msglen, -EINVAL,
 			       "data path %s is part of the pool itself", j->data_path);
-	mount_fstype(j->data_real, fstype, sizeof(fstype));
+	pool_mount_fstype(j->data_real, fstype, sizeof(fstype));
 	if (!strcmp(fstype, "fuse.thinfs"))
 		return set_msg(j->msg, j->msglen, -ELOOP,
 			       "data path %s is inside a thinfs mount (a pool over itself)",

@@ -235,6 +235,9 @@ static inline bool pool_mode_writable(const struct pool *pool)
 
 /* pool_format.c: the pool directory is private (not group/other writable) */
 int pool_check_dir_private(const char *dir, char *msg, size_t msglen);
+/* pool_format.c: the file system type ("ext4", "fuse.thinfs") of the mount
+ * holding the canonical path, from /proc/self/mountinfo ("" if unknown). */
+void pool_mount_fstype(const char *path, char *fstype, size_t len);
 /* pool_mode.c: is the needs_check marker file there? */
 bool needs_check_marked(struct pool *pool);
 /* pool_txn.c: after a durable commit, punch the freed blocks and reuse them */

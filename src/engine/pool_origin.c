@@ -89,15 +89,26 @@ static int op_create_origin(struct pool *pool, void *arg)
 	return rc ? rc : meta_origin_insert(pool->meta, &d->origin->row);
 }
 
-/* An origin may not be the pool's own data file or database. */
+/* An origin may not be the pool's own data file or database, nor lie inside
+ * a thinfs mount: its reads would come back to a thinfs daemon, maybe this
+ * one, whose first open of the volume holds the pool lock (a deadlock). */
 static int origin_not_pool(struct pool *pool, const struct meta_origin_row *r, char *msg,
 			   size_t msglen)
 {
 	const char *dp = pool->prow.data_path;
-	char *data = dp[0] == '/' ? strdup(dp) : util_path_join(pool->dir, dp);
-	const char *paths[] = {data, pool->meta_path};
+	char *data, fstype[256];
+	const char *paths[2];
 	struct stat sb;
 
+	pool_mount_fstype(r->path, fstype, sizeof(fstype));
+	if (!strcmp(fstype, "fuse.thinfs"))
+		return set_msg(msg, msglen, -ELOOP,
+			       "origin %s is inside a thinfs mount (its reads would come back "
+			       "to a thinfs daemon)",
+			       r->path);
+	data = dp[0] == '/' ? strdup(dp) : util_path_join(pool->dir, dp);
+	paths[0] = data;
+	paths[1] = pool->meta_path;
 	if (!data)
 		return -ENOMEM;
 	for (size_t i = 0; i < 2; i++) {

@@ -83,6 +83,8 @@ sync
 [ "$(sha256sum < "$T/base.raw")" = "$SUM" ] || fail "the origin was written"
 
 # ---- online create over a block device; ext4 through the thin volume ----
+say "an origin inside a thinfs mount is refused (its reads would come back here)"
+expect_fail "inside a thinfs mount" tc create "$P" loopy - --origin "$M/img"
 say "create --origin through the daemon, over a read-only loop device"
 tc create "$P" fsv - --origin "$LO"
 [ -f "$M/fsv" ] || fail "fsv not in the mount"
