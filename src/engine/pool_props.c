@@ -226,16 +226,24 @@ void pool_props_load(struct pool *pool)
 	pool_space_events_load(pool);
 }
 
-int pool_prop_get(struct pool *pool, size_t i, struct pool_prop *out)
+int pool_view_prop(struct pool *pool, size_t i, struct pool_prop *out)
 {
 	if (i >= P_NR)
 		return -ENOENT;
 	out->key = defs[i].key;
-	pthread_mutex_lock(&pool->lock);
 	format_value(&pool->props, (int)i, out->value, sizeof(out->value));
 	out->is_default = !(pool->props.set_mask & (1u << i));
-	pthread_mutex_unlock(&pool->lock);
 	return 0;
+}
+
+int pool_prop_get(struct pool *pool, size_t i, struct pool_prop *out)
+{
+	int rc;
+
+	pthread_mutex_lock(&pool->lock);
+	rc = pool_view_prop(pool, i, out);
+	pthread_mutex_unlock(&pool->lock);
+	return rc;
 }
 
 struct prop_change {

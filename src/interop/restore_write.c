@@ -254,6 +254,8 @@ static int write_pool_row(struct restore *r, struct meta *m)
 	prow.clean = 0;
 	snprintf(v, sizeof(v), "%llu", (unsigned long long)r->transaction);
 	rc = meta_prop_put(m, META_PROP_TRANSACTION_ID, v); /* the user's id */
+	for (size_t i = 0; i < r->nr_cprops && !rc; i++)    /* the pool's properties */
+		rc = meta_prop_put(m, r->cprops[i].key, r->cprops[i].value);
 	return rc ? rc : meta_pool_put(m, &prow);
 }
 
