@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_clone.c - pool_clone_range (copy_file_range) and the clone counts of
+ * the blocks it shares (issue 14): the clone takes no new block; a write to
+ * either side copies on write and the other side keeps reading the old
+ * data; discard and delete of either side free a shared block only when the
+ * last map row naming it goes, with the space accounting exact; a snapshot
+ * of a clone; unaligned edges and holes; the refusals; a power cut at every
+ * commit step of a clone and of its overwrite; check clean after each, and
+ * check finding (and --repair fixing) a wrong clone count.
+ */
+#include <sqlite3.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "thinfs/pool_test.h"
+#include "unit_helpers.h"
+#include "engine/dataio.h"
+
+#define BS 4096ull
+#define NBLK 256
+#define NR 8 /* blocks cloned */
+
+static struct fixture *with_ab(void)
+{
+	struct fixture *f = fx_new(BS, NBLK);
+
+	fx_create(f, "a", NR * BS);
+	fx_create(f, "b", NR * BS);
+	for (unsigned i = 0; i < NR; i++)
+		fx_fill(f, "a", i * BS, BS, 'a' + (int)i);
+	fx_fill(f, "b", 0, NR * BS, 'B');
+	assert_int_equal(pool_commit(f->p), 0);
+	return f;
+}
+
+/* Clone [soff, soff+len) of src into dst at doff; assert it all went. */
+static void clone(struct fixture *f, const char *src, uint64_t soff, const char *dst, uint64_t doff,
+		  uint64_t len)
+{
+	struct volume *s, *d;
+	uint64_t done = 0;
+
+	assert_int_equal(pool_volume_open(f->p, src, &s), 0);
+	assert_int_equal(pool_volume_open(f->p, dst, &d), 0);
+	assert_int_equal(pool_clone_range(s, soff, d, doff, len, &done), 0);
+	assert_int_equal(done, len);
+	pool_volume_close(d);
+	pool_volume_close(s);
+}
+
+static uint64_t dblock_of(struct fixture *f, const char *dev, uint64_t vb)
+{
+	struct volume *v;
+	uint64_t d = UINT64_MAX;
+
+	assert_int_equal(pool_volume_open(f->p, dev, &v), 0);
+	if (pool_test_dblock(v, vb, &d))
+		d = UINT64_MAX;
+	pool_volume_close(v);
+	return d;
+}
+
+static void expect_a_pattern(struct fixture *f, const char *dev)
+{
+	for (unsigned i = 0; i < NR; i++)
+		fx_expect(f, dev, i * BS, BS, 'a' + (int)i);
+}
+
+static void test_clone_shares_blocks_when_aligned(void **state)
+{
+	struct fixture *f = with_ab();
+	uint64_t used = fx_used(f);
+
+	clone(f, "a", 0, "b", 0, NR * BS);
+	assert_int_equal(pool_commit(f->p), 0);
+	/* b's own blocks went back, and nothing new was taken */
+	assert_int_equal(fx_used(f), used - NR);
+	for (unsigned i = 0; i < NR; i++)
+		assert_int_equal(dblock_of(f, "b", i), dblock_of(f, "a", i));
+	expect_a_pattern(f, "b");
+	fx_check_clean(f);
+	fx_reopen(f);
+	expect_a_pattern(f, "b");
+	expect_a_pattern(f, "a");
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* A write to one side copies; the other reads the old data. */
+static void overwrite_side(const char *written, const char *other)
+{
+	struct fixture *f = with_ab();
+	uint64_t used;
+
+	clone(f, "a", 0, "b", 0, NR * BS);
+	assert_int_equal(pool_commit(f->p), 0);
+	used = fx_used(f);
+	fx_fill(f, written, 2 * BS + 100, 10, 'Z'); /* partial: copy on write */
+	fx_fill(f, written, 3 * BS, BS, 'W');	    /* whole */
+	assert_int_equal(pool_commit(f->p), 0);
+	assert_int_equal(fx_used(f), used + 2);
+	expect_a_pattern(f, other);
+	fx_expect(f, written, 2 * BS + 100, 10, 'Z');
+	fx_expect(f, written, 2 * BS, 100, 'c');
+	fx_expect(f, written, 3 * BS, BS, 'W');
+	assert_int_not_equal(dblock_of(f, "a", 2), dblock_of(f, "b", 2));
+	/* writing again in place: the block is its own now */
+	fx_fill(f, written, 3 * BS, BS, 'V');
+	assert_int_equal(pool_commit(f->p), 0);
+	assert_int_equal(fx_used(f), used + 2);
+	fx_check_clean(f);
+	fx_reopen(f);
+	expect_a_pattern(f, other);
+	fx_expect(f, written, 3 * BS, BS, 'V');
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+static void test_clone_overwrite_source_keeps_clone(void **state)
+{
+	overwrite_side("a", "b");
+}
+
+static void test_clone_overwrite_clone_keeps_source(void **state)
+{
+	overwrite_side("b", "a");
+}
+
+/* Discard one side, then the other: freed with the last mapping. */
+static void discard_sides(const char *first, const char *second)
+{
+	struct fixture *f = with_ab();
+	struct volume *v;
+	uint64_t used;
+
+	clone(f, "a", 0, "b", 0, NR * BS);
+	assert_int_equal(pool_commit(f->p), 0);
+	used = fx_used(f);
+	assert_int_equal(pool_volume_open(f->p, first, &v), 0);
+	assert_int_equal(pool_discard(v, 0, NR * BS), 0);
+	pool_volume_close(v);
+	assert_int_equal(pool_commit(f->p), 0);
+	assert_int_equal(fx_used(f), used);
+	expect_a_pattern(f, second);
+	fx_expect(f, first, 0, NR * BS, 0);
+	fx_check_clean(f);
+	assert_int_equal(pool_volume_open(f->p, second, &v), 0);
+	assert_int_equal(pool_discard(v, 0, 4 * BS), 0);
+	pool_volume_close(v);
+	assert_int_equal(pool_commit(f->p), 0);
+	assert_int_equal(fx_used(f), used - 4);
+	fx_check_clean(f);
+	fx_reopen(f);
+	fx_expect(f, second, 4 * BS, BS, 'e');
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+static void test_clone_discard_source_then_clone(void **state)
+{
+	discard_sides("a", "b");
+}
+
+static void test_clone_discard_clone_then_source(void **state)
+{
+	discard_sides("b", "a");
+}
+
+/* Delete one side, then the other: space accounting exact. */
+static void delete_sides(const char *first, const char *second)
+{
+	struct fixture *f = with_ab();
+	uint64_t used;
+
+	clone(f, "a", 0, "b", 0, NR * BS);
+	assert_int_equal(pool_commit(f->p), 0);
+	used = fx_used(f);
+	assert_int_equal(used, NR);
+	fx_delete(f, first);
+	assert_int_equal(fx_used(f), used);
+	expect_a_pattern(f, second);
+	fx_check_clean(f);
+	fx_reopen(f);
+	expect_a_pattern(f, second);
+	/* the survivor owns them now: a write copies once more, then frees */
+	fx_fill(f, second, 0, BS, 'Q');
+	assert_int_equal(pool_commit(f->p), 0);
+	assert_int_equal(fx_used(f), used);
+	fx_delete(f, second);
+	assert_int_equal(fx_used(f), 0);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+static void test_clone_delete_source_then_clone(void **state)
+{
+	delete_sides("a", "b");
+}
+
+static void test_clone_delete_clone_then_source(void **state)
+{
+	delete_sides("b", "a");
+}
+
+/* A snapshot of the clone, and a clone of a snapshot's block. */
+static void test_clone_snapshot_of_clone(void **state)
+{
+	struct fixture *f = with_ab();
+
+	clone(f, "a", 0, "b", 0, NR * BS);
+	fx_snap(f, "b", "s");
+	fx_fill(f, "b", 0, BS, 'X');
+	fx_fill(f, "a", BS, BS, 'Y');
+	assert_int_equal(pool_commit(f->p), 0);
+	expect_a_pattern(f, "s");
+	fx_expect(f, "b", 0, BS, 'X');
+	fx_expect(f, "b", BS, BS, 'b');
+	fx_check_clean(f);
+	/* a clone out of the snapshot (its blocks live in a frozen layer) */
+	fx_create(f, "c", NR * BS);
+	clone(f, "s", 0, "c", 0, NR * BS);
+	fx_delete(f, "a");
+	fx_delete(f, "b");
+	fx_check_clean(f);
+	expect_a_pattern(f, "s");
+	expect_a_pattern(f, "c");
+	fx_delete(f, "s");
+	fx_check_clean(f);
+	expect_a_pattern(f, "c");
+	assert_int_equal(fx_used(f), NR);
+	fx_delete(f, "c");
+	assert_int_equal(fx_used(f), 0);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* Unaligned edges copied, a hole in the source makes a hole, the clone
+ * grows the destination, and a clone within one volume. */
+static void test_clone_edges_holes_and_growth(void **state)
+{
+	struct fixture *f = with_ab();
+	struct volume *v;
+	uint64_t used;
+
+	assert_int_equal(pool_volume_open(f->p, "a", &v), 0);
+	assert_int_equal(pool_discard(v, 4 * BS, BS), 0); /* a hole at vblock 4 */
+	pool_volume_close(v);
+	fx_create(f, "c", 0);
+	assert_int_equal(pool_commit(f->p), 0);
+	used = fx_used(f);
+	/* from byte 100 of vblock 1 to byte 200 of vblock 6 */
+	clone(f, "a", BS + 100, "c", BS + 100, 5 * BS + 100);
+	assert_int_equal(pool_commit(f->p), 0);
+	assert_int_equal(fx_used(f), used + 2); /* the two edges */
+	assert_int_equal(fx_mapped(f, "c"), 5);
+	fx_expect(f, "c", 0, BS + 100, 0);
+	fx_expect(f, "c", BS + 100, BS - 100, 'b');
+	fx_expect(f, "c", 2 * BS, BS, 'c');
+	fx_expect(f, "c", 4 * BS, BS, 0);
+	fx_expect(f, "c", 6 * BS, 200, 'g');
+	assert_int_equal(dblock_of(f, "c", 2), dblock_of(f, "a", 2));
+	/* a hole over b's data unmaps it */
+	clone(f, "a", 4 * BS, "b", 4 * BS, BS);
+	fx_expect(f, "b", 4 * BS, BS, 0);
+	/* unaligned offsets: all copied */
+	clone(f, "a", 0, "b", 10, 100);
+	fx_expect(f, "b", 10, 100, 'a');
+	/* within one volume */
+	clone(f, "b", 0, "b", 6 * BS, BS);
+	assert_int_equal(dblock_of(f, "b", 0), dblock_of(f, "b", 6));
+	fx_fill(f, "b", 6 * BS + 300, 1, '!');
+	fx_expect(f, "b", 300, 1, 'B');
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+static void test_clone_refusals(void **state)
+{
+	struct fixture *f = with_ab();
+	struct volume *a, *s;
+	uint64_t done = 0;
+
+	assert_int_equal(pool_snapshot_set(f->p, "set", NULL, 0), 0);
+	assert_int_equal(pool_volume_open(f->p, "a", &a), 0);
+	assert_int_equal(pool_volume_open(f->p, "set/b", &s), 0);
+	assert_int_equal(pool_clone_range(a, 0, s, 0, BS, &done), -EROFS);
+	assert_int_equal(pool_clone_range(a, 0, a, BS, 2 * BS, &done), -EINVAL);
+	/* from a read-only member is fine; past the source's end: nothing */
+	assert_int_equal(pool_clone_range(s, 0, a, 0, BS, &done), 0);
+	assert_int_equal(done, BS);
+	assert_int_equal(pool_clone_range(s, NR * BS, a, 0, BS, &done), 0);
+	assert_int_equal(done, 0);
+	pool_volume_close(s);
+	pool_volume_close(a);
+	fx_expect(f, "a", 0, BS, 'B');
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* ---- check ---- */
+
+static void sql(const char *pool, const char *stmt)
+{
+	char path[160];
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/meta.db", pool);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	if (sqlite3_exec(db, stmt, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", stmt, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+static int run_check(struct fixture *f, bool repair, const char *expect)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&out, &len);
+	int rc = pool_check(f->pool, repair, mf, f->msg, sizeof(f->msg));
+
+	fclose(mf);
+	if (expect && (!out || !strstr(out, expect)))
+		fail_msg("check output lacks '%s': %s", expect, out ? out : "");
+	free(out);
+	return rc;
+}
+
+static void test_clone_check_finds_wrong_count(void **state)
+{
+	struct fixture *f = with_ab();
+
+	clone(f, "a", 0, "b", 0, NR * BS);
+	assert_int_equal(pool_close(f->p), 0);
+	f->p = NULL;
+	sql(f->pool, "UPDATE refs SET count = 3 WHERE rowid = (SELECT min(rowid) FROM refs)");
+	assert_int_equal(run_check(f, false, "clone count of 3 but 2 map rows"), 1);
+	assert_int_equal(run_check(f, true, NULL), 0);
+	assert_int_equal(run_check(f, false, NULL), 0);
+	/* a count that went missing: the block is mapped twice, copied */
+	sql(f->pool, "DELETE FROM refs WHERE rowid = (SELECT min(rowid) FROM refs)");
+	assert_int_equal(run_check(f, false, "mapped twice"), 1);
+	assert_int_equal(run_check(f, true, NULL), 0);
+	/* a count for a block one row names */
+	sql(f->pool, "INSERT INTO refs(dblock, count) SELECT dblock, 2 FROM map "
+		     "WHERE dblock NOT IN (SELECT dblock FROM refs) LIMIT 1");
+	assert_int_equal(run_check(f, false, "but 1 map rows"), 1);
+	assert_int_equal(run_check(f, true, NULL), 0);
+	if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
+		fail_msg("open: %s", f->msg);
+	expect_a_pattern(f, "a");
+	expect_a_pattern(f, "b");
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* ---- a power cut at every commit step ---- */
+
+struct cut_shm {
+	int points, crash_at, stage;
+};
+static struct cut_shm *shm;
+
+static int cut_hook(void *arg, const char *point)
+{
+	struct fixture *f = arg;
+
+	shm->points++;
+	if (shm->crash_at && shm->points == shm->crash_at) {
+		dio_test_lose_unflushed(pool_test_dio(f->p));
+		_exit(0);
+	}
+	return 0;
+}
+
+/* The child: clone, sync; overwrite a (copy on write), sync; delete b. */
+static void cut_child(struct fixture *f)
+{
+	struct volume *a, *b;
+	uint64_t done;
+	char buf[BS];
+
+	if (pool_open(f->pool, 0, "clone cut", &f->p, f->msg, sizeof(f->msg)))
+		_exit(3);
+	dio_test_track_unflushed(pool_test_dio(f->p), true);
+	pool_test_set_crash_hook(f->p, cut_hook, f);
+	if (pool_volume_open(f->p, "a", &a) || pool_volume_open(f->p, "b", &b))
+		_exit(4);
+	if (pool_clone_range(a, 0, b, 0, NR * BS, &done) || pool_sync(f->p))
+		_exit(5);
+	shm->stage = 1;
+	memset(buf, 'Z', sizeof(buf));
+	if (pool_write(a, buf, BS, 0) != (ssize_t)BS || pool_sync(f->p))
+		_exit(6);
+	shm->stage = 2;
+	pool_volume_close(b);
+	if (pool_delete(f->p, "b", NULL, 0))
+		_exit(7);
+	shm->stage = 3;
+	pool_volume_close(a);
+	pool_close(f->p);
+	_exit(0);
+}
+
+/* After the cut: check clean, and each device reads a state it had. */
+static void cut_verify(struct fixture *f, int stage)
+{
+	struct pool_device_info info;
+	unsigned char c0, cb;
+	struct volume *v;
+
+	fx_check_clean(f);
+	assert_int_equal(pool_volume_open(f->p, "a", &v), 0);
+	assert_int_equal(pool_read(v, &c0, 1, 0), 1);
+	pool_volume_close(v);
+	assert_true(c0 == 'a' || (c0 == 'Z' && stage >= 1));
+	for (unsigned i = 1; i < NR; i++)
+		fx_expect(f, "a", i * BS, BS, 'a' + (int)i);
+	if (pool_device_info(f->p, "b", &info)) {
+		assert_true(stage >= 2); /* the delete */
+		return;
+	}
+	assert_int_equal(pool_volume_open(f->p, "b", &v), 0);
+	assert_int_equal(pool_read(v, &cb, 1, 0), 1);
+	pool_volume_close(v);
+	if (cb == 'B') {
+		fx_expect(f, "b", 0, NR * BS, 'B'); /* before the clone, all of it */
+	} else {
+		expect_a_pattern(f, "b"); /* after it, all of it */
+	}
+}
+
+static void test_clone_power_cut_at_every_commit_step(void **state)
+{
+	int cuts = 0;
+
+	shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(shm != MAP_FAILED);
+	for (int at = 1;; at++) {
+		struct fixture *f = with_ab();
+		int status;
+		pid_t pid;
+
+		assert_int_equal(pool_close(f->p), 0);
+		f->p = NULL;
+		memset(shm, 0, sizeof(*shm));
+		shm->crash_at = at;
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			cut_child(f);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		bool finished = shm->stage == 3;
+		int stage = shm->stage;
+		if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
+			fail_msg("reopen after cut %d: %s", at, f->msg);
+		cut_verify(f, stage);
+		fx_free(f);
+		if (finished)
+			break;
+		cuts++;
+	}
+	fprintf(stderr, "%d power cuts verified\n", cuts);
+	assert_true(cuts >= 10);
+	munmap(shm, sizeof(*shm));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_clone_shares_blocks_when_aligned),
+	    cmocka_unit_test(test_clone_overwrite_source_keeps_clone),
+	    cmocka_unit_test(test_clone_overwrite_clone_keeps_source),
+	    cmocka_unit_test(test_clone_discard_source_then_clone),
+	    cmocka_unit_test(test_clone_discard_clone_then_source),
+	    cmocka_unit_test(test_clone_delete_source_then_clone),
+	    cmocka_unit_test(test_clone_delete_clone_then_source),
+	    cmocka_unit_test(test_clone_snapshot_of_clone),
+	    cmocka_unit_test(test_clone_edges_holes_and_growth),
+	    cmocka_unit_test(test_clone_refusals),
+	    cmocka_unit_test(test_clone_check_finds_wrong_count),
+	    cmocka_unit_test(test_clone_power_cut_at_every_commit_step),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
