@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
+#include "thinfs/interop.h"
 #include "thinfs/pool_test.h"
 #include "unit_helpers.h"
 #include "engine/dataio.h"
@@ -354,6 +355,117 @@ static void test_clone_check_finds_wrong_count(void **state)
 	fx_free(f);
 }
 
+/* ---- thin_dump XML: a block mapped by several devices, natively ---- */
+
+static char *dump_of(struct fixture *f)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&buf, &len);
+
+	assert_non_null(mf);
+	if (pool_dump(f->p, mf, f->msg, sizeof(f->msg)))
+		fail_msg("dump: %s", f->msg);
+	fclose(mf);
+	return buf;
+}
+
+/* The dump without its superblock line (the uuid differs). */
+static const char *after_superblock(const char *xml)
+{
+	const char *nl = strchr(xml, '\n');
+
+	return nl ? nl : xml;
+}
+
+static void test_clone_dump_restore_keeps_sharing(void **state)
+{
+	struct fixture *f = with_ab(), *g = calloc(1, sizeof(*g));
+	char cmd[512], *xml, *xml2;
+	FILE *in;
+
+	clone(f, "a", 0, "b", 0, NR * BS);	     /* two trees, one vblock */
+	clone(f, "a", 0, "a", 5 * BS, 2 * BS);	     /* one device, two vblocks */
+	assert_int_equal(pool_snapshot_set(f->p, "set", NULL, 0), 0);
+	fx_create(f, "c", NR * BS);
+	clone(f, "set/a", 2 * BS, "c", 3 * BS, BS); /* from a frozen layer */
+	fx_check_clean(f);
+	xml = dump_of(f);
+	assert_int_equal(pool_close(f->p), 0);
+	f->p = NULL;
+	assert_non_null(g);
+	snprintf(g->dir, sizeof(g->dir), "%s", f->dir);
+	snprintf(g->pool, sizeof(g->pool), "%s/restored", f->dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s/data' '%s/image'", f->pool, f->dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s/image", f->dir);
+	in = fmemopen(xml, strlen(xml), "r");
+	if (pool_restore(g->pool, in, cmd, g->msg, sizeof(g->msg)))
+		fail_msg("restore: %s", g->msg);
+	fclose(in);
+	if (pool_open(g->pool, 0, "unit test", &g->p, g->msg, sizeof(g->msg)))
+		fail_msg("open: %s", g->msg);
+	fx_check_clean(g);
+	xml2 = dump_of(g);
+	assert_string_equal(after_superblock(xml), after_superblock(xml2));
+	expect_a_pattern(g, "b");
+	for (unsigned i = 0; i < NR; i++) /* vblocks 5, 6 cloned from 0, 1 */
+		fx_expect(g, "set/a", i * BS, BS, i == 5 || i == 6 ? 'a' + (int)i - 5 : 'a' + (int)i);
+	fx_expect(g, "a", 5 * BS, BS, 'a');
+	fx_expect(g, "c", 3 * BS, BS, 'c');
+	/* the counts came back: writes copy, deletes free only the last */
+	fx_fill(g, "b", 0, BS, 'X');
+	fx_delete(g, "a");
+	fx_check_clean(g);
+	fx_expect(g, "set/a", 0, BS, 'a');
+	fx_expect(g, "c", 3 * BS, BS, 'c');
+	pool_close(g->p);
+	free(g);
+	free(xml);
+	free(xml2);
+	fx_free(f);
+}
+
+/* A foreign dump mapping one data block at two vblocks (of two devices, or
+ * of one): restored as clones (it was refused before clone counts). */
+static const char *const clone_xml[] = {
+    "<superblock uuid=\"\" time=\"0\" transaction=\"0\" data_block_size=\"8\" "
+    "nr_data_blocks=\"10\"><device dev_id=\"1\" mapped_blocks=\"1\" transaction=\"0\" "
+    "creation_time=\"0\" snap_time=\"0\"><single_mapping origin_block=\"0\" data_block=\"3\" "
+    "time=\"0\"/></device><device dev_id=\"2\" mapped_blocks=\"1\" transaction=\"0\" "
+    "creation_time=\"0\" snap_time=\"0\"><single_mapping origin_block=\"4\" data_block=\"3\" "
+    "time=\"0\"/></device></superblock>",
+    "<superblock uuid=\"\" time=\"0\" transaction=\"0\" data_block_size=\"8\" "
+    "nr_data_blocks=\"10\"><device dev_id=\"1\" mapped_blocks=\"2\" transaction=\"0\" "
+    "creation_time=\"0\" snap_time=\"0\"><single_mapping origin_block=\"0\" data_block=\"3\" "
+    "time=\"0\"/><single_mapping origin_block=\"1\" data_block=\"3\" time=\"0\"/></device>"
+    "</superblock>",
+};
+
+static void test_clone_restore_foreign_block_at_two_vblocks(void **state)
+{
+	for (size_t i = 0; i < sizeof(clone_xml) / sizeof(clone_xml[0]); i++) {
+		struct fixture *f = fx_new(BS, NBLK);
+		char dir[80];
+		FILE *in = fmemopen((void *)clone_xml[i], strlen(clone_xml[i]), "r");
+
+		snprintf(dir, sizeof(dir), "%s/restored", f->dir);
+		if (pool_restore(dir, in, NULL, f->msg, sizeof(f->msg)))
+			fail_msg("restore %zu: %s", i, f->msg);
+		fclose(in);
+		pool_close(f->p);
+		snprintf(f->pool, sizeof(f->pool), "%s", dir);
+		if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
+			fail_msg("open: %s", f->msg);
+		fx_check_clean(f);
+		assert_int_equal(fx_used(f), 1);
+		fx_fill(f, "dev1", 0, 10, 'x'); /* copies on write */
+		assert_int_equal(fx_used(f), 2);
+		fx_check_clean(f);
+		fx_free(f);
+	}
+}
+
 /* ---- a power cut at every commit step ---- */
 
 struct cut_shm {
@@ -480,6 +592,8 @@ int main(void)
 	    cmocka_unit_test(test_clone_edges_holes_and_growth),
 	    cmocka_unit_test(test_clone_refusals),
 	    cmocka_unit_test(test_clone_check_finds_wrong_count),
+	    cmocka_unit_test(test_clone_dump_restore_keeps_sharing),
+	    cmocka_unit_test(test_clone_restore_foreign_block_at_two_vblocks),
 	    cmocka_unit_test(test_clone_power_cut_at_every_commit_step),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
