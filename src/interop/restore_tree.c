@@ -300,7 +300,8 @@ static int emit_piece(struct restore *r, struct rrun **act, size_t na, uint64_t 
 	for (size_t g = 0; g < na;) {
 		size_t e = g, n = 0;
 		uint32_t set;
-		while (e < na && vb_at(act[e], p) == vb_at(act[g], p) && act[e]->time == act[g]->time)
+		while (e < na && vb_at(act[e], p) == vb_at(act[g], p) &&
+		       act[e]->time == act[g]->time)
 			devs[n++] = act[e++]->dev; /* distinct: a device maps a vblock once */
 		if (intern_set(r, devs, n, &set) || GROW(r->rr, r->nr_rr, r->cap_rr))
 			return rs_fail(r, -ENOMEM, "out of memory");

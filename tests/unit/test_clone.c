@@ -384,8 +384,8 @@ static void test_clone_dump_restore_keeps_sharing(void **state)
 	char cmd[512], *xml, *xml2;
 	FILE *in;
 
-	clone(f, "a", 0, "b", 0, NR * BS);	     /* two trees, one vblock */
-	clone(f, "a", 0, "a", 5 * BS, 2 * BS);	     /* one device, two vblocks */
+	clone(f, "a", 0, "b", 0, NR * BS);     /* two trees, one vblock */
+	clone(f, "a", 0, "a", 5 * BS, 2 * BS); /* one device, two vblocks */
 	assert_int_equal(pool_snapshot_set(f->p, "set", NULL, 0), 0);
 	fx_create(f, "c", NR * BS);
 	clone(f, "set/a", 2 * BS, "c", 3 * BS, BS); /* from a frozen layer */
@@ -410,7 +410,8 @@ static void test_clone_dump_restore_keeps_sharing(void **state)
 	assert_string_equal(after_superblock(xml), after_superblock(xml2));
 	expect_a_pattern(g, "b");
 	for (unsigned i = 0; i < NR; i++) /* vblocks 5, 6 cloned from 0, 1 */
-		fx_expect(g, "set/a", i * BS, BS, i == 5 || i == 6 ? 'a' + (int)i - 5 : 'a' + (int)i);
+		fx_expect(g, "set/a", i * BS, BS,
+			  i == 5 || i == 6 ? 'a' + (int)i - 5 : 'a' + (int)i);
 	fx_expect(g, "a", 5 * BS, BS, 'a');
 	fx_expect(g, "c", 3 * BS, BS, 'c');
 	/* the counts came back: writes copy, deletes free only the last */
