@@ -299,6 +299,120 @@ static void test_clone_refusals(void **state)
 	fx_free(f);
 }
 
+/* thinctl list: cloned blocks are shared, a copy on write exclusive. */
+static void test_clone_list_counts_shared(void **state)
+{
+	struct fixture *f = with_ab();
+	struct pool_device_info *devs;
+	size_t n;
+
+	clone(f, "a", 0, "b", 0, NR * BS);
+	fx_fill(f, "b", 0, BS, 'X');
+	assert_int_equal(pool_list(f->p, true, &devs, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(devs[i].mapped_blocks, NR);
+		assert_int_equal(devs[i].exclusive_blocks, 1);
+		assert_int_equal(devs[i].shared_blocks, NR - 1);
+	}
+	free(devs);
+	fx_free(f);
+}
+
+/* Background reclaim of a deleted side, and a rollback over a clone. */
+static void test_clone_reclaim_and_rollback(void **state)
+{
+	struct fixture *f = with_ab();
+
+	pool_set_background_reclaim(f->p, true);
+	clone(f, "a", 0, "b", 0, NR * BS);
+	fx_snap(f, "b", "s");
+	fx_fill(f, "b", 0, BS, 'X');
+	if (pool_rollback(f->p, "b", "s", f->msg, sizeof(f->msg)))
+		fail_msg("rollback: %s", f->msg);
+	for (int i = 0; i < 100 && pool_reclaim_pending(f->p); i++)
+		assert_int_equal(pool_reclaim_step(f->p), 0);
+	fx_check_clean(f);
+	expect_a_pattern(f, "b");
+	fx_delete(f, "a");
+	for (int i = 0; i < 100 && pool_reclaim_pending(f->p); i++)
+		assert_int_equal(pool_reclaim_step(f->p), 0);
+	assert_false(pool_reclaim_pending(f->p));
+	assert_int_equal(pool_commit(f->p), 0);
+	assert_int_equal(fx_used(f), NR);
+	expect_a_pattern(f, "b");
+	expect_a_pattern(f, "s");
+	fx_check_clean(f);
+	fx_delete(f, "s");
+	fx_delete(f, "b");
+	for (int i = 0; i < 100 && pool_reclaim_pending(f->p); i++)
+		assert_int_equal(pool_reclaim_step(f->p), 0);
+	assert_int_equal(pool_commit(f->p), 0);
+	assert_int_equal(fx_used(f), 0);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* ---- delta, send and receive stay exact ---- */
+
+static char *delta_of(struct fixture *f, const char *a, const char *b)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&buf, &len);
+
+	assert_non_null(mf);
+	if (pool_delta(f->p, a, b, POOL_DELTA_RANGES, mf, f->msg, sizeof(f->msg)))
+		fail_msg("delta: %s", f->msg);
+	fclose(mf);
+	return buf;
+}
+
+static void send_to(struct fixture *from, const char *dev, const char *base, struct fixture *to,
+		    const char *name)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&buf, &len);
+
+	assert_non_null(mf);
+	if (pool_send(from->p, dev, base, mf, from->msg, sizeof(from->msg)))
+		fail_msg("send %s: %s", dev, from->msg);
+	fclose(mf);
+	mf = fmemopen(buf, len, "r");
+	if (pool_receive(to->p, name, mf, to->msg, sizeof(to->msg)))
+		fail_msg("receive %s: %s", name, to->msg);
+	fclose(mf);
+	free(buf);
+}
+
+static void test_clone_delta_send_receive_exact(void **state)
+{
+	struct fixture *f = with_ab(), *g = fx_new(BS, NBLK);
+	char *d;
+
+	clone(f, "a", 0, "b", 0, NR * BS);
+	assert_int_equal(pool_commit(f->p), 0);
+	d = delta_of(f, "a", "b");
+	assert_string_equal(d, ""); /* the same blocks: no difference */
+	free(d);
+	fx_fill(f, "b", 2 * BS, BS, 'X');
+	assert_int_equal(pool_commit(f->p), 0);
+	d = delta_of(f, "a", "b");
+	assert_non_null(strstr(d, "8192 4096"));
+	free(d);
+	/* full, then b incremental from a: the clone arrives as plain data */
+	send_to(f, "a", NULL, g, "a");
+	send_to(f, "b", "a", g, "b");
+	expect_a_pattern(g, "a");
+	fx_expect(g, "b", 2 * BS, BS, 'X');
+	fx_expect(g, "b", 3 * BS, BS, 'd');
+	fx_check_clean(g);
+	fx_check_clean(f);
+	fx_free(g);
+	fx_free(f);
+}
+
 /* ---- check ---- */
 
 static void sql(const char *pool, const char *stmt)
@@ -592,6 +706,9 @@ int main(void)
 	    cmocka_unit_test(test_clone_snapshot_of_clone),
 	    cmocka_unit_test(test_clone_edges_holes_and_growth),
 	    cmocka_unit_test(test_clone_refusals),
+	    cmocka_unit_test(test_clone_list_counts_shared),
+	    cmocka_unit_test(test_clone_reclaim_and_rollback),
+	    cmocka_unit_test(test_clone_delta_send_receive_exact),
 	    cmocka_unit_test(test_clone_check_finds_wrong_count),
 	    cmocka_unit_test(test_clone_dump_restore_keeps_sharing),
 	    cmocka_unit_test(test_clone_restore_foreign_block_at_two_vblocks),
