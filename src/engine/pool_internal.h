@@ -260,7 +260,11 @@ void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vbl
  *    between: an op should fail only when the database or memory does;
  *  - an op may change rows through meta_* and in-memory state under the pool
  *    lock (devices, layers, sets, prow), and free blocks with space_free
- *    (they are reused only after the commit is durable);
+ *    (they are reused only after the commit is durable), exactly once per
+ *    map row that goes: a block cloned by copy_file_range (its clone count,
+ *    refs.h, is the number of rows naming it) loses one reference per call
+ *    and is freed with the last, so a second call for one row would free a
+ *    block another row still names;
  *  - if the op or the commit fails, the transaction is rolled back, prow is
  *    restored, and the pool goes FAILED; in-memory changes the op made are
  *    NOT undone (the caller undoes what a mount would show, e.g. a size),
