@@ -17,6 +17,7 @@
 #include "thinfs/pool_test.h"
 #include "unit_helpers.h"
 #include "engine/dataio.h"
+#include "engine/refs.h"
 
 #define BS 4096ull
 #define NBLK 256
@@ -581,6 +582,50 @@ static void test_clone_restore_foreign_block_at_two_vblocks(void **state)
 	}
 }
 
+/* ---- the in-memory table (refs.c) against a plain array ---- */
+
+static void count_entry(void *arg, uint64_t dblock, uint32_t count)
+{
+	(void)dblock;
+	(void)count;
+	(*(size_t *)arg)++;
+}
+
+static void test_refs_table_matches_model(void **state)
+{
+	enum { KEYS = 3000 };
+	static uint32_t model[KEYS];
+	struct refs r;
+	uint64_t rs = 7;
+
+	refs_init(&r);
+	memset(model, 0, sizeof(model));
+	for (int step = 0; step < 200000; step++) {
+		rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+		/* keys spread and clustered: some collide in the hash */
+		uint64_t k = (rs >> 33) % KEYS, key = k * (k % 3 ? 1 : 4096);
+		if ((rs >> 20) % 3) {
+			assert_int_equal(refs_inc(&r, key), 0);
+			model[k] = model[k] ? model[k] + 1 : 2;
+		} else {
+			int still = refs_dec(&r, key);
+			assert_int_equal(still, model[k] >= 2);
+			model[k] = model[k] > 2 ? model[k] - 1 : 0;
+		}
+		if (step % 20000 == 0)
+			r.nr_dirty = 0; /* a save drained it */
+	}
+	size_t n = 0, live = 0;
+	for (uint64_t k = 0; k < KEYS; k++) {
+		assert_int_equal(refs_get(&r, k * (k % 3 ? 1 : 4096)), model[k]);
+		live += model[k] != 0;
+	}
+	refs_foreach(&r, count_entry, &n);
+	assert_int_equal(n, live);
+	assert_int_equal(r.nr, live);
+	refs_destroy(&r);
+}
+
 /* ---- a power cut at every commit step ---- */
 
 struct cut_shm {
@@ -712,6 +757,7 @@ int main(void)
 	    cmocka_unit_test(test_clone_check_finds_wrong_count),
 	    cmocka_unit_test(test_clone_dump_restore_keeps_sharing),
 	    cmocka_unit_test(test_clone_restore_foreign_block_at_two_vblocks),
+	    cmocka_unit_test(test_refs_table_matches_model),
 	    cmocka_unit_test(test_clone_power_cut_at_every_commit_step),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
