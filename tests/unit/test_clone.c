@@ -9,6 +9,7 @@
  * commit step of a clone and of its overwrite; check clean after each, and
  * check finding (and --repair fixing) a wrong clone count.
  */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -37,7 +38,7 @@ static struct fixture *with_ab(void)
 }
 
 /* Clone [soff, soff+len) of src into dst at doff; assert it all went. */
-static void clone(struct fixture *f, const char *src, uint64_t soff, const char *dst, uint64_t doff,
+static void do_clone(struct fixture *f, const char *src, uint64_t soff, const char *dst, uint64_t doff,
 		  uint64_t len)
 {
 	struct volume *s, *d;
@@ -74,7 +75,7 @@ static void test_clone_shares_blocks_when_aligned(void **state)
 	struct fixture *f = with_ab();
 	uint64_t used = fx_used(f);
 
-	clone(f, "a", 0, "b", 0, NR * BS);
+	do_clone(f, "a", 0, "b", 0, NR * BS);
 	assert_int_equal(pool_commit(f->p), 0);
 	/* b's own blocks went back, and nothing new was taken */
 	assert_int_equal(fx_used(f), used - NR);
@@ -95,7 +96,7 @@ static void overwrite_side(const char *written, const char *other)
 	struct fixture *f = with_ab();
 	uint64_t used;
 
-	clone(f, "a", 0, "b", 0, NR * BS);
+	do_clone(f, "a", 0, "b", 0, NR * BS);
 	assert_int_equal(pool_commit(f->p), 0);
 	used = fx_used(f);
 	fx_fill(f, written, 2 * BS + 100, 10, 'Z'); /* partial: copy on write */
@@ -136,7 +137,7 @@ static void discard_sides(const char *first, const char *second)
 	struct volume *v;
 	uint64_t used;
 
-	clone(f, "a", 0, "b", 0, NR * BS);
+	do_clone(f, "a", 0, "b", 0, NR * BS);
 	assert_int_equal(pool_commit(f->p), 0);
 	used = fx_used(f);
 	assert_int_equal(pool_volume_open(f->p, first, &v), 0);
@@ -175,7 +176,7 @@ static void delete_sides(const char *first, const char *second)
 	struct fixture *f = with_ab();
 	uint64_t used;
 
-	clone(f, "a", 0, "b", 0, NR * BS);
+	do_clone(f, "a", 0, "b", 0, NR * BS);
 	assert_int_equal(pool_commit(f->p), 0);
 	used = fx_used(f);
 	assert_int_equal(used, NR);
@@ -210,7 +211,7 @@ static void test_clone_snapshot_of_clone(void **state)
 {
 	struct fixture *f = with_ab();
 
-	clone(f, "a", 0, "b", 0, NR * BS);
+	do_clone(f, "a", 0, "b", 0, NR * BS);
 	fx_snap(f, "b", "s");
 	fx_fill(f, "b", 0, BS, 'X');
 	fx_fill(f, "a", BS, BS, 'Y');
@@ -221,7 +222,7 @@ static void test_clone_snapshot_of_clone(void **state)
 	fx_check_clean(f);
 	/* a clone out of the snapshot (its blocks live in a frozen layer) */
 	fx_create(f, "c", NR * BS);
-	clone(f, "s", 0, "c", 0, NR * BS);
+	do_clone(f, "s", 0, "c", 0, NR * BS);
 	fx_delete(f, "a");
 	fx_delete(f, "b");
 	fx_check_clean(f);
@@ -252,7 +253,7 @@ static void test_clone_edges_holes_and_growth(void **state)
 	assert_int_equal(pool_commit(f->p), 0);
 	used = fx_used(f);
 	/* from byte 100 of vblock 1 to byte 200 of vblock 6 */
-	clone(f, "a", BS + 100, "c", BS + 100, 5 * BS + 100);
+	do_clone(f, "a", BS + 100, "c", BS + 100, 5 * BS + 100);
 	assert_int_equal(pool_commit(f->p), 0);
 	assert_int_equal(fx_used(f), used + 2); /* the two edges */
 	assert_int_equal(fx_mapped(f, "c"), 5);
@@ -263,13 +264,13 @@ static void test_clone_edges_holes_and_growth(void **state)
 	fx_expect(f, "c", 6 * BS, 200, 'g');
 	assert_int_equal(dblock_of(f, "c", 2), dblock_of(f, "a", 2));
 	/* a hole over b's data unmaps it */
-	clone(f, "a", 4 * BS, "b", 4 * BS, BS);
+	do_clone(f, "a", 4 * BS, "b", 4 * BS, BS);
 	fx_expect(f, "b", 4 * BS, BS, 0);
 	/* unaligned offsets: all copied */
-	clone(f, "a", 0, "b", 10, 100);
+	do_clone(f, "a", 0, "b", 10, 100);
 	fx_expect(f, "b", 10, 100, 'a');
 	/* within one volume */
-	clone(f, "b", 0, "b", 6 * BS, BS);
+	do_clone(f, "b", 0, "b", 6 * BS, BS);
 	assert_int_equal(dblock_of(f, "b", 0), dblock_of(f, "b", 6));
 	fx_fill(f, "b", 6 * BS + 300, 1, '!');
 	fx_expect(f, "b", 300, 1, 'B');
@@ -307,7 +308,7 @@ static void test_clone_list_counts_shared(void **state)
 	struct pool_device_info *devs;
 	size_t n;
 
-	clone(f, "a", 0, "b", 0, NR * BS);
+	do_clone(f, "a", 0, "b", 0, NR * BS);
 	fx_fill(f, "b", 0, BS, 'X');
 	assert_int_equal(pool_list(f->p, true, &devs, &n), 0);
 	assert_int_equal(n, 2);
@@ -326,7 +327,7 @@ static void test_clone_reclaim_and_rollback(void **state)
 	struct fixture *f = with_ab();
 
 	pool_set_background_reclaim(f->p, true);
-	clone(f, "a", 0, "b", 0, NR * BS);
+	do_clone(f, "a", 0, "b", 0, NR * BS);
 	fx_snap(f, "b", "s");
 	fx_fill(f, "b", 0, BS, 'X');
 	if (pool_rollback(f->p, "b", "s", f->msg, sizeof(f->msg)))
@@ -350,6 +351,71 @@ static void test_clone_reclaim_and_rollback(void **state)
 		assert_int_equal(pool_reclaim_step(f->p), 0);
 	assert_int_equal(pool_commit(f->p), 0);
 	assert_int_equal(fx_used(f), 0);
+	fx_check_clean(f);
+	fx_free(f);
+}
+
+/* Clones racing with writes to both sides and with commits: every block of
+ * each side reads whole (one writer's byte or the other's), check clean. */
+struct racer {
+	struct fixture *f;
+	const char *dev;
+	int c;
+};
+
+static void *race_writer(void *arg)
+{
+	struct racer *r = arg;
+	struct volume *v;
+	char buf[BS];
+
+	assert_int_equal(pool_volume_open(r->f->p, r->dev, &v), 0);
+	for (int i = 0; i < 400; i++) {
+		memset(buf, r->c, sizeof(buf));
+		assert_int_equal(pool_write(v, buf, BS, (uint64_t)(i % NR) * BS), (ssize_t)BS);
+		if (i % 50 == 0)
+			assert_int_equal(pool_sync(r->f->p), 0);
+	}
+	pool_volume_close(v);
+	return NULL;
+}
+
+static void test_clone_races_with_writes(void **state)
+{
+	struct fixture *f = with_ab();
+	struct racer ra = {f, "a", 'P'}, rb = {f, "b", 'Q'};
+	struct volume *a, *b;
+	pthread_t ta, tb;
+	uint64_t done;
+
+	assert_int_equal(pool_volume_open(f->p, "a", &a), 0);
+	assert_int_equal(pool_volume_open(f->p, "b", &b), 0);
+	assert_int_equal(pthread_create(&ta, NULL, race_writer, &ra), 0);
+	assert_int_equal(pthread_create(&tb, NULL, race_writer, &rb), 0);
+	for (int i = 0; i < 200; i++) {
+		assert_int_equal(i % 2 ? pool_clone_range(a, 0, b, 0, NR * BS, &done)
+				       : pool_clone_range(b, 0, a, 0, NR * BS, &done),
+				 0);
+		assert_int_equal(done, NR * BS);
+	}
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	pool_volume_close(b);
+	pool_volume_close(a);
+	for (unsigned i = 0; i < NR; i++) {
+		unsigned char c[2][BS];
+		struct volume *v;
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(pool_volume_open(f->p, k ? "b" : "a", &v), 0);
+			assert_int_equal(pool_read(v, c[k], BS, i * BS), (ssize_t)BS);
+			pool_volume_close(v);
+			assert_true(c[k][0] == 'P' || c[k][0] == 'Q');
+			for (size_t j = 1; j < BS; j++)
+				assert_int_equal(c[k][j], c[k][0]);
+		}
+	}
+	fx_check_clean(f);
+	fx_reopen(f);
 	fx_check_clean(f);
 	fx_free(f);
 }
@@ -392,7 +458,7 @@ static void test_clone_delta_send_receive_exact(void **state)
 	struct fixture *f = with_ab(), *g = fx_new(BS, NBLK);
 	char *d;
 
-	clone(f, "a", 0, "b", 0, NR * BS);
+	do_clone(f, "a", 0, "b", 0, NR * BS);
 	assert_int_equal(pool_commit(f->p), 0);
 	d = delta_of(f, "a", "b");
 	assert_string_equal(d, ""); /* the same blocks: no difference */
@@ -446,7 +512,7 @@ static void test_clone_check_finds_wrong_count(void **state)
 {
 	struct fixture *f = with_ab();
 
-	clone(f, "a", 0, "b", 0, NR * BS);
+	do_clone(f, "a", 0, "b", 0, NR * BS);
 	assert_int_equal(pool_close(f->p), 0);
 	f->p = NULL;
 	sql(f->pool, "UPDATE refs SET count = 3 WHERE rowid = (SELECT min(rowid) FROM refs)");
@@ -499,11 +565,11 @@ static void test_clone_dump_restore_keeps_sharing(void **state)
 	char cmd[512], *xml, *xml2;
 	FILE *in;
 
-	clone(f, "a", 0, "b", 0, NR * BS);     /* two trees, one vblock */
-	clone(f, "a", 0, "a", 5 * BS, 2 * BS); /* one device, two vblocks */
+	do_clone(f, "a", 0, "b", 0, NR * BS);     /* two trees, one vblock */
+	do_clone(f, "a", 0, "a", 5 * BS, 2 * BS); /* one device, two vblocks */
 	assert_int_equal(pool_snapshot_set(f->p, "set", NULL, 0), 0);
 	fx_create(f, "c", NR * BS);
-	clone(f, "set/a", 2 * BS, "c", 3 * BS, BS); /* from a frozen layer */
+	do_clone(f, "set/a", 2 * BS, "c", 3 * BS, BS); /* from a frozen layer */
 	fx_check_clean(f);
 	xml = dump_of(f);
 	assert_int_equal(pool_close(f->p), 0);
@@ -754,6 +820,7 @@ int main(void)
 	    cmocka_unit_test(test_clone_list_counts_shared),
 	    cmocka_unit_test(test_clone_reclaim_and_rollback),
 	    cmocka_unit_test(test_clone_delta_send_receive_exact),
+	    cmocka_unit_test(test_clone_races_with_writes),
 	    cmocka_unit_test(test_clone_check_finds_wrong_count),
 	    cmocka_unit_test(test_clone_dump_restore_keeps_sharing),
 	    cmocka_unit_test(test_clone_restore_foreign_block_at_two_vblocks),
