@@ -38,8 +38,8 @@ static struct fixture *with_ab(void)
 }
 
 /* Clone [soff, soff+len) of src into dst at doff; assert it all went. */
-static void do_clone(struct fixture *f, const char *src, uint64_t soff, const char *dst, uint64_t doff,
-		  uint64_t len)
+static void do_clone(struct fixture *f, const char *src, uint64_t soff, const char *dst,
+		     uint64_t doff, uint64_t len)
 {
 	struct volume *s, *d;
 	uint64_t done = 0;
@@ -565,7 +565,7 @@ static void test_clone_dump_restore_keeps_sharing(void **state)
 	char cmd[512], *xml, *xml2;
 	FILE *in;
 
-	do_clone(f, "a", 0, "b", 0, NR * BS);     /* two trees, one vblock */
+	do_clone(f, "a", 0, "b", 0, NR * BS);	  /* two trees, one vblock */
 	do_clone(f, "a", 0, "a", 5 * BS, 2 * BS); /* one device, two vblocks */
 	assert_int_equal(pool_snapshot_set(f->p, "set", NULL, 0), 0);
 	fx_create(f, "c", NR * BS);
