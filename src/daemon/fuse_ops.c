@@ -770,6 +770,16 @@ static void fsops_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_i
 
 	if (flags || off_in < 0 || off_out < 0)
 		return (void)fuse_reply_err(req, EINVAL);
+	/* the reply's count is 32 bits: a longer request is answered short, at
+	 * a block boundary, so the caller's next one is aligned as this one */
+	if (len > UINT32_MAX)
+		len = UINT32_MAX - UINT32_MAX % fs->block_size;
+	/* and a request that ends inside a block (the kernel cuts long ones
+	 * at a page) is answered up to the last block boundary, so that block
+	 * is shared by the next request instead of copied by this one */
+	uint64_t end = (uint64_t)off_out + len, cut = end - end % fs->block_size;
+	if (len > fs->block_size && cut > (uint64_t)off_out)
+		len = (size_t)(cut - (uint64_t)off_out);
 	rc = pool_clone_range(file_of(fi_in)->vol, (uint64_t)off_in, out->vol, (uint64_t)off_out,
 			      len, &done);
 	if (rc && !done) {

@@ -37,7 +37,13 @@
 #define CLONE_BATCH 16384u    /* blocks shared per admin-lock hold: a few ms */
 #define CLONE_COPY (1u << 20) /* bytes per read+write of a copied edge */
 
-/* Copy len bytes from src at soff to dst at doff, by reading and writing. */
+static bool all_zero(const char *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Copy len bytes from src at soff to dst at doff, by reading and writing
+ * (zeros by zeroing, so that a hole copied stays unmapped). */
 static int copy_bytes(struct volume *src, uint64_t soff, struct volume *dst, uint64_t doff,
 		      uint64_t len, uint64_t *done)
 {
@@ -53,8 +59,15 @@ static int copy_bytes(struct volume *src, uint64_t soff, struct volume *dst, uin
 			rc = (int)r;
 			break;
 		}
-		ssize_t w = pool_write(dst, buf, (size_t)r, doff);
-		if (w < 0) {
+		ssize_t w = (ssize_t)r;
+		if (all_zero(buf, (size_t)r)) {
+			/* a hole (or zeros) stays a hole: zeroing maps nothing */
+			rc = pool_volume_grow(dst, doff + (uint64_t)r);
+			if (!rc)
+				rc = pool_zero_range(dst, doff, (uint64_t)r);
+			if (rc)
+				break;
+		} else if ((w = pool_write(dst, buf, (size_t)r, doff)) < 0) {
 			rc = (int)w;
 			break;
 		}

@@ -65,6 +65,32 @@ if cp --reflink=always "$M/a" "$M/c" 2> /dev/null; then
 fi
 rm -f "$M/c"
 
+say "one copy_file_range of 6 GiB (past the reply's 32-bit count) over a sparse volume"
+if command -v python3 > /dev/null; then
+	truncate -s 6G "$M/big"
+	dd if=/dev/urandom of="$M/big" bs=64K count=2 seek=$((5 * 16384)) conv=notrunc status=none
+	sync "$M/big"
+	ub=$(used)
+	python3 -c '
+import os, sys
+src, dst = os.open(sys.argv[1], os.O_RDONLY), os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT)
+left = 6 << 30
+while left:
+    n = os.copy_file_range(src, dst, left)
+    if n <= 0:
+        sys.exit("copy_file_range returned %d with %d left" % (n, left))
+    left -= n
+' "$M/big" "$M/big2" || fail "copy_file_range of 6 GiB"
+	sync "$M/big2"
+	[ "$(stat -c %s "$M/big2")" = $((6 << 30)) ] || fail "big2 has size $(stat -c %s "$M/big2")"
+	[ "$(mapped big2)" = 2 ] || fail "big2 maps $(mapped big2) blocks, expected 2"
+	[ "$(used)" = "$ub" ] || fail "used $ub -> $(used) for a clone of big"
+	cmp <(dd if="$M/big" bs=64K skip=$((5 * 16384)) count=2 status=none) \
+		<(dd if="$M/big2" bs=64K skip=$((5 * 16384)) count=2 status=none) ||
+		fail "big2 differs from big"
+	rm "$M/big" "$M/big2"
+fi
+
 say "deleting b frees what it alone mapped: its 16 copies and a's old block"
 rm "$M/b"
 sync "$M/a"

@@ -269,6 +269,11 @@ static void test_clone_edges_holes_and_growth(void **state)
 	/* unaligned offsets: all copied */
 	do_clone(f, "a", 0, "b", 10, 100);
 	fx_expect(f, "b", 10, 100, 'a');
+	/* a hole copied (unaligned) stays a hole, and still grows the file */
+	fx_create(f, "h", 0);
+	do_clone(f, "a", 4 * BS + 10, "h", 3 * BS + 20, 100);
+	assert_int_equal(fx_mapped(f, "h"), 0);
+	fx_expect(f, "h", 0, 3 * BS + 120, 0);
 	/* within one volume */
 	do_clone(f, "b", 0, "b", 6 * BS, BS);
 	assert_int_equal(dblock_of(f, "b", 0), dblock_of(f, "b", 6));
