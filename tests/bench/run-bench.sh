@@ -70,3 +70,4 @@ END {
 bash "$(dirname "$0")/daemon-bench.sh" "$BUILD" "$WORK"
 sh "$(dirname "$0")/send-bench.sh" "$BUILD" "$WORK"
 bash "$(dirname "$0")/admin-bench.sh" "$BUILD" "$WORK"
+sh "$(dirname "$0")/clone-bench.sh" "$BUILD" "$WORK"

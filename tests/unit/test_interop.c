@@ -627,21 +627,6 @@ static const struct bad_xml {
      "creation_time=\"0\" snap_time=\"0\"><range_mapping origin_begin=\"0\" data_begin=\"9\" "
      "length=\"2\" time=\"0\"/></device></superblock>",
      "beyond nr_data_blocks"},
-    {"dblock at two vblocks",
-     "<superblock uuid=\"\" time=\"0\" transaction=\"0\" data_block_size=\"8\" "
-     "nr_data_blocks=\"10\"><device dev_id=\"1\" mapped_blocks=\"1\" transaction=\"0\" "
-     "creation_time=\"0\" snap_time=\"0\"><single_mapping origin_block=\"0\" data_block=\"3\" "
-     "time=\"0\"/></device><device dev_id=\"2\" mapped_blocks=\"1\" transaction=\"0\" "
-     "creation_time=\"0\" snap_time=\"0\"><single_mapping origin_block=\"4\" data_block=\"3\" "
-     "time=\"0\"/></device></superblock>",
-     "only at one vblock"},
-    {"dblock twice in one device",
-     "<superblock uuid=\"\" time=\"0\" transaction=\"0\" data_block_size=\"8\" "
-     "nr_data_blocks=\"10\"><device dev_id=\"1\" mapped_blocks=\"2\" transaction=\"0\" "
-     "creation_time=\"0\" snap_time=\"0\"><single_mapping origin_block=\"0\" data_block=\"3\" "
-     "time=\"0\"/><single_mapping origin_block=\"1\" data_block=\"3\" time=\"0\"/></device>"
-     "</superblock>",
-     "data block 3"},
     {"mapped_blocks lies",
      "<superblock uuid=\"\" time=\"0\" transaction=\"0\" data_block_size=\"8\" "
      "nr_data_blocks=\"10\"><device dev_id=\"1\" mapped_blocks=\"5\" transaction=\"0\" "
