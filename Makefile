@@ -130,13 +130,14 @@ tidy:
 		--inline-suppr -Iinclude -Isrc src tools
 	clang-tidy --quiet $(LIB_SRCS) $(DAEMON_SRCS) tools/thinctl.c -- $(CFLAGS)
 
-# ThreadSanitizer over the concurrency and ring tests (no root).
+# ThreadSanitizer over the concurrency, ring and space-policy tests (no root).
 tsan:
 	$(MAKE) BUILD=build-tsan EXTRA_CFLAGS="-fsanitize=thread -O1 -g" \
 		LDLIBS="$(PKG_LIBS) -lpthread -fsanitize=thread" \
-		build-tsan/tests/test_concurrency build-tsan/tests/test_ring
+		build-tsan/tests/test_concurrency build-tsan/tests/test_ring build-tsan/tests/test_space
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_concurrency
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_ring
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_space
 
 FORMAT_SRCS := $(wildcard src/*/*.c src/*/*.h include/thinfs/*.h tools/*.c tests/unit/*.c \
 		 tests/unit/*.h tests/tools/*.c tests/bench/*.c)

@@ -321,6 +321,21 @@ ssize_t pool_read(struct volume *vol, void *buf, size_t len, uint64_t offset);
 ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t offset);
 /* (with when_full=queue, such a write first waits for space: see the
  * properties above) */
+/*
+ * Clone len bytes of src at src_off into dst at dst_off (copy_file_range):
+ * whole blocks at offsets congruent modulo the block size are shared (dst
+ * maps src's data blocks, counted in the clone counts; a later write to
+ * either side copies on write; a hole in src makes a hole in dst), the rest
+ * is copied.  len is clipped to src's end; dst grows past its end as a write
+ * would.  *done: bytes cloned (short only after an error, which is then
+ * returned only if nothing was done).  Like a write, durable with the next
+ * commit.  -EXDEV across pools, -EROFS on a read-only dst or pool, -EINVAL
+ * for overlapping ranges of one device, -EFBIG past pool_size_limit(),
+ * -ENOSPC if an edge needs a block and none is free.  src and dst may be
+ * the same handle.
+ */
+int pool_clone_range(struct volume *src, uint64_t src_off, struct volume *dst, uint64_t dst_off,
+		     uint64_t len, uint64_t *done);
 /* Discard: unmap whole blocks, zero partial ones; -EOPNOTSUPP with the pool
  * property discard=ignore (nothing changes). */
 int pool_discard(struct volume *vol, uint64_t offset, uint64_t len);

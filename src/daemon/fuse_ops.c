@@ -33,6 +33,9 @@
  * and an O_DSYNC/O_SYNC write on such a file syncs before it is answered,
  * because the kernel sends no FSYNC for it.
  *
+ * Cloning.  copy_file_range between two files of the mount shares whole
+ * blocks (pool_clone_range): `cp MNT/a MNT/b` takes no new data blocks.
+ *
  * Locking: fs->lock protects the node table and every node field.  It is
  * never held across a pool call: a commit inside one must not stall lookups.
  * The kernel serialises namespace changes within a directory (its i_rwsem),
@@ -749,6 +752,45 @@ static void fsops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offs
 	fuse_reply_err(req, -rc);
 }
 
+/*
+ * copy_file_range(2) between two files of this mount (coreutils' cp uses it):
+ * pool_clone_range shares the source's whole blocks, copies the edges.  The
+ * kernel sends it only for files of one mount; it never forwards FICLONE /
+ * FICLONERANGE (the VFS answers them for a FUSE file: EOPNOTSUPP), so
+ * `cp --reflink=always` fails while plain `cp` (reflink=auto) clones.
+ */
+static void fsops_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+				  struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+				  struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	struct fsops *fs = fs_of(req);
+	struct fsops_file *out = file_of(fi_out);
+	uint64_t done = 0;
+	int rc;
+
+	if (flags || off_in < 0 || off_out < 0)
+		return (void)fuse_reply_err(req, EINVAL);
+	/* the reply's count is 32 bits: a longer request is answered short, at
+	 * a block boundary, so the caller's next one is aligned as this one */
+	if (len > UINT32_MAX)
+		len = UINT32_MAX - UINT32_MAX % fs->block_size;
+	/* and a request that ends inside a block (the kernel cuts long ones
+	 * at a page) is answered up to the last block boundary, so that block
+	 * is shared by the next request instead of copied by this one */
+	uint64_t end = (uint64_t)off_out + len, cut = end - end % fs->block_size;
+	if (len > fs->block_size && cut > (uint64_t)off_out)
+		len = (size_t)(cut - (uint64_t)off_out);
+	rc = pool_clone_range(file_of(fi_in)->vol, (uint64_t)off_in, out->vol, (uint64_t)off_out,
+			      len, &done);
+	if (rc && !done) {
+		char dev[DEVNAME_MAX];
+		file_devname(fs, out, dev);
+		fsops_refused(fs, "a copy_file_range", dev, rc, NULL);
+		return (void)fuse_reply_err(req, -rc);
+	}
+	fuse_reply_write(req, (size_t)done);
+}
+
 static void fsops_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 			struct fuse_file_info *fi)
 {
@@ -1019,6 +1061,7 @@ const struct fuse_lowlevel_ops fsops_ll_ops = {
     .fsync = fsops_fsync,
     .fallocate = fsops_fallocate,
     .lseek = fsops_lseek,
+    .copy_file_range = fsops_copy_file_range,
     .opendir = fsops_opendir,
     .readdir = fsops_readdir,
     .releasedir = fsops_releasedir,

@@ -41,6 +41,7 @@ enum check_fix {
 	FIX_NEW_LEAF,	 /* a: device: its leaf has children: freeze it, a new leaf */
 	FIX_PAST_SIZE,	 /* a: device, b: vblock, c: layer of the row: unmapped */
 	FIX_REINDEX,	 /* SQLite's indexes rebuilt from their tables */
+	FIX_REFS,	 /* a: dblock: its clone count set to the rows naming it */
 };
 
 struct check_finding {
@@ -69,6 +70,7 @@ struct checker {
 	uint8_t *claimed;	 /* the block is in some row a device sees */
 	uint64_t *owner_layer;	 /* the first such row's layer ... */
 	uint64_t *owner_vb;	 /* ... and vblock */
+	uint32_t *nrows;	 /* map rows naming the block (clone counts) */
 	struct check_live *live; /* (layer, vblock) some device sees, sorted */
 	size_t nr_live, cap_live;
 	uint64_t *drop_layers; /* layers FIX_LAYER_DROP removes whole */

@@ -8,8 +8,10 @@
  *      fresh block for its second row (no free block: that one stays);
  *   2. one pool_txn (the data flushed first): the missing rows and links
  *      of the tree, the devices and sets, the rows to drop or remap, the
- *      unused and single-child layers; then every count recounted and the
- *      space map rebuilt from the rows that are left;
+ *      unused and single-child layers; then every count recounted, the
+ *      clone counts set to the rows that are left (a count stays only
+ *      where one was: a block named twice without one is copied, step 1),
+ *      and the space map rebuilt from those rows;
  *   3. after the commit: the free blocks scrubbed (they may hold data of a
  *      lost transaction), the needs_check marker removed.
  * A crash at any point leaves the pool as it was or repaired: the metadata
@@ -305,6 +307,10 @@ static int fix_one(struct checker *c, struct check_finding *f)
 	case FIX_REINDEX:
 		snprintf(f->how, sizeof(f->how), "indexes rebuilt");
 		return meta_reindex(pool->meta);
+	case FIX_REFS:
+		snprintf(f->how, sizeof(f->how),
+			 "clone count set to the map rows naming the block");
+		return 0; /* rebuild_space does it, from the rows left */
 	case FIX_GROW_DATA:
 	case FIX_NONE:
 		return 0;
@@ -361,9 +367,48 @@ static int mark_final(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time
 {
 	struct checker *c = arg;
 
-	if (dblock != META_TOMBSTONE && dblock < c->nr_blocks)
+	if (dblock != META_TOMBSTONE && dblock < c->nr_blocks) {
 		c->claimed[dblock] = 1;
+		if (c->nrows[dblock] < UINT32_MAX)
+			c->nrows[dblock]++;
+	}
 	return 0;
+}
+
+struct beyond_ctx {
+	uint64_t nr_blocks, found;
+};
+
+static void find_beyond(void *arg, uint64_t dblock, uint32_t count)
+{
+	struct beyond_ctx *b = arg;
+
+	(void)count;
+	if (dblock >= b->nr_blocks)
+		b->found = dblock;
+}
+
+/* The clone counts as the rows left say (c->nrows filled by mark_final):
+ * a count is kept only where one was; before the space map, so that a block
+ * no row names is freed, not merely unreferenced. */
+static int rebuild_refs(struct checker *c)
+{
+	struct space *sp = &c->pool->space;
+	int rc = 0;
+
+	for (uint64_t b = 0; sp->refs.nr && b < c->nr_blocks && !rc; b++) {
+		uint32_t r = space_refs(sp, b), n = c->nrows[b];
+		if (r && r != n)
+			rc = space_set_refs(sp, b, n);
+	}
+	/* counts past the data: found one at a time (removing one moves others) */
+	for (struct beyond_ctx b = {c->nr_blocks, UINT64_MAX}; !rc; b.found = UINT64_MAX) {
+		refs_foreach(&sp->refs, find_beyond, &b);
+		if (b.found == UINT64_MAX)
+			break;
+		rc = space_set_refs(sp, b.found, 0);
+	}
+	return rc;
 }
 
 /* The space map exactly as the rows left say: used iff some row holds it. */
@@ -373,8 +418,11 @@ static int rebuild_space(struct checker *c)
 	int rc = 0;
 
 	memset(c->claimed, 0, c->nr_blocks ? c->nr_blocks : 1);
+	memset(c->nrows, 0, (c->nr_blocks ? c->nr_blocks : 1) * sizeof(*c->nrows));
 	for (struct layer *l = pool->layers; l && !rc; l = l->next)
 		rc = meta_map_foreach(pool->meta, l->id, 0, mark_final, c);
+	if (!rc)
+		rc = rebuild_refs(c);
 	if (rc)
 		return rc;
 	for (uint64_t b = 0; b < c->nr_blocks; b++) {

@@ -12,14 +12,18 @@
  *            marked free; a damaged space row or bits past the end; a short
  *            data file; wrong row or mapped counts; an invalid name; a
  *            writable set member; pool time behind a device; map rows of a
- *            layer nothing names; needs_check (flag or marker file).
+ *            layer nothing names; needs_check (flag or marker file); a
+ *            clone count (refs) that is not the number of map rows naming
+ *            its block.
  *   warning  leaks: a row no device sees, a block marked used that no row
  *            holds, a layer with no device and no children; an interior
  *            layer with a single child.
  *
  * A row is live when some device sees it: its view (leaf first, nearest row
  * of each vblock winning) takes that row.  Blocks are claimed by live rows in
- * scan order; a second live row of a claimed block is "mapped twice".
+ * scan order; a second live row of a claimed block is "mapped twice", unless
+ * the block has a clone count (copy_file_range shares it on purpose): then
+ * the count must equal the number of rows (live or not) naming it.
  *
  * Runs with the admin lock held on a leniently opened pool (check.h).
  */
@@ -406,6 +410,8 @@ static int scan_row(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
 		return 0;
 	}
 	c->inrow[dblock] = 1;
+	if (c->nrows[dblock] < UINT32_MAX)
+		c->nrows[dblock]++;
 	if (dropped(c, r->l->id))
 		return 0;
 	if (!is_live(c, r->l->id, vblock)) {
@@ -414,6 +420,8 @@ static int scan_row(void *arg, uint64_t vblock, uint64_t dblock, uint64_t time)
 			  vb);
 		return 0;
 	}
+	if (c->claimed[dblock] && space_shared(&pool->space, dblock))
+		return 0; /* a clone: its count is checked in scan_refs */
 	if (c->claimed[dblock]) {
 		layer_desc(pool, c->owner_layer[dblock], first, sizeof(first));
 		check_add(c, CHECK_DAMAGED, FIX_COPY, r->l->id, vblock, dblock,
@@ -461,8 +469,11 @@ static void orphan_row(void *arg, uint64_t layer, uint64_t vblock, uint64_t dblo
 	struct orphan_ctx *o = arg;
 	size_t i;
 
-	if (dblock != META_TOMBSTONE && dblock < o->c->nr_blocks)
+	if (dblock != META_TOMBSTONE && dblock < o->c->nr_blocks) {
 		o->c->inrow[dblock] = 1; /* reported with its layer, not as a leak */
+		if (o->c->nrows[dblock] < UINT32_MAX)
+			o->c->nrows[dblock]++;
+	}
 	for (i = 0; i < o->n && o->layers[i] != layer; i++)
 		;
 	if (i == o->n) {
@@ -510,6 +521,31 @@ static void scan_space(struct checker *c)
 			  (unsigned long long)beyond);
 }
 
+static void ref_beyond(void *arg, uint64_t dblock, uint32_t count)
+{
+	struct checker *c = arg;
+
+	if (dblock >= c->nr_blocks)
+		check_add(c, CHECK_DAMAGED, FIX_REFS, dblock, 0, 0,
+			  "a clone count of %u names data block %llu, past the end of the data",
+			  count, (unsigned long long)dblock);
+}
+
+/* Every clone count against the rows naming its block. */
+static void scan_refs(struct checker *c)
+{
+	const struct space *sp = &c->pool->space;
+
+	for (uint64_t b = 0; sp->refs.nr && b < c->nr_blocks; b++) {
+		uint32_t r = space_refs(sp, b);
+		if (r && r != c->nrows[b])
+			check_add(c, CHECK_DAMAGED, FIX_REFS, b, 0, 0,
+				  "data block %llu has a clone count of %u but %u map rows name it",
+				  (unsigned long long)b, r, c->nrows[b]);
+	}
+	refs_foreach(&sp->refs, ref_beyond, c);
+}
+
 int check_scan(struct checker *c)
 {
 	uint64_t n;
@@ -521,7 +557,8 @@ int check_scan(struct checker *c)
 	c->claimed = calloc(n, 1);
 	c->owner_layer = calloc(n, sizeof(uint64_t));
 	c->owner_vb = calloc(n, sizeof(uint64_t));
-	if (!c->inrow || !c->claimed || !c->owner_layer || !c->owner_vb)
+	c->nrows = calloc(n, sizeof(uint32_t));
+	if (!c->inrow || !c->claimed || !c->owner_layer || !c->owner_vb || !c->nrows)
 		return -ENOMEM;
 	scan_damage(c);
 	rc = meta_integrity(c->pool->meta, integrity_line, c);
@@ -536,8 +573,10 @@ int check_scan(struct checker *c)
 		rc = scan_rows(c);
 	if (!rc)
 		rc = scan_orphans(c);
-	if (!rc)
+	if (!rc) {
 		scan_space(c);
+		scan_refs(c);
+	}
 	return rc ? rc : c->err;
 }
 
@@ -548,6 +587,7 @@ void check_free(struct checker *c)
 	free(c->claimed);
 	free(c->owner_layer);
 	free(c->owner_vb);
+	free(c->nrows);
 	free(c->live);
 	free(c->drop_layers);
 	memset(c, 0, sizeof(*c));

@@ -13,7 +13,10 @@
  *  - every leaf belongs to exactly one device and every device has one leaf;
  *  - every interior layer has at least two children (one left with a single
  *    child is merged into it, see layer_merge);
- *  - every data block appears in at most one row of one layer;
+ *  - every data block appears in at most one row of one layer, but for a
+ *    block cloned by copy_file_range: its clone count (refs.h) is the number
+ *    of rows naming it, and every free (space_free) of one of them drops
+ *    one reference, the last one the block;
  *  - every non-tombstone row is seen by at least one leaf ("no dead rows"):
  *    a row hidden in every leaf below it is deleted and its block freed, at
  *    commit (layer_seen_below, for copy-on-write and discards) or after a
@@ -158,6 +161,7 @@ int layer_ancestor_row(struct pool *pool, struct layer *l, uint64_t vblock, stru
 
 struct resolve_ctx {
 	struct vmap *vm;
+	const struct space *sp;
 	bool leaf;
 	int rc;
 };
@@ -170,7 +174,8 @@ static int resolve_row(void *arg, uint64_t vblock, uint64_t dblock, uint64_t tim
 	if (dblock == META_TOMBSTONE)
 		e = c->leaf ? VM_ROW : 0;
 	else
-		e = vm_make(dblock) | (c->leaf ? VM_OWN | VM_ROW : 0);
+		e = vm_make(dblock) | (c->leaf ? VM_ROW : 0) |
+		    (c->leaf && !space_shared(c->sp, dblock) ? VM_OWN : 0);
 	return vmap_set(c->vm, vblock, e);
 }
 
@@ -195,7 +200,7 @@ int layer_resolve(struct pool *pool, struct layer *leaf, struct vmap *vm)
 		path[depth++] = l;
 	}
 	for (size_t i = depth; i-- > 0 && !rc;) {
-		struct resolve_ctx c = {.vm = vm, .leaf = i == 0};
+		struct resolve_ctx c = {.vm = vm, .sp = &pool->space, .leaf = i == 0};
 		rc = meta_map_foreach(pool->meta, path[i]->id, 0, resolve_row, &c);
 	}
 	free(big);
@@ -587,7 +592,9 @@ static int merge_row(struct pool *pool, struct layer *c, const struct mrow *r, b
 	if (!rc && c->dev && c->dev->vm_loaded) {
 		/* the leaf's own row now: writes go in place, discards free it */
 		uint64_t e = vmap_get(&c->dev->vm, r->vblock);
-		e |= r->dblock == META_TOMBSTONE ? VM_ROW : VM_OWN | VM_ROW;
+		e |= VM_ROW;
+		if (r->dblock != META_TOMBSTONE && !space_shared(&pool->space, r->dblock))
+			e |= VM_OWN;
 		rc = vmap_set(&c->dev->vm, r->vblock, e);
 	}
 	return rc;

@@ -18,7 +18,12 @@
  *   space(chunk, bits)                 allocation bitmap, 32768 blocks a row
  *   props(key, value)                  the pool's properties (pool_props.c)
  *   refs(dblock, count)                map rows naming dblock, for a block
- *                                      shared by copy_file_range clones
+ *                                      shared by copy_file_range clones: a
+ *                                      row only where count >= 2 (a block
+ *                                      named by one row, which snapshots
+ *                                      share through the layer tree, has
+ *                                      none); cached in memory (refs.c),
+ *                                      written at every commit (space_save)
  *   origins(device, path, size, st_dev, st_ino, mtime_ns)
  *                                      a volume's external, read-only origin
  *
@@ -76,6 +81,9 @@ enum stmt_id {
 	S_SPACE_ALL,
 	S_SPACE_PUT,
 	S_SPACE_DEL_FROM,
+	S_REFS_ALL,
+	S_REFS_PUT,
+	S_REFS_DEL,
 	S_ORIGIN_ALL,
 	S_ORIGIN_INSERT,
 	S_NR
@@ -136,6 +144,9 @@ static const char *const stmt_sql[S_NR] = {
     [S_SPACE_ALL] = "SELECT chunk, bits FROM space ORDER BY chunk",
     [S_SPACE_PUT] = "INSERT OR REPLACE INTO space(chunk, bits) VALUES(?1, ?2)",
     [S_SPACE_DEL_FROM] = "DELETE FROM space WHERE chunk >= ?1",
+    [S_REFS_ALL] = "SELECT dblock, count FROM refs",
+    [S_REFS_PUT] = "INSERT OR REPLACE INTO refs(dblock, count) VALUES(?1, ?2)",
+    [S_REFS_DEL] = "DELETE FROM refs WHERE dblock = ?1",
     [S_ORIGIN_ALL] = "SELECT device, path, size, st_dev, st_ino, mtime_ns FROM origins "
 		     "ORDER BY device",
     [S_ORIGIN_INSERT] = "INSERT INTO origins(device, path, size, st_dev, st_ino, mtime_ns) "
@@ -1006,6 +1017,44 @@ int meta_prop_put(struct meta *m, const char *key, const char *value)
 	rc = run(s);
 	sqlite3_finalize(s);
 	return rc;
+}
+
+int meta_refs_foreach(struct meta *m, meta_refs_cb cb, void *arg)
+{
+	int rc = 0, step;
+
+	if (m->version < 3)
+		return 0; /* a read-only open of an older pool: no clone was ever made */
+	PREP(m, S_REFS_ALL);
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		rc = cb(arg, col_u64(s, 0), col_u64(s, 1));
+		if (rc)
+			break;
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = meta_errno(step);
+	sqlite3_reset(s);
+	return rc;
+}
+
+/* Run statement id with nr (1 or 2) integer parameters. */
+static int run_u64s(struct meta *m, enum stmt_id id, int nr, uint64_t a, uint64_t b)
+{
+	PREP(m, id);
+	bind_u64(s, 1, a);
+	if (nr > 1)
+		bind_u64(s, 2, b);
+	return run(s);
+}
+
+int meta_refs_put(struct meta *m, uint64_t dblock, uint64_t count)
+{
+	return run_u64s(m, S_REFS_PUT, 2, dblock, count);
+}
+
+int meta_refs_del(struct meta *m, uint64_t dblock)
+{
+	return run_u64s(m, S_REFS_DEL, 1, dblock, 0);
 }
 
 /* ---- external origins (format 3) ---- */

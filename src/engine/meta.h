@@ -139,6 +139,14 @@ int meta_space_foreach(struct meta *m, meta_space_cb cb, void *arg);
 int meta_space_put(struct meta *m, uint64_t chunk, const void *bits, size_t len);
 int meta_space_delete_from(struct meta *m, uint64_t chunk);
 
+/* Clone counts (table refs, format 3): a row (dblock, count) only for a data
+ * block named by count >= 2 map rows.  A format-2 pool opened read-only has
+ * no table and reads as having none. */
+typedef int (*meta_refs_cb)(void *arg, uint64_t dblock, uint64_t count);
+int meta_refs_foreach(struct meta *m, meta_refs_cb cb, void *arg);
+int meta_refs_put(struct meta *m, uint64_t dblock, uint64_t count);
+int meta_refs_del(struct meta *m, uint64_t dblock);
+
 /* PRAGMA integrity_check (the foreign keys are the checker's, who says what
  * a dangling one means): cb per problem line; returns
  * the number of problems (>= 0) or a negative errno. */

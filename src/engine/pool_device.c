@@ -97,16 +97,23 @@ void pool_device_hide(struct pool *pool, struct device *dev, uint64_t vblock, ui
 	pool->dirty = true;
 }
 
+void pool_drop_mapping(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t e)
+{
+	if (!vm_mapped(e))
+		return;
+	if (vm_leaf_names(e))
+		space_free(&pool->space, vm_dblock(e)); /* or one clone reference */
+	else
+		pool_device_hide(pool, dev, vblock, vm_dblock(e));
+}
+
 void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vblock)
 {
 	uint64_t e = vmap_get(&dev->vm, vblock);
 
 	if (!vm_mapped(e))
 		return;
-	if (e & VM_OWN)
-		space_free(&pool->space, vm_dblock(e));
-	else
-		pool_device_hide(pool, dev, vblock, vm_dblock(e));
+	pool_drop_mapping(pool, dev, vblock, e);
 	dev->row.mapped--;
 	dev->row_dirty = true;
 	if (!(e & VM_DIRTY))

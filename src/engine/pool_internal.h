@@ -312,8 +312,12 @@ int pool_release_device(struct pool *pool, struct device *d);
 /* pool_release.c: finish the deletes that waited for a last close (takes the
  * admin lock itself) */
 void pool_finish_deletes(struct pool *pool);
-/* Unmap one whole block of dev (lock held): frees an own block (released after
- * the commit), hides an ancestor's. */
+/* The mapping e of dev at vblock goes away (replaced or unmapped; lock held):
+ * a block the leaf names is freed (released after the commit) or, when other
+ * map rows name it too (a clone), loses one reference; an ancestor's mapping
+ * is hidden (freed at commit if no device sees it any more). */
+void pool_drop_mapping(struct pool *pool, struct device *dev, uint64_t vblock, uint64_t e);
+/* Unmap one whole block of dev (lock held): drops its mapping as above. */
 void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vblock);
 /*
  * An administrative change, run by pool_txn inside its transaction, after the
@@ -325,7 +329,11 @@ void pool_unmap_block_locked(struct pool *pool, struct device *dev, uint64_t vbl
  *    between: an op should fail only when the database or memory does;
  *  - an op may change rows through meta_* and in-memory state under the pool
  *    lock (devices, layers, sets, prow), and free blocks with space_free
- *    (they are reused only after the commit is durable);
+ *    (they are reused only after the commit is durable), exactly once per
+ *    map row that goes: a block cloned by copy_file_range (its clone count,
+ *    refs.h, is the number of rows naming it) loses one reference per call
+ *    and is freed with the last, so a second call for one row would free a
+ *    block another row still names;
  *  - if the op or the commit fails, the transaction is rolled back, prow is
  *    restored, and the pool goes FAILED; in-memory changes the op made are
  *    NOT undone (the caller undoes what a mount would show, e.g. a size),
@@ -343,6 +351,17 @@ void pool_maybe_unload_vmap(struct device *dev);
  * the io lock held for writing and the pool lock not held (resize's partial
  * last block, so no write can slip in between the zeroing and the shrink). */
 int pool_zero_partial_iolocked(struct pool *pool, struct device *d, uint64_t offset, size_t len);
+/* An open handle (pool_io.c opens and closes it). */
+struct volume {
+	struct pool *pool;
+	struct device *dev;
+};
+
+/* pool_io.c: before the first change of dev's content since it was stable,
+ * make its odd generation durable (no lock held); and the unlocked refusal
+ * of a change through a handle (-EROFS: read-only device or pool). */
+int pool_start_writing(struct pool *pool, struct device *dev);
+int pool_check_volume_write(struct volume *vol);
 /* pool_io.c: what an open handle refers to */
 struct device *pool_volume_device(struct volume *vol);
 struct pool *pool_volume_pool(struct volume *vol);

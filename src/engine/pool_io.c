@@ -30,11 +30,6 @@
 #include "thinfs/pool_test.h"
 #include "util.h"
 
-struct volume {
-	struct pool *pool;
-	struct device *dev;
-};
-
 int pool_volume_open(struct pool *pool, const char *name, struct volume **out)
 {
 	struct volume *v = calloc(1, sizeof(*v));
@@ -127,7 +122,7 @@ static int op_start_writing(struct pool *pool, void *arg)
 	return 0;
 }
 
-static int start_writing(struct pool *pool, struct device *dev)
+int pool_start_writing(struct pool *pool, struct device *dev)
 {
 	int rc = 0;
 
@@ -358,8 +353,9 @@ static void end_provision(struct pool *pool, struct device *d, uint64_t vb, uint
 			d->row.mapped--;
 		space_free(&pool->space, nb);
 	} else {
-		if (vm_mapped(old))
-			pool_device_hide(pool, d, vb, vm_dblock(old));
+		/* the old mapping goes: the leaf's row (a clone's shared block
+		 * loses a reference) or an ancestor's (hidden) */
+		pool_drop_mapping(pool, d, vb, old);
 		vmap_set(&d->vm, vb, vmap_get(&d->vm, vb) & ~VM_PROV);
 	}
 	pthread_cond_broadcast(&pool->prov_cv);
@@ -625,7 +621,7 @@ static ssize_t write_range(struct volume *vol, const void *buf, size_t len, uint
 	return rc;
 }
 
-static int check_write(struct volume *vol)
+int pool_check_volume_write(struct volume *vol)
 {
 	/* a hint, unlocked: provisioning checks the mode again under the lock */
 	if (!pool_mode_writable(vol->pool) || vol->dev->row.read_only)
@@ -635,13 +631,13 @@ static int check_write(struct volume *vol)
 
 ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t offset)
 {
-	int rc = check_write(vol);
+	int rc = pool_check_volume_write(vol);
 
 	if (rc)
 		return rc;
 	if (!len)
 		return 0;
-	rc = start_writing(vol->pool, vol->dev);
+	rc = pool_start_writing(vol->pool, vol->dev);
 	if (rc)
 		return rc;
 	return write_range(vol, buf, len, offset);
@@ -650,7 +646,7 @@ ssize_t pool_write(struct volume *vol, const void *buf, size_t len, uint64_t off
 int pool_volume_grow(struct volume *vol, uint64_t size)
 {
 	struct pool *pool = vol->pool;
-	int rc = check_write(vol);
+	int rc = pool_check_volume_write(vol);
 
 	if (rc)
 		return rc;
@@ -715,7 +711,7 @@ static int unmap_range(struct volume *vol, uint64_t offset, uint64_t len)
 	struct device *d = vol->dev;
 	uint64_t bs = pool->block_size, size, end, first, last;
 	ssize_t w;
-	int rc = check_write(vol);
+	int rc = pool_check_volume_write(vol);
 
 	if (rc)
 		return rc;
@@ -724,7 +720,7 @@ static int unmap_range(struct volume *vol, uint64_t offset, uint64_t len)
 	pthread_mutex_unlock(&pool->lock);
 	if (offset >= size || !len)
 		return 0;
-	rc = start_writing(pool, d);
+	rc = pool_start_writing(pool, d);
 	if (rc)
 		return rc;
 	end = len > size - offset ? size : offset + len;
@@ -785,11 +781,11 @@ int pool_zero_range(struct volume *vol, uint64_t offset, uint64_t len)
 		/* over an origin, unmapped blocks read the origin: the part it
 		 * covers gets zero blocks (provisioned; ENOSPC is possible) */
 		uint64_t n = len < o->row.size - offset ? len : o->row.size - offset;
-		int rc = check_write(vol);
+		int rc = pool_check_volume_write(vol);
 		ssize_t w;
 
 		if (!rc)
-			rc = start_writing(vol->pool, vol->dev);
+			rc = pool_start_writing(vol->pool, vol->dev);
 		if (rc)
 			return rc;
 		w = write_range(vol, NULL, (size_t)n, offset);
@@ -838,7 +834,7 @@ int pool_test_provision(struct volume *vol, uint64_t first, uint64_t n)
 {
 	struct pool *pool = vol->pool;
 	struct device *d = vol->dev;
-	int rc = start_writing(pool, d);
+	int rc = pool_start_writing(pool, d);
 
 	if (rc)
 		return rc;

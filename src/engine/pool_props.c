@@ -28,10 +28,10 @@ enum prop_type { PT_PERCENT, PT_SIZE, PT_SECONDS, PT_CHOICE, PT_COMMAND };
 
 struct prop_def {
 	const char *key;
-	enum prop_type type;
 	const char *def;	    /* the default, as text */
 	const char *const *choices; /* PT_CHOICE: the words, index = the value */
-	unsigned max;		    /* PT_PERCENT, PT_SECONDS: the largest value */
+	enum prop_type type;
+	unsigned max; /* PT_PERCENT, PT_SECONDS: the largest value */
 };
 
 static const char *const when_full_words[] = {"queue", "error", NULL};
@@ -49,13 +49,13 @@ enum {
 };
 
 static const struct prop_def defs[P_NR] = {
-    [P_LOW_WATER] = {"low_water", PT_PERCENT, "80", NULL, 100},
-    [P_AUTOEXTEND_PERCENT] = {"autoextend_percent", PT_PERCENT, "0", NULL, 1000},
-    [P_AUTOEXTEND_MAX] = {"autoextend_max", PT_SIZE, "0", NULL, 0},
-    [P_WHEN_FULL] = {"when_full", PT_CHOICE, "queue", when_full_words, 0},
-    [P_QUEUE_TIMEOUT] = {"queue_timeout", PT_SECONDS, "60", NULL, 86400 * 365},
-    [P_DISCARD] = {"discard", PT_CHOICE, "passdown", discard_words, 0},
-    [P_EVENT_COMMAND] = {"event_command", PT_COMMAND, "", NULL, 0},
+    [P_LOW_WATER] = {"low_water", "80", NULL, PT_PERCENT, 100},
+    [P_AUTOEXTEND_PERCENT] = {"autoextend_percent", "0", NULL, PT_PERCENT, 1000},
+    [P_AUTOEXTEND_MAX] = {"autoextend_max", "0", NULL, PT_SIZE, 0},
+    [P_WHEN_FULL] = {"when_full", "queue", when_full_words, PT_CHOICE, 0},
+    [P_QUEUE_TIMEOUT] = {"queue_timeout", "60", NULL, PT_SECONDS, 86400 * 365},
+    [P_DISCARD] = {"discard", "passdown", discard_words, PT_CHOICE, 0},
+    [P_EVENT_COMMAND] = {"event_command", "", NULL, PT_COMMAND, 0},
 };
 
 size_t pool_prop_count(void)
@@ -226,16 +226,24 @@ void pool_props_load(struct pool *pool)
 	pool_space_events_load(pool);
 }
 
-int pool_prop_get(struct pool *pool, size_t i, struct pool_prop *out)
+int pool_view_prop(struct pool *pool, size_t i, struct pool_prop *out)
 {
 	if (i >= P_NR)
 		return -ENOENT;
 	out->key = defs[i].key;
-	pthread_mutex_lock(&pool->lock);
 	format_value(&pool->props, (int)i, out->value, sizeof(out->value));
 	out->is_default = !(pool->props.set_mask & (1u << i));
-	pthread_mutex_unlock(&pool->lock);
 	return 0;
+}
+
+int pool_prop_get(struct pool *pool, size_t i, struct pool_prop *out)
+{
+	int rc;
+
+	pthread_mutex_lock(&pool->lock);
+	rc = pool_view_prop(pool, i, out);
+	pthread_mutex_unlock(&pool->lock);
+	return rc;
 }
 
 struct prop_change {

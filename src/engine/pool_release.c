@@ -92,11 +92,15 @@ static int op_reclaim_step(struct pool *pool, void *arg)
 	struct reclaim_ctx c = {.pool = pool};
 	int rc = meta_map_foreach(pool->meta, d->layer->id, 0, reclaim_row, &c);
 
+	bool ended = rc == 0;
+
 	if (rc < 0)
 		return rc;
-	if (rc == 0)
-		return pool_release_device(pool, d); /* frees what is left */
-	rc = meta_map_delete_upto(pool->meta, d->layer->id, c.last);
+	/* the rows just freed go now, so that none is freed twice: a second
+	 * space_free of a cloned block would drop another row's reference */
+	rc = c.n ? meta_map_delete_upto(pool->meta, d->layer->id, c.last) : 0;
+	if (!rc && ended)
+		return pool_release_device(pool, d); /* no row left: the device */
 	if (!rc) {
 		d->layer->nr_rows = d->layer->nr_rows > c.n ? d->layer->nr_rows - c.n : 0;
 		d->layer->dirty = true;

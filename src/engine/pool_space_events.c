@@ -97,8 +97,9 @@ void pool_event(struct pool *pool, int kind, int level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(ev.detail, sizeof(ev.detail), fmt,
-		  ap); // NOLINT(clang-analyzer-valist.Uninitialized)
+	/* clang 14's valist checker misreads this (a false positive) */
+	// NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
+	vsnprintf(ev.detail, sizeof(ev.detail), fmt, ap);
 	va_end(ap);
 	ev.used_blocks = pool->space.nr_busy;
 	ev.nr_data_blocks = pool->prow.nr_data_blocks;

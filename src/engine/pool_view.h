@@ -38,6 +38,8 @@ struct pool_view_layer {
  * change; a failed commit leaves the last durable state, which is what is
  * read), then the pool lock is held until pool_view_end(). */
 void pool_view_begin(struct pool *pool);
+/* Property i (pool_prop_get) inside a view, with the lock it holds. */
+int pool_view_prop(struct pool *pool, size_t i, struct pool_prop *out);
 void pool_view_end(struct pool *pool);
 
 /* The block size in bytes (fixed: no lock needed). */

@@ -3,9 +3,14 @@
  * space.c - the data-block allocator: used/busy bitmaps, deferred frees,
  * persistence in the metadata's space table.
  *
- * Invariants: used ⊆ busy; nr_used = popcount(used), nr_busy = popcount(busy);
- * a block on the freed list has busy set and used clear.  The pool serialises
- * every call.
+ * Clone counts (refs.c) are kept beside the bitmaps: space_free() of a block
+ * another map row still names only drops a reference, so every path that
+ * removes a row (overwrite, discard, delete, merge, sweep, repair) honours
+ * them by calling the one function it always called.
+ *
+ * Invariants: used ⊆ busy; a block with a clone count is used; nr_used = popcount(used), nr_busy =
+ * popcount(busy); a block on the freed list has busy set and used clear.  The pool serialises every
+ * call.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -47,6 +52,7 @@ int space_init(struct space *sp, uint64_t nr_blocks)
 	sp->used = calloc(words, sizeof(uint64_t));
 	sp->busy = calloc(words, sizeof(uint64_t));
 	sp->dirty_chunks = calloc(sp->nr_chunks, 1);
+	refs_init(&sp->refs);
 	if (!sp->used || !sp->busy || !sp->dirty_chunks) {
 		space_destroy(sp);
 		return -ENOMEM;
@@ -60,6 +66,7 @@ void space_destroy(struct space *sp)
 	free(sp->busy);
 	free(sp->dirty_chunks);
 	free(sp->freed);
+	refs_destroy(&sp->refs);
 	memset(sp, 0, sizeof(*sp));
 }
 
@@ -116,12 +123,22 @@ static int load_chunk(void *arg, uint64_t chunk, const void *bits, size_t len)
 	return 0;
 }
 
+static int load_ref(void *arg, uint64_t dblock, uint64_t count)
+{
+	struct space *sp = arg;
+
+	/* what a count means is check's to judge: keep it as it is */
+	return refs_set(&sp->refs, dblock, count > UINT32_MAX ? UINT32_MAX : (uint32_t)count, 0);
+}
+
 int space_load(struct space *sp, struct meta *m, space_bad_chunk bad, void *arg)
 {
 	struct load_ctx lc = {sp, bad, arg};
 	int rc = meta_space_foreach(m, load_chunk, &lc);
 	uint64_t words = sp->nr_chunks * (META_SPACE_CHUNK_BITS / WORD_BITS);
 
+	if (!rc)
+		rc = meta_refs_foreach(m, load_ref, sp);
 	if (rc)
 		return rc;
 	sp->nr_used = 0;
@@ -173,6 +190,14 @@ int space_save(struct space *sp, struct meta *m)
 			return rc;
 		sp->dirty_chunks[c] = 0;
 	}
+	for (size_t i = 0; i < sp->refs.nr_dirty; i++) {
+		uint64_t b = sp->refs.dirty[i];
+		uint32_t n = refs_get(&sp->refs, b);
+		int rc = n >= 2 ? meta_refs_put(m, b, n) : meta_refs_del(m, b);
+		if (rc)
+			return rc;
+	}
+	sp->refs.nr_dirty = 0;
 	return 0;
 }
 
@@ -284,10 +309,24 @@ int space_alloc(struct space *sp, uint64_t *dblock)
 	return n < 0 ? n : 0;
 }
 
+int space_ref(struct space *sp, uint64_t dblock)
+{
+	if (dblock >= sp->nr_blocks || !bit_test(sp->used, dblock))
+		return -EINVAL; /* only a mapped block can be shared */
+	return refs_inc(&sp->refs, dblock);
+}
+
+int space_set_refs(struct space *sp, uint64_t dblock, uint32_t count)
+{
+	return refs_set(&sp->refs, dblock, count, 1);
+}
+
 void space_free(struct space *sp, uint64_t dblock)
 {
 	if (dblock >= sp->nr_blocks || !bit_test(sp->used, dblock))
 		return;
+	if (sp->refs.nr && refs_dec(&sp->refs, dblock))
+		return; /* another map row still names it (a clone) */
 	if (sp->nr_freed == sp->cap_freed) {
 		size_t cap = sp->cap_freed ? sp->cap_freed * 2 : 256;
 		uint64_t *n = realloc(sp->freed, cap * sizeof(uint64_t));

@@ -3,7 +3,9 @@
  * vmap.h - a device's resolved view in memory: vblock -> entry.
  *
  * An entry is (dblock + 1) in the low 48 bits (0 = unmapped) plus flags:
- * OWN   the mapping lives in the device's own (leaf) layer: write in place;
+ * OWN   the mapping lives in the device's own (leaf) layer and no other map
+ *       row names its block: write in place (never set for a cloned block,
+ *       space_shared(): a write to it copies, like one to an ancestor's);
  * ROW   the leaf layer has a row here (a mapping or a tombstone);
  * DIRTY changed since the last commit: the row must be written back;
  * PROV  being provisioned: other threads wait until it clears.
@@ -40,6 +42,17 @@ static inline uint64_t vm_dblock(uint64_t e)
 static inline uint64_t vm_make(uint64_t dblock)
 {
 	return (dblock + 1) & VM_DMASK;
+}
+
+/* Does the device's leaf name the entry's block (its own row, written back or
+ * still dirty; for a cloned block OWN is clear but ROW or DIRTY is set), so
+ * that dropping the mapping drops that row's reference (space_free), rather
+ * than hiding an ancestor layer's row (pool_device_hide)?  An ancestor's
+ * mapping carries no flag: a leaf row at that vblock would have hidden it,
+ * and a change makes the entry the leaf's (OWN or DIRTY). */
+static inline bool vm_leaf_names(uint64_t e)
+{
+	return vm_mapped(e) && (e & (VM_OWN | VM_ROW | VM_DIRTY));
 }
 
 void vmap_init(struct vmap *vm);

@@ -28,6 +28,7 @@ static void restore_free(struct restore *r)
 	free(r->cdevs);
 	free(r->clayers);
 	free(r->csets);
+	free(r->cprops);
 	free(r->members);
 	free(r->set_off);
 	free(r->set_len);

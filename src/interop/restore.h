@@ -94,6 +94,12 @@ struct rsetc {
 	int64_t ctime;
 };
 
+/* A pool property comment (a key set, not a default). */
+struct rprop {
+	char key[64];
+	char value[POOL_PROP_VALUE_MAX];
+};
+
 /* A run of rows of one sharing set. */
 struct rowrun {
 	uint32_t set;
@@ -144,6 +150,8 @@ struct restore {
 	size_t nr_clayers, cap_clayers;
 	struct rsetc *csets;
 	size_t nr_csets, cap_csets;
+	struct rprop *cprops;
+	size_t nr_cprops, cap_cprops;
 
 	/* sharing sets: members (device indices, sorted) */
 	uint32_t *members;

@@ -565,6 +565,35 @@ static int comment_set(struct restore *r, const char *p)
 	return 0;
 }
 
+/* <!-- thinfs property key="" value="" -->: kept as it is, for write_pool_row */
+static int comment_property(struct restore *r, const char *p)
+{
+	const char *key, *val;
+	size_t klen, vlen;
+	struct rprop pr = {0};
+	bool have_key = false, have_value = false;
+	int rc;
+
+	while ((rc = next_pair(&p, &key, &klen, &val, &vlen)) > 0) {
+		if (key_is(key, klen, "key") && !unescape(val, vlen, pr.key, sizeof(pr.key)))
+			have_key = true;
+		else if (key_is(key, klen, "value") &&
+			 !unescape(val, vlen, pr.value, sizeof(pr.value)))
+			have_value = true;
+		else
+			return rs_fail(r, -EINVAL, "bad thinfs property comment at '%.*s'",
+				       (int)klen, key);
+	}
+	if (rc || !have_key || !have_value)
+		return rs_fail(r, -EINVAL, "thinfs property comment without a key and a value");
+	if (pool_prop_index(pr.key) < 0)
+		return rs_fail(r, -EINVAL, "unknown pool property '%s' in the dump", pr.key);
+	if (GROW(r->cprops, r->nr_cprops, r->cap_cprops))
+		return rs_fail(r, -ENOMEM, "out of memory");
+	r->cprops[r->nr_cprops++] = pr;
+	return 0;
+}
+
 static void XMLCALL on_comment(void *arg, const XML_Char *text)
 {
 	struct restore *r = arg;
@@ -579,6 +608,8 @@ static void XMLCALL on_comment(void *arg, const XML_Char *text)
 		comment_layer(r, p + 6);
 	else if (!strncmp(p, "set ", 4))
 		comment_set(r, p + 4);
+	else if (!strncmp(p, "property ", 9))
+		comment_property(r, p + 9);
 	else if (strncmp(p, "dump ", 5))
 		rs_fail(r, -EINVAL, "unknown thinfs comment '%.20s'", p);
 }

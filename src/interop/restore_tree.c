@@ -265,52 +265,59 @@ static int cmp_run_db(const void *a, const void *b)
 	return x->db < y->db ? -1 : x->db > y->db;
 }
 
-/* Sweep the runs in dblock order: the row runs, each with its set. */
-/* The runs act[0..na) all map data block p: they must map it at one vblock
- * (*vb) with one time, each from another device (their indices into devs,
- * sorted). */
-static int check_piece(struct restore *r, struct rrun **act, size_t na, uint64_t p, uint32_t *devs,
-		       uint64_t *vb)
-{
-	struct rrun *f = act[0];
+/* The runs mapping data block p, ordered by (vblock at p, time, device):
+ * each group of equal (vblock, time) is one row its devices share through
+ * the tree; several groups are clones of the block (copy_file_range), each
+ * its own row, counted in the clone counts. */
+struct piece_ctx {
+	uint64_t p;
+};
 
-	*vb = f->vb + (p - f->db);
-	for (size_t a = 0; a < na; a++) {
-		struct rrun *x = act[a];
-		uint64_t xvb = x->vb + (p - x->db);
-		devs[a] = x->dev;
-		if (a && xvb != *vb)
-			return rs_fail(
-			    r, -EINVAL,
-			    "data block %llu is mapped at vblock %llu by device %llu and "
-			    "at vblock %llu by device %llu: thinfs shares a block only "
-			    "at one vblock",
-			    (unsigned long long)p, (unsigned long long)*vb,
-			    (unsigned long long)r->devs[f->dev].id, (unsigned long long)xvb,
-			    (unsigned long long)r->devs[x->dev].id);
-		if (a && x->time != f->time)
-			return rs_fail(r, -EINVAL,
-				       "data block %llu is shared by devices %llu and %llu with "
-				       "different times (%llu, %llu)",
-				       (unsigned long long)p,
-				       (unsigned long long)r->devs[f->dev].id,
-				       (unsigned long long)r->devs[x->dev].id,
-				       (unsigned long long)f->time, (unsigned long long)x->time);
+static uint64_t vb_at(const struct rrun *x, uint64_t p)
+{
+	return x->vb + (p - x->db);
+}
+
+static int cmp_act(const void *a, const void *b, void *arg)
+{
+	const struct rrun *x = *(struct rrun *const *)a, *y = *(struct rrun *const *)b;
+	uint64_t p = ((const struct piece_ctx *)arg)->p, xv = vb_at(x, p), yv = vb_at(y, p);
+
+	if (xv != yv)
+		return xv < yv ? -1 : 1;
+	if (x->time != y->time)
+		return x->time < y->time ? -1 : 1;
+	return x->dev < y->dev ? -1 : x->dev > y->dev;
+}
+
+/* Emit the row runs of the piece [p, next) that act[0..na) map. */
+static int emit_piece(struct restore *r, struct rrun **act, size_t na, uint64_t p, uint64_t next,
+		      uint32_t *devs)
+{
+	struct piece_ctx pc = {p};
+
+	qsort_r(act, na, sizeof(*act), cmp_act, &pc);
+	for (size_t g = 0; g < na;) {
+		size_t e = g, n = 0;
+		uint32_t set;
+		while (e < na && vb_at(act[e], p) == vb_at(act[g], p) &&
+		       act[e]->time == act[g]->time)
+			devs[n++] = act[e++]->dev; /* distinct: a device maps a vblock once */
+		if (intern_set(r, devs, n, &set) || GROW(r->rr, r->nr_rr, r->cap_rr))
+			return rs_fail(r, -ENOMEM, "out of memory");
+		r->rr[r->nr_rr++] =
+		    (struct rowrun){set, vb_at(act[g], p), p, next - p, act[g]->time};
+		g = e;
 	}
-	rs_sort_n(devs, na, sizeof(*devs), cmp_u32);
-	for (size_t a = 1; a < na; a++)
-		if (devs[a] == devs[a - 1])
-			return rs_fail(r, -EINVAL, "data block %llu is mapped twice by device %llu",
-				       (unsigned long long)p,
-				       (unsigned long long)r->devs[devs[a]].id);
 	return 0;
 }
 
+/* Sweep the runs in dblock order: the row runs, each with its set. */
 int rs_sweep_blocks(struct restore *r)
 {
 	struct rrun **idx = malloc((r->nr_runs ? r->nr_runs : 1) * sizeof(*idx));
-	struct rrun **act = malloc((r->nr_devs ? r->nr_devs : 1) * sizeof(*act) + sizeof(*act));
-	uint32_t *devs = malloc((r->nr_devs ? r->nr_devs : 1) * sizeof(*devs));
+	struct rrun **act = malloc((r->nr_runs ? r->nr_runs : 1) * sizeof(*act));
+	uint32_t *devs = malloc((r->nr_runs ? r->nr_runs : 1) * sizeof(*devs));
 	size_t i = 0, na = 0;
 	uint64_t p = 0;
 	int rc = 0;
@@ -328,15 +335,8 @@ int rs_sweep_blocks(struct restore *r)
 			p = idx[i]->db; // NOLINT(clang-analyzer-core.NullDereference)
 		/* idx[0..nr_runs) is filled above: the analyzer loses track */
 		while (i < r->nr_runs &&
-		       idx[i]->db == p) { // NOLINT(clang-analyzer-core.NullDereference)
-			if (na >= r->nr_devs) {
-				rc = rs_fail(r, -EINVAL,
-					     "data block %llu is mapped twice by one device",
-					     (unsigned long long)p);
-				goto out;
-			}
+		       idx[i]->db == p) // NOLINT(clang-analyzer-core.NullDereference)
 			act[na++] = idx[i++];
-		}
 		if (!na)
 			break; /* cannot happen: a run starts at p */
 		if (i < r->nr_runs)
@@ -344,18 +344,10 @@ int rs_sweep_blocks(struct restore *r)
 		for (size_t a = 0; a < na; a++)
 			if (act[a]->db + act[a]->len < next)
 				next = act[a]->db + act[a]->len;
-		/* [p, next): every active run maps it; all alike? */
-		uint64_t vb;
-		rc = check_piece(r, act, na, p, devs, &vb);
+		/* [p, next): every active run maps it */
+		rc = emit_piece(r, act, na, p, next, devs);
 		if (rc)
 			goto out;
-		struct rrun *f = act[0];
-		uint32_t set;
-		if (intern_set(r, devs, na, &set) || GROW(r->rr, r->nr_rr, r->cap_rr)) {
-			rc = rs_fail(r, -ENOMEM, "out of memory");
-			goto out;
-		}
-		r->rr[r->nr_rr++] = (struct rowrun){set, vb, p, next - p, f->time};
 		p = next;
 		size_t keep = 0;
 		for (size_t a = 0; a < na; a++)
@@ -369,8 +361,6 @@ out:
 	free(devs);
 	return rc;
 }
-
-/* ---- the tree ---- */
 
 static int alloc_nodes(struct restore *r, size_t nr_interior)
 {
@@ -766,29 +756,85 @@ static int32_t lca(struct restore *r, int32_t a, int32_t b)
 	return a;
 }
 
-int rs_place_sets(struct restore *r)
+static int32_t set_lca(struct restore *r, size_t s)
 {
-	r->set_node = malloc((r->nr_sets ? r->nr_sets : 1) * sizeof(*r->set_node));
-	if (!r->set_node)
+	const uint32_t *m = SET_M(r, s);
+	int32_t x = rs_leaf_of(r, m[0]);
+
+	for (size_t i = 1; i < r->set_len[s] && x != NO_NODE; i++)
+		x = lca(r, x, rs_leaf_of(r, m[i]));
+	return x;
+}
+
+/* Row runs whose devices have no common layer (a block cloned between
+ * separate trees at one vblock and time): one row run per device, each in
+ * its leaf, so each is a clone of the block.  Order kept (by dblock). */
+static int split_unplaceable(struct restore *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nr_rr; i++)
+		n += set_lca(r, r->rr[i].set) == NO_NODE ? r->set_len[r->rr[i].set] : 1;
+	if (n == r->nr_rr)
+		return 0;
+	struct rowrun *out = malloc(n * sizeof(*out));
+	size_t k = 0;
+	if (!out)
 		return rs_fail(r, -ENOMEM, "out of memory");
-	for (size_t s = 0; s < r->nr_sets; s++) {
-		const uint32_t *m = SET_M(r, s);
-		int32_t x = rs_leaf_of(r, m[0]);
-		for (size_t i = 1; i < r->set_len[s] && x != NO_NODE; i++)
-			x = lca(r, x, rs_leaf_of(r, m[i]));
-		if (x == NO_NODE)
-			return rs_fail(
-			    r, -EINVAL,
-			    "devices %llu and %llu share blocks but have no common layer",
-			    (unsigned long long)r->devs[m[0]].id,
-			    (unsigned long long)r->devs[m[r->set_len[s] - 1]].id);
-		r->set_node[s] = x;
+	for (size_t i = 0; i < r->nr_rr; i++) {
+		struct rowrun x = r->rr[i];
+		size_t len = r->set_len[x.set];
+		if (set_lca(r, x.set) != NO_NODE) {
+			out[k++] = x;
+			continue;
+		}
+		for (size_t j = 0; j < len; j++) {
+			uint32_t dev = SET_M(r, r->rr[i].set)[j];
+			if (intern_set(r, &dev, 1, &x.set)) {
+				free(out);
+				return rs_fail(r, -ENOMEM, "out of memory");
+			}
+			out[k++] = x;
+		}
 	}
+	free(r->rr);
+	r->rr = out;
+	r->nr_rr = r->cap_rr = n;
 	return 0;
 }
 
-/* The row run holding data block db (rr is in dblock order). */
-static const struct rowrun *rr_of_db(struct restore *r, uint64_t db)
+int rs_place_sets(struct restore *r)
+{
+	int rc = split_unplaceable(r);
+
+	if (rc)
+		return rc;
+	r->set_node = malloc((r->nr_sets ? r->nr_sets : 1) * sizeof(*r->set_node));
+	if (!r->set_node)
+		return rs_fail(r, -ENOMEM, "out of memory");
+	for (size_t s = 0; s < r->nr_sets; s++)
+		r->set_node[s] = set_lca(r, s); /* a set in use always has one now */
+	return 0;
+}
+
+static bool set_has(struct restore *r, uint32_t set, uint32_t dev)
+{
+	const uint32_t *m = SET_M(r, set);
+	size_t lo = 0, hi = r->set_len[set];
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m[mid] < dev)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < r->set_len[set] && m[lo] == dev;
+}
+
+/* The row run holding data block db for device dev (rr is in dblock order;
+ * the clones of a block are row runs of equal range side by side). */
+static const struct rowrun *rr_of_db(struct restore *r, uint64_t db, uint32_t dev)
 {
 	size_t lo = 0, hi = r->nr_rr;
 
@@ -799,7 +845,10 @@ static const struct rowrun *rr_of_db(struct restore *r, uint64_t db)
 		else
 			hi = mid;
 	}
-	return lo < r->nr_rr && r->rr[lo].db <= db ? &r->rr[lo] : NULL;
+	for (; lo < r->nr_rr && r->rr[lo].db <= db; lo++)
+		if (set_has(r, r->rr[lo].set, dev))
+			return &r->rr[lo];
+	return NULL;
 }
 
 static int add_tombs(struct restore *r, uint32_t dev, uint64_t vb, uint64_t n)
@@ -832,7 +881,7 @@ static int hide_from(struct restore *r, uint32_t e, const struct rowrun *x, int3
 			/* its own blocks there must sit strictly below `layer` */
 			for (uint64_t db = runs[lo].db + (v - runs[lo].vb);
 			     db < runs[lo].db + (pe - runs[lo].vb);) {
-				const struct rowrun *o = rr_of_db(r, db);
+				const struct rowrun *o = rr_of_db(r, db, e);
 				if (!o ||
 				    r->nodes[r->set_node[o->set]].depth <= r->nodes[layer].depth) {
 					uint64_t at = runs[lo].vb + (db - runs[lo].db);

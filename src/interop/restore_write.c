@@ -103,6 +103,15 @@ static int write_rows(struct restore *r, struct meta *m, struct space *sp)
 		}
 		t->nr_rows += x->len;
 	}
+	/* a block in several row runs (side by side, of equal range) is a clone:
+	 * its count is the number of rows naming it */
+	for (size_t i = 0, j; i < r->nr_rr && !rc; i = j) {
+		for (j = i + 1; j < r->nr_rr && r->rr[j].db == r->rr[i].db; j++)
+			;
+		for (uint64_t k = 0; j - i >= 2 && k < r->rr[i].len && !rc; k++)
+			rc = space_set_refs(sp, r->rr[i].db + k,
+					    j - i > UINT32_MAX ? UINT32_MAX : (uint32_t)(j - i));
+	}
 	for (size_t i = 0; i < r->nr_tombs && !rc; i++) {
 		struct tnode *t = &r->nodes[rs_leaf_of(r, r->tombs[i].dev)];
 		rc = meta_map_put(m, t->layer_id, r->tombs[i].vb, META_TOMBSTONE, r->time);
@@ -254,6 +263,8 @@ static int write_pool_row(struct restore *r, struct meta *m)
 	prow.clean = 0;
 	snprintf(v, sizeof(v), "%llu", (unsigned long long)r->transaction);
 	rc = meta_prop_put(m, META_PROP_TRANSACTION_ID, v); /* the user's id */
+	for (size_t i = 0; i < r->nr_cprops && !rc; i++)    /* the pool's properties */
+		rc = meta_prop_put(m, r->cprops[i].key, r->cprops[i].value);
 	return rc ? rc : meta_pool_put(m, &prow);
 }
 

@@ -20,6 +20,7 @@
  * What dm-thin has no field for goes in comments that the tools skip and
  * restore_parse.c reads:
  *   <!-- thinfs dump version="1" -->
+ *   <!-- thinfs property key="" value="" -->             one per pool property set
  *   <!-- thinfs set name="" ctime="" -->                 one per snapshot set
  *   <!-- thinfs layer id="" parent="" -->                the layer tree
  *   <!-- thinfs device dev_id="" set="" name="" size="" read_only="" origin=""
@@ -253,6 +254,22 @@ static int put_sets(FILE *out, struct pool *pool)
 	return 0;
 }
 
+/* The pool's properties that were set (a default is not carried: a newer
+ * thinfs's default applies). */
+static void put_props(FILE *out, struct pool *pool)
+{
+	for (size_t i = 0; i < pool_prop_count(); i++) {
+		struct pool_prop p;
+		if (pool_view_prop(pool, i, &p) || p.is_default)
+			continue;
+		fputs("  <!-- thinfs property key=\"", out);
+		interop_put_escaped(out, p.key);
+		fputs("\" value=\"", out);
+		interop_put_escaped(out, p.value);
+		fputs("\" -->\n", out);
+	}
+}
+
 static int cmp_dev_id(const void *a, const void *b)
 {
 	uint64_t x = ((const struct meta_device_row *)a)->id;
@@ -329,6 +346,7 @@ int pool_dump(struct pool *pool, FILE *out, char *msg, size_t msglen)
 	    prow.uuid, (unsigned long long)prow.pool_time, (unsigned long long)prow.transaction_id,
 	    (unsigned long long)(prow.block_size / 512), (unsigned long long)prow.nr_data_blocks);
 	fputs("  <!-- thinfs dump version=\"1\" -->\n", out);
+	put_props(out, pool);
 	rc = put_sets(out, pool);
 	if (rc)
 		goto out;

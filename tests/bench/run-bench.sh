@@ -63,4 +63,5 @@ END {
 bash "$(dirname "$0")/daemon-bench.sh" "$BUILD" "$WORK"
 sh "$(dirname "$0")/send-bench.sh" "$BUILD" "$WORK"
 bash "$(dirname "$0")/admin-bench.sh" "$BUILD" "$WORK"
+sh "$(dirname "$0")/clone-bench.sh" "$BUILD" "$WORK"
 sh "$(dirname "$0")/origin-bench.sh" "$BUILD" "$WORK"

@@ -240,7 +240,12 @@ static void test_dump_restore_dump_identical(void **state)
 
 	build_busy_pool(f);
 	fx_check_clean(f);
+	/* the pool's properties travel too (the ones set, not the defaults) */
+	char *props[] = {"low_water=33", "discard=nopassdown"};
+	assert_int_equal(pool_prop_set(f->p, props, 2, msg, sizeof(msg)), 0);
 	x0 = dump_of(f->p);
+	assert_non_null(strstr(x0, "<!-- thinfs property key=\"low_water\" value=\"33\" -->"));
+	assert_null(strstr(x0, "key=\"queue_timeout\""));
 	snprintf(dir2, sizeof(dir2), "%s/restored", f->dir);
 	if (restore_str(dir2, x0, NULL, msg))
 		fail_msg("restore: %s\n%s", msg, x0);
@@ -249,6 +254,10 @@ static void test_dump_restore_dump_identical(void **state)
 	x1 = dump_of(p2);
 	if (strcmp(x0, x1))
 		fail_msg("dumps differ:\n%s\n----\n%s", x0, x1);
+	struct pool_prop pr;
+	assert_int_equal(pool_prop_get(p2, (size_t)pool_prop_index("discard"), &pr), 0);
+	assert_string_equal(pr.value, "nopassdown");
+	assert_false(pr.is_default);
 	/* the same sharing, device by device */
 	struct pool_device_info *a, *b;
 	size_t na, nb;
@@ -618,21 +627,6 @@ static const struct bad_xml {
      "creation_time=\"0\" snap_time=\"0\"><range_mapping origin_begin=\"0\" data_begin=\"9\" "
      "length=\"2\" time=\"0\"/></device></superblock>",
      "beyond nr_data_blocks"},
-    {"dblock at two vblocks",
-     "<superblock uuid=\"\" time=\"0\" transaction=\"0\" data_block_size=\"8\" "
-     "nr_data_blocks=\"10\"><device dev_id=\"1\" mapped_blocks=\"1\" transaction=\"0\" "
-     "creation_time=\"0\" snap_time=\"0\"><single_mapping origin_block=\"0\" data_block=\"3\" "
-     "time=\"0\"/></device><device dev_id=\"2\" mapped_blocks=\"1\" transaction=\"0\" "
-     "creation_time=\"0\" snap_time=\"0\"><single_mapping origin_block=\"4\" data_block=\"3\" "
-     "time=\"0\"/></device></superblock>",
-     "only at one vblock"},
-    {"dblock twice in one device",
-     "<superblock uuid=\"\" time=\"0\" transaction=\"0\" data_block_size=\"8\" "
-     "nr_data_blocks=\"10\"><device dev_id=\"1\" mapped_blocks=\"2\" transaction=\"0\" "
-     "creation_time=\"0\" snap_time=\"0\"><single_mapping origin_block=\"0\" data_block=\"3\" "
-     "time=\"0\"/><single_mapping origin_block=\"1\" data_block=\"3\" time=\"0\"/></device>"
-     "</superblock>",
-     "data block 3"},
     {"mapped_blocks lies",
      "<superblock uuid=\"\" time=\"0\" transaction=\"0\" data_block_size=\"8\" "
      "nr_data_blocks=\"10\"><device dev_id=\"1\" mapped_blocks=\"5\" transaction=\"0\" "

@@ -4,7 +4,9 @@
  * sequences of every operation: create, write (any size and alignment),
  * discard, zero-range, writable snapshots (of snapshots too), snapshot sets,
  * delete in any order (origins before snapshots and the reverse), rename,
- * resize (shrink and grow back), sync, close and reopen.
+ * resize (shrink and grow back), clones (copy_file_range: aligned or not,
+ * between devices or within one, growing the destination), sync, close and
+ * reopen.
  *
  * After every operation each live device must read exactly as its model; every
  * few operations pool_check must find nothing (no leak, no double mapping: a
@@ -130,6 +132,37 @@ static void verify_space(struct fixture *f, int step)
 	if (used < exclusive || used > mapped)
 		fail_msg("step %d: used %llu outside [%llu, %llu]", step, (unsigned long long)used,
 			 (unsigned long long)exclusive, (unsigned long long)mapped);
+}
+
+/* pool_clone_range of a random range, mostly block aligned. */
+static void clone_op(struct fixture *f)
+{
+	int i = pick_live(false), j = pick_live(true);
+	uint64_t soff = rnd(MAXBLK) * BS, doff = rnd(MAXBLK) * BS, len = rnd(4 * BS + 1), done;
+
+	if (i < 0 || j < 0)
+		return;
+	if (rnd(4) == 0) {
+		soff += rnd(BS);
+		doff += rnd(2) ? rnd(BS) : 0;
+	}
+	if (doff + len > DEVSZ)
+		len = DEVSZ - doff;
+	struct volume *s = vol_get(f, i), *d = vol_get(f, j);
+	uint64_t clip = soff >= model[i].size ? 0 : model[i].size - soff;
+	uint64_t n = len < clip ? len : clip;
+	int rc = pool_clone_range(s, soff, d, doff, len, &done);
+	if (i == j && n && soff < doff + n && doff < soff + n) {
+		assert_int_equal(rc, -EINVAL);
+	} else {
+		assert_int_equal(rc, 0);
+		assert_int_equal(done, n);
+		memmove(model[j].data + doff, model[i].data + soff, n);
+		if (n && doff + n > model[j].size)
+			model[j].size = doff + n;
+	}
+	vol_put(j, d);
+	vol_put(i, s);
 }
 
 static void run(uint64_t seed, int steps)
@@ -266,6 +299,8 @@ static void run(uint64_t seed, int steps)
 			if (pool_rename(f->p, model[i].name, name, f->msg, sizeof(f->msg)))
 				fail_msg("rename: %s", f->msg);
 			snprintf(model[i].name, sizeof(model[i].name), "%s", name);
+		} else if (r < 92) {
+			clone_op(f);
 		} else if (r < 95) {
 			assert_int_equal(pool_sync(f->p), 0);
 		} else {

@@ -517,6 +517,39 @@ static void test_admin_create_origin_checks_the_caller(void **state)
 	ofx_free(o);
 }
 
+/* copy_file_range (pool_clone_range) over an origin copies what each side
+ * reads: the origin's bytes out of it, zeros (not the origin) into it. */
+static void test_clone_copies_across_an_origin(void **state)
+{
+	struct ofx *o = ofx_new();
+	struct volume *v, *p;
+	uint64_t done;
+
+	ocreate(o, "v", 8 * BS);
+	fx_fill(o->f, "v", 2 * BS, BS, 'A');
+	fx_create(o->f, "plain", 8 * BS);
+	assert_int_equal(pool_volume_open(o->f->p, "v", &v), 0);
+	assert_int_equal(pool_volume_open(o->f->p, "plain", &p), 0);
+	assert_int_equal(pool_clone_range(v, 0, p, 0, 8 * BS, &done), 0);
+	assert_int_equal(done, 8 * BS);
+	pool_volume_close(p);
+	expect_origin(o, "plain", 0, 2 * BS);
+	fx_expect(o->f, "plain", 2 * BS, BS, 'A');
+	expect_origin(o, "plain", 3 * BS, 5 * BS);
+	/* into the origin volume: a plain volume's holes read zeros there too */
+	fx_create(o->f, "holes", 8 * BS);
+	assert_int_equal(pool_volume_open(o->f->p, "holes", &p), 0);
+	assert_int_equal(pool_clone_range(p, 0, v, 0, 4 * BS, &done), 0);
+	assert_int_equal(done, 4 * BS);
+	pool_volume_close(p);
+	pool_volume_close(v);
+	fx_expect(o->f, "v", 0, 4 * BS, 0);
+	expect_origin(o, "v", 4 * BS, 4 * BS);
+	fx_check_clean(o->f);
+	origin_untouched(o);
+	ofx_free(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -532,6 +565,7 @@ int main(void)
 	    cmocka_unit_test(test_send_carries_the_origin),
 	    cmocka_unit_test(test_format_2_pool_has_no_origins),
 	    cmocka_unit_test(test_admin_create_origin_checks_the_caller),
+	    cmocka_unit_test(test_clone_copies_across_an_origin),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

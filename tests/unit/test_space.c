@@ -248,7 +248,7 @@ static void test_queue_released_by_delete_timeout_and_stop(void **state)
 
 struct worker {
 	struct fixture *f;
-	volatile bool stop;
+	bool stop; /* atomic */
 	int events[POOL_EVENT_NR];
 };
 
@@ -258,7 +258,8 @@ static void *worker_main(void *arg)
 	struct pool_event ev;
 	int rc;
 
-	while (!k->stop && (rc = pool_space_worker(k->f->p, &ev, 50)) != -ESHUTDOWN)
+	while (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE) &&
+	       (rc = pool_space_worker(k->f->p, &ev, 50)) != -ESHUTDOWN)
 		if (rc == 1)
 			__atomic_add_fetch(&k->events[ev.kind], 1, __ATOMIC_RELAXED);
 	return NULL;
@@ -294,7 +295,7 @@ static void test_autoextend_grows_and_stops_at_max(void **state)
 	     i < 200 && !__atomic_load_n(&k.events[POOL_EVENT_AUTOEXTEND_FAILED], __ATOMIC_RELAXED);
 	     i++)
 		usleep(10000);
-	k.stop = true;
+	__atomic_store_n(&k.stop, true, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);
 	pool_status(f->p, &st);
 	assert_int_equal(st.nr_data_blocks, 300);
