@@ -6,8 +6,9 @@
  * the rest of the origin's block); the origin is never written; snapshots
  * keep it; it survives a commit and a reopen; an origin changed or removed
  * behind the pool's back refuses the volume with a message naming it; the
- * discard and zero-range semantics; SEEK_HOLE; send carries the origin's
- * data.  No root needed.
+ * discard and zero-range semantics; resize; SEEK_HOLE; send carries the
+ * origin's data; a format-2 pool; the caller check of admin_exec; clones
+ * across an origin copy.  No root needed.
  */
 #include <fcntl.h>
 #include <sqlite3.h>
