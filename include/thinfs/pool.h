@@ -221,6 +221,11 @@ const char *pool_event_name(int kind);
  * or -ESHUTDOWN after pool_space_worker_stop.
  */
 int pool_space_worker(struct pool *pool, struct pool_event *ev, int timeout_ms);
+/* Called with +1 by a thread about to wait for space (when_full=queue), and
+ * with -1 when it stops waiting, with no lock held: the daemon starts
+ * another FUSE worker so that reads and other requests are still served
+ * while writers wait.  Set before any I/O. */
+void pool_set_space_wait_hook(struct pool *pool, void (*fn)(void *arg, int delta), void *arg);
 /* Wake the worker for good, and let every write queued for space fail now. */
 void pool_space_worker_stop(struct pool *pool);
 /* The event command to run now ("" = none), copied into buf. */

@@ -14,6 +14,13 @@
  *
  * Signals: the stop signals are blocked in every thread and read from a
  * signalfd by the main thread, so no worker is ever interrupted mid-request.
+ *
+ * Growth: a worker that waits inside a request (a write queued for space,
+ * when_full=queue) says so (fuse_loop_waiting); while fewer than
+ * SPARE_WORKERS are left free, another worker starts, up to GROWTH_MAX more
+ * than asked for, so reads, stats and the status are still answered while
+ * writers wait.  Workers never end before the loop does.  One loop per
+ * process; loop_lock guards the table's length and the waiting count.
  */
 #include <errno.h>
 #include <poll.h>
@@ -35,6 +42,8 @@
  * 3.15.  Later versions size it from fs.fuse.max_pages_limit, so there the
  * buffers are left to libfuse (correct, with the bounce copy). */
 #define RECV_BUFSIZE (((size_t)256 + 1) * PAGE)
+#define SPARE_WORKERS 4
+#define GROWTH_MAX 128
 
 struct worker {
 	pthread_t thread;
@@ -45,6 +54,31 @@ struct worker {
 	int error; /* negative errno that ended this worker */
 	bool started;
 };
+
+static struct {
+	pthread_mutex_t lock;
+	struct worker *w; /* cap entries, the first nr started */
+	unsigned nr, cap, waiting;
+	bool stopping;
+} loop = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int start_worker(struct worker *w);
+
+void fuse_loop_waiting(void *arg, int delta)
+{
+	(void)arg;
+	pthread_mutex_lock(&loop.lock);
+	loop.waiting = (unsigned)((int)loop.waiting + delta);
+	if (delta > 0 && !loop.stopping && loop.nr < loop.cap &&
+	    loop.nr - loop.waiting < SPARE_WORKERS) {
+		struct worker *w = &loop.w[loop.nr];
+		w->se = loop.w[0].se;
+		w->done_fd = loop.w[0].done_fd;
+		if (!start_worker(w)) /* (the new thread inherits the blocked signals) */
+			loop.nr++;
+	}
+	pthread_mutex_unlock(&loop.lock);
+}
 
 static bool own_buffers(void)
 {
@@ -124,7 +158,7 @@ static void stop_worker(struct worker *w)
 int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *stop, int *signo,
 		  void (*stopping)(void *arg), void *arg)
 {
-	struct worker *w = calloc(nr_workers, sizeof(*w));
+	struct worker *w = calloc(nr_workers + GROWTH_MAX, sizeof(*w));
 	int sfd = -1, efd = -1, rc = 0;
 
 	*signo = 0;
@@ -136,11 +170,17 @@ int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *
 		rc = -errno;
 		goto out;
 	}
+	pthread_mutex_lock(&loop.lock);
+	loop.w = w;
+	loop.cap = nr_workers + GROWTH_MAX;
+	loop.stopping = false;
 	for (unsigned i = 0; i < nr_workers && !rc; i++) {
 		w[i].se = se;
 		w[i].done_fd = efd;
 		rc = start_worker(&w[i]);
+		loop.nr += !rc;
 	}
+	pthread_mutex_unlock(&loop.lock);
 	while (!rc) {
 		struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
 		struct signalfd_siginfo si;
@@ -161,7 +201,10 @@ int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *
 	if (stopping)
 		stopping(arg); /* a request still waiting (for space) ends now */
 out:
-	for (unsigned i = 0; i < nr_workers; i++) {
+	pthread_mutex_lock(&loop.lock);
+	loop.stopping = true; /* no more growth: the table is final */
+	pthread_mutex_unlock(&loop.lock);
+	for (unsigned i = 0; i < nr_workers + GROWTH_MAX; i++) {
 		stop_worker(&w[i]);
 		if (!rc && w[i].error < 0)
 			rc = w[i].error;
@@ -170,6 +213,10 @@ out:
 		close(sfd);
 	if (efd >= 0)
 		close(efd);
+	pthread_mutex_lock(&loop.lock);
+	loop.w = NULL;
+	loop.nr = loop.cap = loop.waiting = 0;
+	pthread_mutex_unlock(&loop.lock);
 	free(w);
 	return rc;
 }

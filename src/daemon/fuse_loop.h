@@ -21,5 +21,9 @@ int fuse_loop_block_signals(sigset_t *stop);
  * reading /dev/fuse failed. */
 int fuse_loop_run(struct fuse_session *se, unsigned nr_workers, const sigset_t *stop, int *signo,
 		  void (*stopping)(void *arg), void *arg);
+/* A worker begins (+1) or ends (-1) a wait inside a request: while fewer
+ * than a few workers are free, the loop starts another (the engine's space
+ * wait hook; arg unused). */
+void fuse_loop_waiting(void *arg, int delta);
 
 #endif

@@ -453,6 +453,8 @@ static int serve(struct opts *o, struct fuse_args *args, int *status_fd)
 	say(FUSE_LOG_INFO, "thinfs: serving %s on %s\n", o->pool, o->mountpoint);
 	/* until the unmount or SIGTERM/SIGINT/SIGHUP (an ignored SIGINT stays
 	 * ignored: a shell's background job does not stop on it) */
+	/* a write waiting for space takes its worker: start more meanwhile */
+	pool_set_space_wait_hook(pool, fuse_loop_waiting, NULL);
 	rc = fuse_loop_run(se, (unsigned)o->max_threads, &stop, &signo, stop_waiting, pool);
 	if (signo)
 		say(FUSE_LOG_INFO, "thinfs: stopping on signal %d (%s)\n", signo, strsignal(signo));

@@ -122,13 +122,15 @@ struct pool_props {
  */
 #define SPACE_EVENT_RING 32
 struct space_events {
-	bool low_water_crossed;	 /* used >= low_water: the next crossing waits */
-	bool full;		 /* a full episode: "full" given, "space_back" not yet */
-	bool autoextend_wanted;	 /* the worker should grow the data file */
-	bool at_max_reported;	 /* autoextend_failed given for autoextend_max */
-	bool saved;		 /* last[] is in the props table */
-	bool stop;		 /* the worker stopped: queued writes fail */
-	unsigned nr_queued;	 /* writes waiting for space now */
+	bool low_water_crossed; /* used >= low_water: the next crossing waits */
+	bool full;		/* a full episode: "full" given, "space_back" not yet */
+	bool autoextend_wanted; /* the worker should grow the data file */
+	bool at_max_reported;	/* autoextend_failed given for autoextend_max */
+	bool saved;		/* last[] is in the props table */
+	bool stop;		/* the worker stopped: queued writes fail */
+	unsigned nr_queued;	/* writes waiting for space now */
+	void (*wait_hook)(void *arg, int delta); /* [i] pool_set_space_wait_hook */
+	void *wait_arg;
 	pthread_cond_t space_cv; /* a queued write waits here */
 	pthread_cond_t work_cv;	 /* the worker waits here */
 	struct pool_event ring[SPACE_EVENT_RING];

@@ -209,6 +209,11 @@ int pool_space_wait(struct pool *pool, int64_t *deadline_ms)
 	pthread_mutex_lock(&pool->lock);
 	if (pool->props.when_full != WHEN_FULL_QUEUE || sev->stop)
 		goto out;
+	if (sev->wait_hook) { /* (outside the lock: it may start a thread) */
+		pthread_mutex_unlock(&pool->lock);
+		sev->wait_hook(sev->wait_arg, 1);
+		pthread_mutex_lock(&pool->lock);
+	}
 	if (!*deadline_ms)
 		*deadline_ms = pool->props.queue_timeout
 				   ? start + (int64_t)pool->props.queue_timeout * 1000
@@ -233,10 +238,23 @@ int pool_space_wait(struct pool *pool, int64_t *deadline_ms)
 			 "a write waited %u s (queue_timeout) for data space and failed with "
 			 "ENOSPC",
 			 pool->props.queue_timeout);
+	if (sev->wait_hook) {
+		pthread_mutex_unlock(&pool->lock);
+		sev->wait_hook(sev->wait_arg, -1);
+		pthread_mutex_lock(&pool->lock);
+	}
 out:
 	pthread_mutex_unlock(&pool->lock);
 	pthread_setcancelstate(cancel, NULL);
 	return rc;
+}
+
+void pool_set_space_wait_hook(struct pool *pool, void (*fn)(void *arg, int delta), void *arg)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->sev.wait_hook = fn;
+	pool->sev.wait_arg = arg;
+	pthread_mutex_unlock(&pool->lock);
 }
 
 void pool_space_worker_stop(struct pool *pool)

@@ -75,8 +75,25 @@ kill -0 $DD 2> /dev/null || fail "dd ended on a full pool: $(cat "$T/dd.log")"
 wait_event full 1
 sleep 1
 kill -0 $DD 2> /dev/null || fail "dd did not wait"
+# more writers wait than the daemon has workers (16; one write at a time per
+# file, so a file each): reads and the status are still answered
+QS=""
+for i in $(seq 24); do
+	create "q$i" 1M
+	dd if="$T/A" of="$M/q$i" bs=64K count=1 skip="$i" oflag=direct conv=notrunc 2> /dev/null &
+	QS="$QS $!"
+done
+for _ in $(seq 100); do [ "$(timeout 10 "$THINCTL" status --json "$P" | sed -n 's/.*"queued_writes":\([0-9]*\).*/\1/p')" -ge 25 ] 2> /dev/null && break; sleep 0.1; done
+[ "$(jfield queued_writes)" -ge 25 ] || fail "the writers are not all queued: $(jfield queued_writes)"
+timeout 10 cmp -n 1048576 "$T/A" "$M/v" || fail "a read waited behind the queued writes"
+timeout 10 "$THINCTL" status --json "$P" > /dev/null || fail "the status waited behind the queued writes"
 tc grow "$P" --data-size 96M > /dev/null
 wait $DD || fail "the queued dd failed: $(cat "$T/dd.log")"
+for q in $QS; do wait "$q" || fail "a queued writer failed"; done
+for i in 1 12 24; do
+	cmp <(dd if="$T/A" bs=64K skip="$i" count=1 status=none) "$M/q$i" -n 65536 || fail "q$i differs"
+done
+for i in $(seq 24); do tc delete "$P" "q$i"; done
 cmp -n 41943040 "$T/B" <(dd if="$M/v" bs=1M skip=22 count=40 status=none) || fail "queued bytes differ"
 cmp -n 23068672 <(cat "$T/A" <(head -c 2097152 "$T/A")) "$M/v" || fail "earlier bytes differ"
 wait_event space_back 1
@@ -144,8 +161,11 @@ dd if=/dev/zero of="$M/h" bs=1M count=$((free / 1048576 - 48)) oflag=direct conv
 dd if=/dev/urandom of="$T/C" bs=1M count=64 status=none
 cp "$T/C" "$T/fs/c" &
 CP=$!
-for _ in $(seq 300); do [ "$(jfield queued_writes)" -ge 1 ] 2> /dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do [ "$(timeout 10 "$THINCTL" status --json "$P" | sed -n 's/.*"queued_writes":\([0-9]*\).*/\1/p')" -ge 1 ] 2> /dev/null && break; sleep 0.1; done
 [ "$(jfield queued_writes)" -ge 1 ] || fail "ext4's writes never queued"
+# the writers wait, the mount does not: reads and the status are answered
+timeout 10 cmp -n 1048576 "$T/A" "$M/v" || fail "a read waited behind the queued writes"
+timeout 10 "$THINCTL" status --json "$P" > /dev/null || fail "the status waited behind the queued writes"
 tc grow "$P" --data-size $((dsize + 256 * 1048576)) > /dev/null
 wait $CP || fail "cp onto ext4 failed through the full pool"
 sync

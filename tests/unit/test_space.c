@@ -291,8 +291,9 @@ static void test_autoextend_grows_and_stops_at_max(void **state)
 	/* past the maximum: autoextend_failed, and with error, ENOSPC */
 	set(f, "when_full=error");
 	assert_true(write_blocks(v, 250, 100) == -ENOSPC);
-	for (int i = 0;
-	     i < 200 && !__atomic_load_n(&k.events[POOL_EVENT_AUTOEXTEND_FAILED], __ATOMIC_RELAXED);
+	/* (the worker hands the events out in turn: wait for it, under load too) */
+	for (int i = 0; i < 3000 &&
+			!__atomic_load_n(&k.events[POOL_EVENT_AUTOEXTEND_FAILED], __ATOMIC_RELAXED);
 	     i++)
 		usleep(10000);
 	__atomic_store_n(&k.stop, true, __ATOMIC_RELEASE);
