@@ -11,6 +11,9 @@ set -eu
 require_root
 require_cmd fio mkfs.ext4 e2fsck
 setup
+# a failure with writes queued: let them fail now, so the teardown's umounts
+# do not wait out queue_timeout
+trap 'rc=$?; "$THINCTL" set "$P" when_full=error > /dev/null 2>&1; teardown $rc' EXIT
 
 format 32M # 512 blocks of 64K
 create v 64M
@@ -159,9 +162,10 @@ free=$(($(jfield free_blocks) * 65536))
 create h 2G
 dd if=/dev/zero of="$M/h" bs=1M count=$((free / 1048576 - 48)) oflag=direct conv=notrunc,fsync status=none
 dd if=/dev/urandom of="$T/C" bs=1M count=64 status=none
-cp "$T/C" "$T/fs/c" &
+# (the fsync pushes ext4's writeback now, not at dirty_expire)
+(cp "$T/C" "$T/fs/c" && sync "$T/fs/c") &
 CP=$!
-for _ in $(seq 300); do [ "$(timeout 10 "$THINCTL" status --json "$P" | sed -n 's/.*"queued_writes":\([0-9]*\).*/\1/p')" -ge 1 ] 2> /dev/null && break; sleep 0.1; done
+for _ in $(seq 900); do [ "$(timeout 10 "$THINCTL" status --json "$P" | sed -n 's/.*"queued_writes":\([0-9]*\).*/\1/p')" -ge 1 ] 2> /dev/null && break; sleep 0.1; done
 [ "$(jfield queued_writes)" -ge 1 ] || fail "ext4's writes never queued"
 # the writers wait, the mount does not: reads and the status are answered
 timeout 10 cmp -n 1048576 "$T/A" "$M/v" || fail "a read waited behind the queued writes"

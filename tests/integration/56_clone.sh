@@ -12,7 +12,7 @@ require_root
 require_cmd cp cmp dd
 setup
 
-SIZE_MB=${CLONE_TEST_MB:-256}
+SIZE_MB=${CLONE_TEST_MB:-1024}
 BLOCKS=$((SIZE_MB * 16)) # 64 KiB blocks
 
 format 2G
