@@ -278,15 +278,6 @@ static void test_crash_mid_merge_finished_at_open(void **state)
 
 /* ---- check --repair of a pool in use ---- */
 
-static void sql(const char *pool, const char *stmt)
-{
-	char cmd[512];
-
-	snprintf(cmd, sizeof(cmd), "sqlite3 '%s/meta.db' \"%s\"", pool, stmt);
-	if (system(cmd) != 0)
-		skip();
-}
-
 static int live_check(struct fixture *f, char **out)
 {
 	size_t len = 0;
@@ -307,7 +298,7 @@ static void test_live_repair_fixes_leaks_refuses_damage(void **state)
 	pool_close(f->p);
 	f->p = NULL;
 	/* block 40 marked used behind the pool's back: a leak */
-	sql(f->pool, "UPDATE space SET bits = substr(bits, 1, 5) || x'01' || substr(bits, 7)");
+	fx_sql(f->pool, "UPDATE space SET bits = substr(bits, 1, 5) || x'01' || substr(bits, 7)");
 	if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
 		fail_msg("%s", f->msg);
 	assert_int_equal(live_check(f, &out), CHECK_CLEAN);
@@ -319,7 +310,7 @@ static void test_live_repair_fixes_leaks_refuses_damage(void **state)
 	/* a mapped block marked free: damage, which needs the pool unmounted */
 	pool_close(f->p);
 	f->p = NULL;
-	sql(f->pool, "UPDATE space SET bits = zeroblob(4096)");
+	fx_sql(f->pool, "UPDATE space SET bits = zeroblob(4096)");
 	if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))
 		fail_msg("%s", f->msg);
 	assert_int_equal(live_check(f, &out), CHECK_DAMAGED);

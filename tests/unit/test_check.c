@@ -65,18 +65,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void sql(const char *pool, const char *stmt)
-{
-	char path[160];
-	sqlite3 *db;
-
-	snprintf(path, sizeof(path), "%s/meta.db", pool);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	if (sqlite3_exec(db, stmt, NULL, NULL, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", stmt, sqlite3_errmsg(db));
-	sqlite3_close(db);
-}
-
 static void copy_pristine(const char *to)
 {
 	char cmd[512];
@@ -259,7 +247,7 @@ static void run_case(const struct corruption *k, const char *pool)
 
 	copy_pristine(pool);
 	if (k->sql) {
-		sql(pool, k->sql);
+		fx_sql(pool, k->sql);
 	} else {
 		snprintf(path, sizeof(path), "%s/data", pool);
 		assert_int_equal(truncate(path, 8 * BS), 0);
@@ -328,8 +316,8 @@ static void test_repair_without_space_says_so(void **state)
 		assert_int_equal(n, (ssize_t)BS);
 	}
 	assert_int_equal(pool_close(p), 0);
-	sql(pool, "INSERT INTO map(layer, vblock, dblock, time) SELECT " LEAF(
-		      "w") ", 0, " ROOT_ROW_DB(0) ", 0");
+	fx_sql(pool, "INSERT INTO map(layer, vblock, dblock, time) SELECT " LEAF(
+			 "w") ", 0, " ROOT_ROW_DB(0) ", 0");
 	rc = run_check(pool, true, &out);
 	if (rc != CHECK_DAMAGED || !strstr(out, "not repaired (no free data block") ||
 	    !strstr(out, "still there after the repair"))

@@ -487,18 +487,6 @@ static void test_clone_delta_send_receive_exact(void **state)
 
 /* ---- check ---- */
 
-static void sql(const char *pool, const char *stmt)
-{
-	char path[160];
-	sqlite3 *db;
-
-	snprintf(path, sizeof(path), "%s/meta.db", pool);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	if (sqlite3_exec(db, stmt, NULL, NULL, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", stmt, sqlite3_errmsg(db));
-	sqlite3_close(db);
-}
-
 static int run_check(struct fixture *f, bool repair, const char *expect)
 {
 	char *out = NULL;
@@ -520,17 +508,17 @@ static void test_clone_check_finds_wrong_count(void **state)
 	do_clone(f, "a", 0, "b", 0, NR * BS);
 	assert_int_equal(pool_close(f->p), 0);
 	f->p = NULL;
-	sql(f->pool, "UPDATE refs SET count = 3 WHERE rowid = (SELECT min(rowid) FROM refs)");
+	fx_sql(f->pool, "UPDATE refs SET count = 3 WHERE rowid = (SELECT min(rowid) FROM refs)");
 	assert_int_equal(run_check(f, false, "clone count of 3 but 2 map rows"), 1);
 	assert_int_equal(run_check(f, true, NULL), 0);
 	assert_int_equal(run_check(f, false, NULL), 0);
 	/* a count that went missing: the block is mapped twice, copied */
-	sql(f->pool, "DELETE FROM refs WHERE rowid = (SELECT min(rowid) FROM refs)");
+	fx_sql(f->pool, "DELETE FROM refs WHERE rowid = (SELECT min(rowid) FROM refs)");
 	assert_int_equal(run_check(f, false, "mapped twice"), 1);
 	assert_int_equal(run_check(f, true, NULL), 0);
 	/* a count for a block one row names */
-	sql(f->pool, "INSERT INTO refs(dblock, count) SELECT dblock, 2 FROM map "
-		     "WHERE dblock NOT IN (SELECT dblock FROM refs) LIMIT 1");
+	fx_sql(f->pool, "INSERT INTO refs(dblock, count) SELECT dblock, 2 FROM map "
+			"WHERE dblock NOT IN (SELECT dblock FROM refs) LIMIT 1");
 	assert_int_equal(run_check(f, false, "but 1 map rows"), 1);
 	assert_int_equal(run_check(f, true, NULL), 0);
 	if (pool_open(f->pool, 0, "unit test", &f->p, f->msg, sizeof(f->msg)))

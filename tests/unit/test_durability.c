@@ -180,17 +180,6 @@ static void test_failed_punch_retried_after_next_commit(void **state)
 
 /* ---- repair scrubs ---- */
 
-static void sql(const char *pool, const char *stmt)
-{
-	char path[160];
-	sqlite3 *db;
-
-	snprintf(path, sizeof(path), "%s/meta.db", pool);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, stmt, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
 static void test_repair_scrubs_free_blocks(void **state)
 {
 	struct fixture *f = fx_new(BS, 64);
@@ -205,7 +194,7 @@ static void test_repair_scrubs_free_blocks(void **state)
 	memset(junk, 'J', sizeof(junk));
 	assert_int_equal(pwrite(fd, junk, BS, 7 * BS), BS);
 	close(fd);
-	sql(f->pool, "UPDATE pool SET needs_check = 1, clean = 1");
+	fx_sql(f->pool, "UPDATE pool SET needs_check = 1, clean = 1");
 	assert_int_equal(pool_check(f->pool, true, NULL, f->msg, sizeof(f->msg)), CHECK_CLEAN);
 	assert_int_equal(nonzero_in_block(f, 7), 0);
 	fx_free(f);

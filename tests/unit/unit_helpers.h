@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "thinfs/pool.h"
 
@@ -145,6 +146,20 @@ static inline uint64_t fx_mapped(struct fixture *f, const char *name)
 
 	assert_int_equal(pool_device_info(f->p, name, &info), 0);
 	return info.mapped_blocks;
+}
+
+/* Run stmt on the pool's meta.db directly (damage, or a state the engine
+ * would never write); it must succeed. */
+static inline void fx_sql(const char *pool, const char *stmt)
+{
+	char path[160];
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/meta.db", pool);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	if (sqlite3_exec(db, stmt, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", stmt, sqlite3_errmsg(db));
+	sqlite3_close(db);
 }
 
 /* pool_check on the committed state must find nothing at all. */
